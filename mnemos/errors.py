@@ -1,0 +1,29 @@
+"""Errors a user can cause.
+
+Every one carries a one-line message that says what went wrong and what to do. The CLI
+prints it and exits with status 2; the TUI shows it as a notification and stays up.
+"""
+
+
+class MnemosError(Exception):
+    """Base class of every user-facing error."""
+
+
+class ConfigError(MnemosError):
+    """An impossible model or training setting (e.g. n_embd not divisible by n_head)."""
+
+
+class DataError(MnemosError):
+    """A data file that cannot be used: missing, empty, binary, not UTF-8, too short."""
+
+
+class TokenizerError(MnemosError):
+    """A tokenizer file that is corrupt or foreign, or text the tokenizer cannot take."""
+
+
+class CheckpointError(MnemosError):
+    """A checkpoint folder that is missing, corrupt, foreign or from a newer version."""
+
+
+class DeviceError(MnemosError):
+    """A compute device that is not available (e.g. --device cuda without CuPy or a GPU)."""

@@ -1,0 +1,105 @@
+"""Events the trainer (and other long jobs) report to a callback.
+
+Plain dataclasses: the CLI prints them (a progress line, or one JSON object per line
+with ``--json``), the TUI posts them as Textual messages. ``to_dict()`` gives the JSON
+form, with ``"event"`` naming the kind (contract: ``step``, ``eval``, ``done`` ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+
+@dataclass
+class Event:
+    kind: ClassVar[str] = "event"
+
+    def to_dict(self) -> dict:
+        return {"event": self.kind, **dataclasses.asdict(self)}
+
+
+@dataclass
+class PrepareEvent(Event):
+    """Progress of work before the first step: training the tokenizer, encoding, caching."""
+
+    kind: ClassVar[str] = "prepare"
+    phase: str
+    done: int
+    total: int
+    message: str = ""
+
+
+@dataclass
+class StepEvent(Event):
+    kind: ClassVar[str] = "step"
+    step: int
+    max_steps: int
+    loss: float
+    lr: float
+    grad_norm: float
+    tokens_per_s: float
+    elapsed_s: float
+    eta_s: float
+    tokens_seen: int
+
+
+@dataclass
+class EvalEvent(Event):
+    kind: ClassVar[str] = "eval"
+    step: int
+    train_loss: float
+    val_loss: float
+    best_val_loss: float
+    is_best: bool
+    elapsed_s: float
+
+
+@dataclass
+class SampleEvent(Event):
+    """The completion of the run's fixed prompt at an evaluation (the learning replay)."""
+
+    kind: ClassVar[str] = "sample"
+    step: int
+    prompt: str
+    text: str
+    val_loss: float
+
+
+@dataclass
+class CheckpointEvent(Event):
+    kind: ClassVar[str] = "checkpoint"
+    step: int
+    path: str
+    reason: str  # "latest", "best", "manual", "final", "interrupt"
+
+
+@dataclass
+class StateEvent(Event):
+    """The trainer changed state: "running", "paused", "stopping"."""
+
+    kind: ClassVar[str] = "state"
+    state: str
+    step: int
+
+
+@dataclass
+class DoneEvent(Event):
+    kind: ClassVar[str] = "done"
+    step: int
+    reason: str  # "finished", "stopped", "error"
+    loss: float | None
+    best_val_loss: float | None
+    elapsed_s: float
+    checkpoint: str | None
+
+
+@dataclass
+class ErrorEvent(Event):
+    kind: ClassVar[str] = "error"
+    message: str
+    last_good_checkpoint: str | None
+
+
+Callback = Callable[[Event], None]

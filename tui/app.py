@@ -1,0 +1,147 @@
+"""``MnemosApp``: the screen list, the global keys, and ``main()`` for ``mnemos-tui``.
+
+Each top-level screen is a Textual *mode* (it keeps its state while you look at another
+one). Adding a screen is one ``ScreenEntry`` in ``SCREENS``: its key binding, command
+palette entry and help section follow from it. Screen modules (and through them NumPy
+and the engine) are imported only when first shown, so the app starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from tui.workspace import Workspace
+
+if TYPE_CHECKING:
+    from mnemos.trainer import Trainer
+    from tui.screens.train import TrainScreen
+
+
+@dataclass(frozen=True)
+class ScreenEntry:
+    """One top-level screen: its mode name, key, title, and ``module:Class``."""
+
+    mode: str
+    key: str
+    title: str
+    help: str
+    target: str
+
+    def load(self) -> type[Screen]:
+        module, _, name = self.target.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+SCREENS: tuple[ScreenEntry, ...] = (
+    ScreenEntry("datasets", "f2", "Datasets", "Browse text files, choose training and testing files",
+                "tui.screens.datasets:DatasetsScreen"),
+    ScreenEntry("train", "f3", "Train", "Hyperparameters, start / pause / stop training, live loss",
+                "tui.screens.train:TrainScreen"),
+    ScreenEntry("evaluate", "f4", "Evaluate", "Loss, perplexity and bits per byte of a checkpoint",
+                "tui.screens.evaluate:EvaluateScreen"),
+    ScreenEntry("generate", "f5", "Generate", "Chat with a trained checkpoint",
+                "tui.screens.generate:GenerateScreen"),
+    ScreenEntry("checkpoints", "f6", "Checkpoints", "List, inspect and delete saved runs",
+                "tui.screens.checkpoints:CheckpointsScreen"),
+)
+
+
+def _factory(entry: ScreenEntry):
+    return lambda: entry.load()()
+
+
+class MnemosApp(App[None]):
+    """The Mnemos terminal app."""
+
+    TITLE = "Mnemos"
+    CSS_PATH = "mnemos.tcss"
+    MODES = {entry.mode: _factory(entry) for entry in SCREENS}
+    BINDINGS = [
+        Binding("f1", "help", "Help"),
+        *(Binding(entry.key, f"switch_mode('{entry.mode}')", entry.title, id=f"screen.{entry.mode}")
+          for entry in SCREENS),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+    NARROW = 100  # below this many columns, screens stack their panes vertically
+
+    def __init__(self, root: str | Path | None = None, data: str | Path | None = None,
+                 checkpoint: str | Path | None = None, start: str | None = None) -> None:
+        super().__init__()
+        self.workspace = Workspace(Path(root) if root is not None else Path.cwd())
+        self.workspace.ensure_folders()
+        if data is not None:
+            self.workspace.train_file = self.workspace.resolve(data)
+        if checkpoint is not None:
+            self.workspace.checkpoint = self.workspace.resolve(checkpoint)
+        self.start_mode = start or ("generate" if checkpoint is not None else
+                                    "train" if data is not None else "datasets")
+        self.trainer: Trainer | None = None  # set by the Train screen while a run is alive
+        self.train_screen: TrainScreen | None = None  # set by the Train screen when mounted
+
+    def on_mount(self) -> None:
+        self.switch_mode(self.start_mode)
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < self.NARROW, "-narrow")
+
+    # -- navigation -----------------------------------------------------------------
+
+    def action_help(self) -> None:
+        from tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for entry in SCREENS:
+            yield SystemCommand(f"Go to {entry.title} ({entry.key.upper()})", entry.help,
+                                lambda mode=entry.mode: self.switch_mode(mode))
+        yield SystemCommand("Help (F1)", "Every key of every screen", self.action_help)
+
+    # -- quitting -------------------------------------------------------------------
+
+    @property
+    def training_alive(self) -> bool:
+        return self.trainer is not None and self.trainer.state in ("preparing", "running", "paused")
+
+    async def action_quit(self) -> None:
+        if not self.training_alive:
+            self.exit()
+            return
+        from tui.screens.dialogs import QuitDialog
+
+        self.push_screen(QuitDialog(), self._quit_chosen)
+
+    def _quit_chosen(self, choice: str | None) -> None:
+        if choice in ("save", "discard") and self.train_screen is not None:
+            self.train_screen.quit_training(save=choice == "save")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mnemos-tui",
+        description="Train, evaluate and talk to a small GPT from the terminal. "
+                    "F1 in the app lists every key.")
+    parser.add_argument("--data", metavar="FILE", help="training text file (opens the Train screen)")
+    parser.add_argument("--checkpoint", metavar="DIR", help="checkpoint folder (opens the Generate screen)")
+    parser.add_argument("--root", metavar="DIR", default=None,
+                        help="folder holding data/ and checkpoints/ (default: the current folder)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    MnemosApp(root=args.root, data=args.data, checkpoint=args.checkpoint).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""``MnemosScreen``: the frame every top-level screen shares (header, body, footer)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+
+if TYPE_CHECKING:
+    from tui.app import MnemosApp
+    from tui.workspace import Workspace
+
+
+class MnemosScreen(Screen):
+    """A top-level screen: subclasses give ``TITLE`` and ``compose_body()``."""
+
+    TITLE = ""
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="◆")
+        yield from self.compose_body()
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    def on_mount(self) -> None:
+        self.sub_title = self.TITLE
+
+    @property
+    def mnemos(self) -> "MnemosApp":
+        from tui.app import MnemosApp
+
+        return cast(MnemosApp, self.app)
+
+    @property
+    def workspace(self) -> "Workspace":
+        return self.mnemos.workspace
+
+    def report(self, error: BaseException, title: str = "Error") -> None:
+        """Show an error as a notification; the screen stays usable."""
+        from mnemos.errors import MnemosError
+
+        message = str(error) if isinstance(error, MnemosError) else f"{type(error).__name__}: {error}"
+        self.notify(message, title=title, severity="error", timeout=8)

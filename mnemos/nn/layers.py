@@ -1,0 +1,392 @@
+"""The layers of GPT-2, each with its forward and its hand-written backward side by side.
+
+Conventions: activations are 2-D ``(N, C)`` with ``N = B * T`` rows (attention reshapes
+to ``(B, H, T, hd)`` internally). ``forward`` keeps what ``backward`` needs; ``backward``
+takes the gradient of the loss w.r.t. the output, *adds* the parameter gradients into
+the model's flat gradient buffer and returns the gradient w.r.t. the input. Outputs are
+written into buffers from the shared :class:`~mnemos.nn.workspace.Workspace`, so a
+returned array is only valid until the same layer runs again.
+
+Each docstring gives the short derivation of the backward pass; ``1`` is a vector of
+ones, ``*`` is elementwise, ``@`` a matrix product, ``rows`` means "for each row".
+"""
+
+from __future__ import annotations
+
+import math
+
+from mnemos.backend import scatter_add
+
+GELU_C = math.sqrt(2.0 / math.pi)
+GELU_A = 0.044715
+
+
+class Dropout:
+    """Inverted dropout: ``y = x * m`` with ``m = [u >= p] / (1 - p)``, ``u ~ U(0, 1)``.
+
+    Backward: ``dx = dy * m`` (the same mask). Active only when ``train`` and ``p > 0``;
+    the mask comes from the model's dropout generator, so runs are reproducible by seed.
+    """
+
+    def __init__(self, name, p, ws, rng):
+        self.name, self.p, self.ws, self.rng = name, float(p), ws, rng
+        self.xp = ws.xp
+        self.mask = None
+
+    def forward(self, x, train, out=None):  # any shape -> same shape (in place unless out)
+        """Returns ``x`` itself when inactive, else the masked values (in ``out`` if given)."""
+        if not (train and self.p > 0.0):
+            self.mask = None
+            return x
+        if out is None:
+            out = x
+        m = self.ws.get(self.name + ".mask", x.shape)
+        self.rng.random(out=m, dtype=m.dtype)
+        self.xp.greater_equal(m, self.p, out=m)
+        m *= 1.0 / (1.0 - self.p)
+        self.mask = m
+        self.xp.multiply(x, m, out=out)
+        return out
+
+    def backward(self, dy, out=None):  # any shape -> same shape (in place unless out)
+        if self.mask is None:
+            return dy
+        if out is None:
+            out = dy
+        self.xp.multiply(dy, self.mask, out=out)
+        return out
+
+
+class Linear:
+    """``y = x @ W + b`` with ``W`` stored ``(in, out)`` like Hugging Face's Conv1D.
+
+    Backward: ``dx = dy @ W^T``, ``dW = x^T @ dy``, ``db = 1^T @ dy`` (sum over rows).
+    """
+
+    def __init__(self, params, name, ws):
+        self.name, self.ws, self.xp = name, ws, ws.xp
+        self.W, self.b = params.view(name + ".weight"), params.view(name + ".bias")
+        self.dW, self.db = params.grad_view(name + ".weight"), params.grad_view(name + ".bias")
+        self.x = None
+
+    def forward(self, x):  # (N, in) -> (N, out)
+        self.x = x
+        y = self.ws.get(self.name + ".y", (x.shape[0], self.W.shape[1]))
+        self.xp.matmul(x, self.W, out=y)
+        y += self.b
+        return y
+
+    def backward(self, dy):  # (N, out) -> (N, in)
+        xp, ws = self.xp, self.ws
+        dW = ws.get(self.name + ".dW", self.W.shape)
+        xp.matmul(self.x.T, dy, out=dW)
+        self.dW += dW
+        self.db += ws.ones(dy.shape[0]) @ dy
+        dx = ws.get(self.name + ".dx", self.x.shape)
+        xp.matmul(dy, self.W.T, out=dx)
+        return dx
+
+
+class LayerNorm:
+    """``y = xhat * w + b`` with ``xhat = (x - mean) * rstd``, ``rstd = 1/sqrt(var + eps)``
+    over the last axis (``C`` features).
+
+    Backward: ``dw = 1^T @ (dy * xhat)``, ``db = 1^T @ dy``. With ``g = dy * w``, since
+    ``d xhat_j / d x_i = rstd * (delta_ij - 1/C - xhat_i xhat_j / C)``:
+    ``dx = rstd * (g - mean(g) - xhat * mean(g * xhat))`` (means over the row).
+    """
+
+    def __init__(self, params, name, ws, eps=1e-5):
+        self.name, self.ws, self.xp, self.eps = name, ws, ws.xp, eps
+        self.w, self.b = params.view(name + ".weight"), params.view(name + ".bias")
+        self.dw, self.db = params.grad_view(name + ".weight"), params.grad_view(name + ".bias")
+        self.xhat = self.rstd = None
+
+    def forward(self, x):  # (N, C) -> (N, C)
+        xp, ws = self.xp, self.ws
+        N, C = x.shape
+        ones_c = ws.ones(C)
+        xhat = ws.get(self.name + ".xhat", (N, C))
+        y = ws.get(self.name + ".y", (N, C))
+        mean = ws.get(self.name + ".mean", (N,))
+        rstd = ws.get(self.name + ".rstd", (N,))
+        xp.matmul(x, ones_c, out=mean)
+        mean *= 1.0 / C
+        xp.subtract(x, mean[:, None], out=xhat)
+        xp.multiply(xhat, xhat, out=y)  # y as scratch for the squares
+        xp.matmul(y, ones_c, out=rstd)
+        rstd *= 1.0 / C
+        rstd += self.eps
+        xp.sqrt(rstd, out=rstd)
+        xp.reciprocal(rstd, out=rstd)
+        xhat *= rstd[:, None]
+        xp.multiply(xhat, self.w, out=y)
+        y += self.b
+        self.xhat, self.rstd = xhat, rstd
+        return y
+
+    def backward(self, dy):  # (N, C) -> (N, C)
+        xp, ws = self.xp, self.ws
+        xhat, rstd = self.xhat, self.rstd
+        N, C = xhat.shape
+        ones_n, ones_c = ws.ones(N), ws.ones(C)
+        g = ws.get(self.name + ".g", (N, C))
+        dx = ws.get(self.name + ".dx", (N, C))
+        xp.multiply(dy, xhat, out=g)
+        self.dw += ones_n @ g
+        self.db += ones_n @ dy
+        xp.multiply(dy, self.w, out=g)
+        mean_g = g @ ones_c
+        mean_g *= 1.0 / C
+        xp.multiply(g, xhat, out=dx)
+        mean_gx = dx @ ones_c
+        mean_gx *= 1.0 / C
+        xp.multiply(xhat, mean_gx[:, None], out=dx)
+        xp.subtract(g, dx, out=dx)
+        xp.subtract(dx, mean_g[:, None], out=dx)
+        dx *= rstd[:, None]
+        return dx
+
+
+class GELU:
+    """tanh-GELU: ``y = x/2 * (1 + t)``, ``t = tanh(u)``, ``u = c (x + a x^3)``.
+
+    Backward: ``dy/dx = (1 + t)/2 + x/2 * (1 - t^2) * c (1 + 3 a x^2)``. Cubes are
+    written as products into buffers (float32 ``x ** 3`` is a slow generic power).
+    """
+
+    def __init__(self, name, ws):
+        self.name, self.ws, self.xp = name, ws, ws.xp
+        self.x = self.t = None
+
+    def forward(self, x):  # (N, D) -> (N, D)
+        xp, ws = self.xp, self.ws
+        t = ws.get(self.name + ".t", x.shape)
+        y = ws.get(self.name + ".y", x.shape)
+        xp.multiply(x, x, out=t)
+        t *= GELU_C * GELU_A
+        t += GELU_C
+        t *= x  # u = c x + c a x^3
+        xp.tanh(t, out=t)
+        xp.add(t, 1.0, out=y)
+        y *= x
+        y *= 0.5
+        self.x, self.t = x, t
+        return y
+
+    def backward(self, dy):  # (N, D) -> (N, D)
+        xp, ws = self.xp, self.ws
+        x, t = self.x, self.t
+        dx = ws.get(self.name + ".dx", x.shape)
+        s = ws.get(self.name + ".s", x.shape)
+        xp.multiply(x, x, out=s)
+        s *= 3.0 * GELU_C * GELU_A
+        s += GELU_C  # c (1 + 3 a x^2)
+        s *= x
+        xp.multiply(t, t, out=dx)
+        xp.subtract(1.0, dx, out=dx)
+        dx *= s  # x (1 - t^2) c (1 + 3 a x^2)
+        dx += t
+        dx += 1.0
+        dx *= 0.5
+        dx *= dy
+        return dx
+
+
+class Embedding:
+    """``x = wte[idx] + wpe[:T]`` then dropout.
+
+    Backward: the lookup routes gradients back to the rows used, summed over repeats
+    (``dwte[idx[n]] += dx[n]``, a scatter-add on the flat view); ``dwpe[t] += sum_b dx[b, t]``.
+    """
+
+    def __init__(self, params, ws, dropout, rng):
+        self.ws, self.xp = ws, ws.xp
+        self.wte, self.wpe = params.view("wte"), params.view("wpe")
+        self.dwte, self.dwpe = params.grad_view("wte"), params.grad_view("wpe")
+        self.drop = Dropout("emb.drop", dropout, ws, rng)
+        self.idx = None
+
+    def forward(self, idx, train, out):  # (B, T) int -> (B*T, C) in out
+        xp = self.xp
+        B, T = idx.shape
+        C = self.wte.shape[1]
+        self.idx = idx
+        xp.take(self.wte, idx.reshape(-1), axis=0, out=out)
+        out.reshape(B, T, C)[...] += self.wpe[:T]
+        return self.drop.forward(out, train)
+
+    def backward(self, dx):  # (B*T, C) -> None (dx is modified)
+        xp, ws = self.xp, self.ws
+        B, T = self.idx.shape
+        C = self.wte.shape[1]
+        dx = self.drop.backward(dx)
+        self.dwpe[:T] += (ws.ones(B) @ dx.reshape(B, T * C)).reshape(T, C)
+        flat = ws.get("emb.flat_idx", (B * T, C), dtype=xp.intp)
+        xp.add((self.idx.reshape(-1, 1) * C), xp.arange(C), out=flat)
+        scatter_add(xp, self.dwte.reshape(-1), flat.reshape(-1), dx.reshape(-1))
+
+
+def softmax_rows_(a, ones, xp):
+    """In-place softmax over the last axis of ``a`` (rows may contain -inf)."""
+    m = a.max(axis=-1, keepdims=True)
+    a -= m
+    xp.exp(a, out=a)
+    s = a @ ones
+    xp.reciprocal(s, out=s)
+    a *= s[..., None]
+    return a
+
+
+class CausalSelfAttention:
+    """Multi-head causal self-attention, all heads in one batched matmul.
+
+    ``qkv = x @ W_attn + b`` (fused), q, k, v are strided ``(B, H, T, hd)`` views of it;
+    ``P = softmax(q k^T / sqrt(hd) + mask)`` with ``-inf`` above the diagonal;
+    ``y = dropout(P) @ v``; heads concatenated; ``out = y @ W_proj + b`` then dropout.
+
+    Backward (per head): ``dP' = dy @ v^T``, ``dv = P'^T @ dy`` (``P'`` = P after dropout,
+    ``dP = dP' * mask``); softmax rows: ``dS = P * (dP - rowsum(dP * P))`` (masked entries
+    have ``P = 0`` so get no gradient); ``dq = dS @ k / sqrt(hd)``, ``dk = dS^T @ q / sqrt(hd)``.
+    dq, dk, dv are written straight into the strided views of one ``dqkv`` buffer.
+    """
+
+    def __init__(self, params, name, ws, n_head, block_size, dropout, rng):
+        self.name, self.ws, self.xp = name, ws, ws.xp
+        self.n_head = n_head
+        self.c_attn = Linear(params, name + ".c_attn", ws)
+        self.c_proj = Linear(params, name + ".c_proj", ws)
+        self.attn_drop = Dropout(name + ".attn_drop", dropout, ws, rng)
+        self.resid_drop = Dropout(name + ".resid_drop", dropout, ws, rng)
+        xp = self.xp
+        causal = xp.triu(xp.ones((block_size, block_size), dtype=bool), k=1)
+        self.mask = xp.where(causal, -xp.inf, 0.0).astype(ws.dtype)
+        self.shape = self.qkv = self.P = self.Pd = None
+
+    def _heads(self, qkv, B, T):
+        """q, k, v as (B, H, T, hd) views of the fused (B*T, 3C) projection."""
+        H = self.n_head
+        hd = qkv.shape[-1] // (3 * H)
+        return qkv.reshape(B, T, 3, H, hd).transpose(2, 0, 3, 1, 4)
+
+    def forward(self, x, B, T, train, record=None):  # (B*T, C) -> (B*T, C)
+        xp, ws, n = self.xp, self.ws, self.name
+        C = x.shape[1]
+        H = self.n_head
+        hd = C // H
+        qkv = self.c_attn.forward(x)
+        q, k, v = self._heads(qkv, B, T)
+        P = ws.get(n + ".P", (B, H, T, T))
+        xp.matmul(q, k.swapaxes(-1, -2), out=P)
+        P *= 1.0 / math.sqrt(hd)
+        P += self.mask[:T, :T]
+        softmax_rows_(P, ws.ones(T), xp)
+        if record is not None:
+            record.append(P.copy())
+        drop_out = ws.get(n + ".Pd", P.shape) if train and self.attn_drop.p > 0 else None
+        Pd = self.attn_drop.forward(P, train, out=drop_out)
+        y = ws.get(n + ".y", (B, T, H, hd))
+        xp.matmul(Pd, v, out=y.transpose(0, 2, 1, 3))
+        out = self.c_proj.forward(y.reshape(B * T, C))
+        self.shape, self.qkv, self.P, self.Pd = (B, T), qkv, P, Pd
+        return self.resid_drop.forward(out, train)
+
+    def backward(self, dout):  # (B*T, C) -> (B*T, C); dout is not modified
+        xp, ws, n = self.xp, self.ws, self.name
+        B, T = self.shape
+        H = self.n_head
+        C = dout.shape[1]
+        hd = C // H
+        dout = self.resid_drop.backward(dout, out=ws.get(n + ".dout", dout.shape))
+        dy = self.c_proj.backward(dout).reshape(B, T, H, hd).transpose(0, 2, 1, 3)
+        q, k, v = self._heads(self.qkv, B, T)
+        dqkv = ws.get(n + ".dqkv", (B * T, 3 * C))
+        dq, dk, dv = self._heads(dqkv, B, T)
+        dP = ws.get(n + ".dP", (B, H, T, T))
+        xp.matmul(dy, v.swapaxes(-1, -2), out=dP)
+        xp.matmul(self.Pd.swapaxes(-1, -2), dy, out=dv)
+        self.attn_drop.backward(dP)
+        P = self.P
+        tmp = ws.get(n + ".tmp", P.shape)
+        xp.multiply(dP, P, out=tmp)
+        rowsum = tmp @ ws.ones(T)
+        dP -= rowsum[..., None]
+        dP *= P
+        dP *= 1.0 / math.sqrt(hd)
+        xp.matmul(dP, k, out=dq)
+        xp.matmul(dP.swapaxes(-1, -2), q, out=dk)
+        return self.c_attn.backward(dqkv)
+
+    def forward_cached(self, x, B, t, k_cache, v_cache, start):  # (B*t, C) -> (B*t, C)
+        """Inference on ``t`` new positions after ``start`` cached ones; appends k, v."""
+        xp = self.xp
+        C = x.shape[1]
+        H = self.n_head
+        hd = C // H
+        q, k, v = self._heads(self.c_attn.forward(x), B, t)
+        end = start + t
+        k_cache[:, :, start:end] = k
+        v_cache[:, :, start:end] = v
+        P = xp.matmul(q, k_cache[:, :, :end].swapaxes(-1, -2))  # (B, H, t, end)
+        P *= 1.0 / math.sqrt(hd)
+        P += self.mask[start:end, :end]
+        softmax_rows_(P, xp.ones(end, dtype=P.dtype), xp)
+        y = xp.matmul(P, v_cache[:, :, :end])  # (B, H, t, hd)
+        y = xp.ascontiguousarray(y.transpose(0, 2, 1, 3)).reshape(B * t, C)
+        return self.c_proj.forward(y)
+
+
+class MLP:
+    """``out = dropout(gelu(x @ W_fc + b_fc) @ W_proj + b_proj)``; backward chains the parts."""
+
+    def __init__(self, params, name, ws, dropout, rng):
+        self.name, self.ws = name, ws
+        self.c_fc = Linear(params, name + ".c_fc", ws)
+        self.gelu = GELU(name + ".gelu", ws)
+        self.c_proj = Linear(params, name + ".c_proj", ws)
+        self.drop = Dropout(name + ".drop", dropout, ws, rng)
+
+    def forward(self, x, train):  # (N, C) -> (N, C)
+        out = self.c_proj.forward(self.gelu.forward(self.c_fc.forward(x)))
+        return self.drop.forward(out, train)
+
+    def backward(self, dout):  # (N, C) -> (N, C); dout is not modified
+        dout = self.drop.backward(dout, out=self.ws.get(self.name + ".dout", dout.shape))
+        return self.c_fc.backward(self.gelu.backward(self.c_proj.backward(dout)))
+
+
+class CrossEntropy:
+    """Mean cross-entropy of logits ``z`` (N, V) against targets ``y`` (N,), fused with
+    a numerically stable log-softmax: ``loss = mean_n(logsumexp(z_n) - z_n[y_n])``.
+
+    Backward: ``dz = (softmax(z) - onehot(y)) / N``, written over the softmax buffer.
+    """
+
+    def __init__(self, ws):
+        self.ws, self.xp = ws, ws.xp
+        self.probs = self.targets = None
+
+    def forward(self, z, targets, keep=True):  # (N, V), (N,) -> float
+        xp, ws = self.xp, self.ws
+        N, V = z.shape
+        m = z.max(axis=1)
+        p = ws.get("ce.probs", (N, V))
+        xp.subtract(z, m[:, None], out=p)
+        xp.exp(p, out=p)
+        s = p @ ws.ones(V)
+        rows = xp.arange(N)
+        nll = xp.log(s) + m - z[rows, targets]
+        loss = float(nll.astype(xp.float64).mean())
+        if keep:
+            p *= (1.0 / s)[:, None]
+            self.probs, self.targets = p, targets
+        return loss
+
+    def backward(self):  # -> (N, V)
+        xp = self.xp
+        dz, targets = self.probs, self.targets
+        N = dz.shape[0]
+        dz[xp.arange(N), targets] -= 1.0
+        dz *= 1.0 / N
+        self.probs = None
+        return dz

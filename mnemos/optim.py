@@ -1,0 +1,94 @@
+"""AdamW, nanoGPT's learning-rate schedule, and global gradient-norm clipping.
+
+All three work on the model's flat buffers (``ParamStore.data`` / ``.grad``), so each is
+a handful of vectorised passes over one array, with preallocated scratch space.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mnemos.errors import CheckpointError
+
+
+def lr_at(step: int, lr: float, min_lr: float, warmup_steps: int, max_steps: int) -> float:
+    """Learning rate at ``step`` (0-based): linear warmup to ``lr`` over ``warmup_steps``,
+    then cosine decay to ``min_lr`` at ``max_steps``, ``min_lr`` after (nanoGPT)."""
+    if step < warmup_steps:
+        return lr * (step + 1) / (warmup_steps + 1)
+    if step >= max_steps:
+        return min_lr
+    ratio = (step - warmup_steps) / max(1, max_steps - warmup_steps)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - min_lr)
+
+
+def clip_grad_norm(grad, max_norm: float) -> float:
+    """Scale ``grad`` in place so its global L2 norm is at most ``max_norm``; return the
+    norm before clipping. ``max_norm <= 0`` disables clipping (the norm is still returned)."""
+    norm = math.sqrt(float(grad @ grad)) if grad.ndim == 1 else float(np.sqrt((grad * grad).sum()))
+    if max_norm > 0 and norm > max_norm:
+        grad *= max_norm / (norm + 1e-6)
+    return norm
+
+
+class AdamW:
+    """Adam with decoupled weight decay (Loshchilov & Hutter), over one flat buffer:
+
+    ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g^2``,
+    ``p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + lr * wd * mask * p``
+
+    where ``mask`` is 1 for the parameters that decay (``ParamStore.decay_mask``). This is
+    ``torch.optim.AdamW`` with two parameter groups (decay / no decay), as in nanoGPT.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.99), eps: float = 1e-8,
+                 weight_decay: float = 0.1):
+        self.params = params
+        self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
+        xp = params.xp
+        self.m = xp.zeros_like(params.data)
+        self.v = xp.zeros_like(params.data)
+        self.t = 0
+        self._tmp = xp.empty_like(params.data)
+        self._decay = params.decay_mask
+
+    def step(self, lr: float | None = None) -> None:
+        """One update of ``params.data`` from ``params.grad`` with learning rate ``lr``."""
+        lr = self.lr if lr is None else lr
+        xp = self.params.xp
+        b1, b2 = self.betas
+        p, g, m, v, tmp = self.params.data, self.params.grad, self.m, self.v, self._tmp
+        self.t += 1
+        if self.weight_decay:  # decoupled decay first, as torch does: p *= 1 - lr * wd (masked)
+            xp.multiply(self._decay, -lr * self.weight_decay, out=tmp)
+            tmp += 1.0
+            p *= tmp
+        m *= b1
+        xp.multiply(g, 1.0 - b1, out=tmp)
+        m += tmp
+        v *= b2
+        xp.multiply(g, g, out=tmp)
+        tmp *= 1.0 - b2
+        v += tmp
+        bc1 = 1.0 - b1 ** self.t
+        bc2 = 1.0 - b2 ** self.t
+        xp.sqrt(v, out=tmp)
+        tmp *= 1.0 / math.sqrt(bc2)
+        tmp += self.eps
+        xp.divide(m, tmp, out=tmp)
+        tmp *= lr / bc1
+        p -= tmp
+
+    def state_dict(self) -> dict:
+        return {"m": self.m.copy(), "v": self.v.copy(), "t": self.t}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("m", "v"):
+            if key not in state or tuple(np.shape(state[key])) != self.m.shape:
+                raise CheckpointError(f"optimizer state {key!r} is missing or has the wrong size; "
+                                      "resume from a checkpoint of the same model config")
+        self.m[...] = self.params.xp.asarray(state["m"])
+        self.v[...] = self.params.xp.asarray(state["v"])
+        self.t = int(state["t"])

@@ -1,0 +1,128 @@
+"""Learning byte-level BPE merges from a text, fast enough for 20 MB in pure Python.
+
+The text is never merged as one long sequence. It is first cut into chunks by the
+GPT-2 pattern (merges never cross a chunk boundary), and the *distinct* chunks are
+counted once: 20 MB of French is 5 million chunks but only about 185,000 distinct
+ones. Training then works on those distinct chunks ("words") weighted by their counts.
+
+Each word is kept as a ``str`` with one character per token: ``chr(token_id)``. A
+merge of the pair ``(a, b)`` into ``new`` is then ``word.replace(chr(a) + chr(b),
+chr(new))``, done in C, and it has exactly BPE's semantics (occurrences merged left
+to right, without overlap). A pair is the 2-character string ``chr(a) + chr(b)``, so
+dictionaries are keyed by short strings and compare like ``(a, b)`` tuples.
+
+The loop is the incremental algorithm of Sennrich et al. / Hugging Face ``tokenizers``:
+
+- ``pair_counts``: how often each adjacent pair occurs in the corpus;
+- ``where``: for each pair, the words it may occur in (entries are added, never removed:
+  a stale entry costs one ``in`` test);
+- a heap of ``(-count, pair)`` with lazy deletion: an entry whose count is out of date
+  is skipped when popped. Its order is the tie-break rule (below).
+
+After a merge only the words that contained the pair are rewritten, and the pair
+counts change by the difference between their old and new pairs.
+
+Tie-break rule (documented and deterministic): the most frequent pair is merged;
+among pairs equally frequent, the one with the smallest ``(a, b)`` token ids.
+
+A pair whose merged bytes already exist as a token (``(a, bc)`` after ``(ab, c)``) is
+skipped rather than creating a second id for the same bytes, so that every token is a
+distinct byte string, as vocabularies keyed by strings (Hugging Face, tiktoken) need.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+
+BYTE_VOCAB = 256
+
+Progress = Callable[[int, int], None]
+
+
+def count_chunks(pieces: Iterable[str], findall: Callable[[str], list[str]]) -> Counter:
+    """Count the distinct pre-tokenized chunks of ``pieces`` (text blocks)."""
+    counts: Counter = Counter()
+    for piece in pieces:
+        counts.update(findall(piece))
+    return counts
+
+
+def learn_merges(
+    chunk_counts: dict[str, int], num_merges: int, progress: Progress | None = None
+) -> list[tuple[int, int]]:
+    """Learn up to ``num_merges`` merges; merge ``i`` creates token ``256 + i``.
+
+    ``chunk_counts`` maps each distinct chunk (a ``str`` that encodes to UTF-8) to its
+    count. Fewer merges are returned when the text runs out of pairs.
+    ``progress(done, total)`` is called about 100 times, the last time with
+    ``done == total`` (``total`` shrinks to ``done`` when the text runs out of pairs).
+    """
+    words: list[str] = []
+    counts: list[int] = []
+    for chunk, count in chunk_counts.items():
+        word = chunk.encode("utf-8").decode("latin-1")  # one char per byte: chr(b)
+        if len(word) > 1:
+            words.append(word)
+            counts.append(count)
+
+    pair_counts: dict[str, int] = defaultdict(int)
+    where: dict[str, set[int]] = defaultdict(set)
+    for i, word in enumerate(words):
+        count = counts[i]
+        for k in range(len(word) - 1):
+            pair = word[k : k + 2]
+            pair_counts[pair] += count
+            where[pair].add(i)
+    heap = [(-count, pair) for pair, count in pair_counts.items()]
+    heapq.heapify(heap)
+
+    token_bytes = [bytes([b]) for b in range(BYTE_VOCAB)]
+    known = set(token_bytes)
+    merges: list[tuple[int, int]] = []
+    report_every = max(1, num_merges // 100)
+    if progress is not None:
+        progress(0, num_merges)
+
+    while len(merges) < num_merges and heap:
+        neg_count, pair = heapq.heappop(heap)
+        if pair_counts[pair] != -neg_count:
+            continue  # stale heap entry: the count changed after it was pushed
+        a, b = ord(pair[0]), ord(pair[1])
+        merged = token_bytes[a] + token_bytes[b]
+        if merged in known:
+            continue  # these bytes are a token already (see module docstring)
+        new = chr(BYTE_VOCAB + len(merges))
+        merges.append((a, b))
+        token_bytes.append(merged)
+        known.add(merged)
+
+        delta: dict[str, int] = defaultdict(int)
+        for i in where.pop(pair):
+            word = words[i]
+            if pair not in word:
+                continue  # stale index entry
+            new_word = word.replace(pair, new)
+            words[i] = new_word
+            count = counts[i]
+            for k in range(len(word) - 1):
+                delta[word[k : k + 2]] -= count
+            for k in range(len(new_word) - 1):
+                p = new_word[k : k + 2]
+                delta[p] += count
+                if new in p:
+                    where[p].add(i)
+        for p, d in delta.items():
+            if d:
+                c = pair_counts[p] + d
+                pair_counts[p] = c
+                if c > 0:
+                    heapq.heappush(heap, (-c, p))
+
+        if progress is not None and len(merges) % report_every == 0:
+            progress(len(merges), num_merges)
+
+    if progress is not None and (len(merges) < num_merges or len(merges) % report_every):
+        progress(len(merges), len(merges))
+    return merges

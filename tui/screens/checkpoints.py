@@ -1,0 +1,141 @@
+"""Checkpoints: the saved runs, the details of the highlighted one, delete (with a
+confirmation), and shortcuts to evaluate, chat with or resume it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from rich.table import Table
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import DataTable, Static
+
+from tui.screens.base import MnemosScreen
+from tui.widgets.file_info import human_bytes
+
+
+class CheckpointsScreen(MnemosScreen):
+    TITLE = "Checkpoints"
+    BINDINGS = [
+        Binding("delete,d", "delete", "Delete"),
+        Binding("enter", "chat", "Chat", show=False),
+        Binding("c", "chat", "Chat"),
+        Binding("v", "evaluate", "Evaluate"),
+        Binding("r", "refresh", "Refresh"),
+    ]
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="checkpoints-main"):
+            yield DataTable(id="checkpoint-table", cursor_type="row", classes="pane")
+            with VerticalScroll(id="checkpoint-details", classes="pane") as details:
+                details.border_title = "Details"
+                yield Static("No checkpoints yet: train one on the Train screen (F3).", id="details-text")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.infos: dict[str, object] = {}
+        table = self.query_one(DataTable)
+        table.border_title = "Saved runs"
+        table.add_columns("run", "step", "params", "best val", "size")
+        self.action_refresh()
+        table.focus()
+
+    def on_screen_resume(self) -> None:
+        self.action_refresh()
+
+    def action_refresh(self) -> None:
+        from mnemos.checkpoint import list_checkpoints
+
+        table = self.query_one(DataTable)
+        table.clear()
+        try:
+            infos = list_checkpoints(self.workspace.checkpoints_dir)
+        except OSError as exc:
+            self.report(exc)
+            return
+        self.infos = {str(Path(i.path).resolve()): i for i in infos}
+        for key, info in self.infos.items():
+            best = f"{info.best_val_loss:.4f}" if info.best_val_loss is not None else "-"
+            params = f"{info.num_params / 1e6:.2f} M" if info.num_params else "?"
+            table.add_row(info.name, str(info.step), params, best if not info.problem else "broken",
+                          human_bytes(info.size_bytes), key=key)
+        if not infos:
+            self.query_one("#details-text", Static).update(
+                "No checkpoints yet: train one on the Train screen (F3).")
+
+    def _selected(self):
+        table = self.query_one(DataTable)
+        if table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self.infos.get(key)
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        info = self.infos.get(event.row_key.value)
+        if info is not None:
+            self.query_one("#details-text", Static).update(self._details(info))
+
+    def _details(self, info) -> Table:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        table.add_row("folder", self.workspace.show(Path(info.path)))
+        if info.problem:
+            table.add_row("problem", f"[red]{info.problem}[/]")
+        table.add_row("step", f"{info.step:,} of {info.max_steps:,}")
+        table.add_row("best val loss", "-" if info.best_val_loss is None else f"{info.best_val_loss:.4f}")
+        table.add_row("parameters", f"{info.num_params:,}")
+        table.add_row("data", self.workspace.show(Path(info.data)) if info.data else "-")
+        table.add_row("saved", datetime.fromtimestamp(info.modified).strftime("%Y-%m-%d %H:%M") if info.modified else "-")
+        table.add_row("size", human_bytes(info.size_bytes))
+        table.add_row("best/ kept", "yes" if info.has_best else "no")
+        for name, value in {**info.model_config, **info.train_config}.items():
+            table.add_row(name, str(value))
+        return table
+
+    def action_delete(self) -> None:
+        info = self._selected()
+        if info is None:
+            return
+        from tui.screens.dialogs import ConfirmDialog
+
+        def confirmed(yes: bool | None) -> None:
+            if not yes:
+                return
+            from mnemos.checkpoint import delete_checkpoint
+
+            if self.mnemos.training_alive and self.mnemos.trainer is not None and \
+                    Path(str(self.mnemos.trainer.out_dir)).resolve() == Path(info.path).resolve():
+                self.notify("This run is training right now: stop it first (F3, ctrl+t)", severity="error")
+                return
+            try:
+                delete_checkpoint(info.path)
+            except Exception as exc:
+                self.report(exc, "Cannot delete")
+                return
+            if self.workspace.checkpoint is not None and \
+                    Path(self.workspace.checkpoint).resolve() == Path(info.path).resolve():
+                self.workspace.checkpoint = None
+            self.notify(f"Deleted {info.name}")
+            self.action_refresh()
+
+        self.app.push_screen(ConfirmDialog(f"Delete checkpoint {info.name} (step {info.step}) for good?",
+                                           yes="Delete"), confirmed)
+
+    def _open(self, mode: str) -> None:
+        info = self._selected()
+        if info is None:
+            self.notify("No checkpoint selected", severity="warning")
+            return
+        self.workspace.checkpoint = Path(info.path).resolve()
+        self.app.switch_mode(mode)
+
+    def action_chat(self) -> None:
+        self._open("generate")
+
+    def action_evaluate(self) -> None:
+        self._open("evaluate")

@@ -1,0 +1,179 @@
+"""Evaluate: a checkpoint and a test file in, ``mnemos.evaluate.evaluate_checkpoint`` in a
+worker with progress and cancel, the report as a table, this checkpoint's earlier
+evaluations, and the report saved as Markdown under ``reports/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Input, Label, ProgressBar, Select
+from textual.worker import get_current_worker
+
+from tui.screens.base import MnemosScreen
+from tui.widgets.checkpoint_select import CheckpointSelect
+from tui.widgets.report_table import ReportTable
+
+
+class EvaluateScreen(MnemosScreen):
+    TITLE = "Evaluate"
+    BINDINGS = [
+        Binding("ctrl+r", "run", "Evaluate"),
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "save", "Save report"),
+    ]
+
+    def compose_body(self) -> ComposeResult:
+        with Vertical(id="evaluate-setup"):
+            with Horizontal(classes="form-row"):
+                yield Label("checkpoint", classes="form-label")
+                yield CheckpointSelect(id="eval-checkpoint")
+            with Horizontal(classes="form-row"):
+                yield Label("test file", classes="form-label")
+                yield Input(placeholder="data/testing/test.txt", id="eval-data", compact=True)
+            with Horizontal(id="eval-progress", classes="form-row"):
+                yield ProgressBar(total=1, show_eta=False, id="eval-bar")
+                yield Label("press ctrl+r to evaluate", id="eval-phase")
+        with Horizontal(id="evaluate-main"):
+            with Vertical(classes="pane", id="eval-report-pane") as pane:
+                pane.border_title = "Report"
+                yield ReportTable(id="eval-report")
+            with Vertical(classes="pane", id="eval-history-pane") as pane:
+                pane.border_title = "Earlier evaluations of this checkpoint"
+                yield DataTable(id="eval-history", cursor_type="row")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.report_obj = None
+        self.running = False
+        self.query_one("#eval-history", DataTable).add_columns("step", "file", "loss", "ppl", "bpb")
+        self.on_screen_resume()
+
+    def on_screen_resume(self) -> None:
+        ws = self.workspace
+        field = self.query_one("#eval-data", Input)
+        if not field.value and ws.test_file is not None:
+            field.value = ws.show(ws.test_file)
+        try:
+            self.query_one(CheckpointSelect).reload(ws.checkpoints_dir, keep=ws.checkpoint)
+        except OSError as exc:
+            self.report(exc)
+        self.load_history()
+
+    @on(Select.Changed, "#eval-checkpoint")
+    def _checkpoint_chosen(self, event: Select.Changed) -> None:
+        if event.value is not Select.BLANK:
+            self.workspace.checkpoint = Path(str(event.value))
+            self.load_history()
+
+    def _checkpoint(self) -> Path | None:
+        value = self.query_one(CheckpointSelect).value
+        return None if value is Select.BLANK else Path(str(value))
+
+    def load_history(self) -> None:
+        table = self.query_one("#eval-history", DataTable)
+        table.clear()
+        path = self._checkpoint()
+        if path is None:
+            return
+        from mnemos.evaluate import eval_history
+
+        try:
+            rows = eval_history(path)
+        except Exception as exc:
+            self.report(exc)
+            return
+        for row in rows:
+            data = Path(str(row.get("data") or "")).name or "-"
+            table.add_row(str(row.get("step", "-")), data, _num(row.get("loss"), ".4f"),
+                          _num(row.get("perplexity"), ",.2f"), _num(row.get("bits_per_byte"), ".4f"))
+
+    # -- running ----------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel":
+            return self.running
+        if action == "run":
+            return None if self.running else True
+        if action == "save":
+            return self.report_obj is not None or None
+        return True
+
+    def action_run(self) -> None:
+        path = self._checkpoint()
+        if path is None:
+            self.notify("Choose a checkpoint first (train one on F3 if the list is empty)", severity="error")
+            return
+        text = self.query_one("#eval-data", Input).value.strip()
+        data = self.workspace.resolve(text) if text else None
+        self.running = True
+        self.refresh_bindings()
+        self.query_one("#eval-bar", ProgressBar).update(total=None, progress=0)
+        self.query_one("#eval-phase", Label).update("evaluating …")
+        self.evaluate(path, data)
+
+    def action_cancel(self) -> None:
+        self.workers.cancel_group(self, "evaluate")
+
+    @work(thread=True, exclusive=True, group="evaluate", exit_on_error=False)
+    def evaluate(self, path: Path, data: Path | None) -> None:
+        from mnemos.evaluate import evaluate_checkpoint, save_report
+
+        worker = get_current_worker()
+
+        def progress(done: int, total: int) -> None:
+            self.app.call_from_thread(self._progress, done, total)
+
+        try:
+            report = evaluate_checkpoint(path, data=data, progress=progress,
+                                         cancel=lambda: worker.is_cancelled)
+            if worker.is_cancelled:
+                self.app.call_from_thread(self._finished, None, "cancelled")
+                return
+            save_report(path, report)
+        except Exception as exc:
+            self.app.call_from_thread(self.report, exc, "Evaluation failed")
+            self.app.call_from_thread(self._finished, None, "failed")
+            return
+        self.app.call_from_thread(self._finished, report, "done")
+
+    def _progress(self, done: int, total: int) -> None:
+        self.query_one("#eval-bar", ProgressBar).update(total=total or None, progress=done)
+        self.query_one("#eval-phase", Label).update(f"{done:,} / {total:,}")
+
+    def _finished(self, report, outcome: str) -> None:
+        self.running = False
+        bar = self.query_one("#eval-bar", ProgressBar)
+        if report is not None:
+            self.report_obj = report
+            self.query_one(ReportTable).show(report)
+            bar.update(total=1, progress=1)
+            self.query_one("#eval-phase", Label).update(
+                f"loss {report.loss:.4f} · perplexity {report.perplexity:,.2f} · {report.bits_per_byte:.3f} bits/byte")
+            self.load_history()
+        else:
+            bar.update(total=1, progress=0)
+            self.query_one("#eval-phase", Label).update(f"evaluation {outcome}")
+        self.refresh_bindings()
+
+    def action_save(self) -> None:
+        if self.report_obj is None:
+            return
+        path = self._checkpoint()
+        name = path.name if path is not None else "report"
+        # Not inside the checkpoint folder: each save replaces that folder whole.
+        target = self.workspace.root / "reports" / f"{name}-eval.md"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(self.report_obj.to_markdown(), encoding="utf-8")
+        except OSError as exc:
+            self.report(exc, "Cannot save the report")
+            return
+        self.notify(f"Report saved: {self.workspace.show(target)}")
+
+
+def _num(value, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)

@@ -1,0 +1,291 @@
+"""Inspect: see inside a trained model while you use it.
+
+Five views of one checkpoint and one prompt: the prompt's tokens (with the merge tree of
+the token under the cursor), the next-token distribution (reshaped at once by
+temperature / top-k / top-p, and stepped forward token by token), the attention maps of
+every layer and head, the model's anatomy, and the learning replay of the run. The
+numbers come from ``mnemos.inspect``; loading and forward passes run in thread workers,
+so typing stays smooth.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, ScrollableContainer, VerticalScroll
+from textual.timer import Timer
+from textual.widgets import Input, Select, Static, TabbedContent, TabPane, Tree
+
+from tui.screens.base import MnemosScreen
+from tui.widgets.anatomy import AnatomyTree, ComponentDetails
+from tui.widgets.attention_map import AttentionMap
+from tui.widgets.next_token import NextTokenPanel
+from tui.widgets.replay import ReplayView
+from tui.widgets.token_view import TokenDetails, TokenStrip
+
+DEFAULT_PROMPT = "To be, or not to be, that is the question:"
+TABS = ("tokens", "next", "attention", "anatomy", "replay")
+DEBOUNCE_S = 0.12  # wait this long after a key stroke before running the model
+
+
+class InspectScreen(MnemosScreen):
+    TITLE = "Inspect"
+    DEFAULT_CSS = """
+    InspectScreen #inspect-bar { height: auto; }
+    InspectScreen #inspect-checkpoint { width: 36; }
+    InspectScreen #inspect-prompt { width: 1fr; }
+    InspectScreen #inspect-status { height: auto; padding: 0 1; color: $text-muted; }
+    InspectScreen TabPane { padding: 0; }
+    InspectScreen #token-details, InspectScreen #component-details { width: 1fr; }
+    InspectScreen #token-pane, InspectScreen #anatomy-tree { width: 1fr; }
+    """
+    BINDINGS = [
+        Binding("ctrl+e", "focus_prompt", "Edit prompt"),
+        Binding("ctrl+o", "focus_checkpoint", "Checkpoint"),
+        Binding("ctrl+l", "load_training_text", "Tokenize training text"),
+        *(Binding(str(i + 1), f"show_tab('{tab}')", tab.capitalize(), show=False)
+          for i, tab in enumerate(TABS)),
+        Binding("n", "step('top')", "Take top token"),
+        Binding("s", "step('sample')", "Sample token"),
+    ]
+    EXTRA_KEYS = [
+        ("1 … 5", "Tokens, Next token, Attention, Anatomy, Replay"),
+        ("← / →", "Tokens: move the token cursor · Attention: head · Replay: evaluation"),
+        ("↑ / ↓", "Attention: layer"),
+        (", / .", "Attention: query row up / down"),
+        ("a", "Attention: mean of all heads"),
+        ("- / +", "Next token: temperature down / up"),
+        ("k / K, p / P", "Next token: top-k, top-p down / up (0 resets)"),
+        ("space", "Replay: play / pause"),
+    ]
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="inspect-bar"):
+            yield Select([], prompt="checkpoint", id="inspect-checkpoint", allow_blank=True)
+            yield Input(DEFAULT_PROMPT, placeholder="a prompt to look inside with", id="inspect-prompt")
+        yield Static("", id="inspect-status")
+        with TabbedContent(id="inspect-tabs", initial="tokens"):
+            with TabPane("1 Tokens", id="tokens"):
+                with Horizontal(classes="panes"):
+                    with VerticalScroll(id="token-pane", classes="pane"):
+                        yield TokenStrip(id="token-strip")
+                    with VerticalScroll(classes="pane"):
+                        yield TokenDetails(id="token-details")
+            with TabPane("2 Next token", id="next"):
+                with VerticalScroll(classes="pane"):
+                    yield NextTokenPanel(id="next-token")
+            with TabPane("3 Attention", id="attention"):
+                with ScrollableContainer(classes="pane"):
+                    yield AttentionMap(id="attention-map")
+            with TabPane("4 Anatomy", id="anatomy"):
+                with Horizontal(classes="panes"):
+                    yield AnatomyTree("model", id="anatomy-tree", classes="pane")
+                    with VerticalScroll(classes="pane"):
+                        yield ComponentDetails(id="component-details")
+            with TabPane("5 Replay", id="replay"):
+                with VerticalScroll(classes="pane"):
+                    yield ReplayView(id="replay-view")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.ckpt = None
+        self.anatomy_root = None
+        self.token_text: str | None = None  # a loaded text shown in Tokens instead of the prompt
+        self._debounce: Timer | None = None
+        self.refresh_checkpoints()
+        self.query_one(TokenStrip).focus()
+
+    def on_screen_resume(self) -> None:
+        if self.workspace.checkpoint is not None and (self.ckpt is None or
+                                                      Path(self.ckpt.path) != Path(self.workspace.checkpoint)):
+            self.refresh_checkpoints()
+
+    # -- the checkpoint ---------------------------------------------------------------
+
+    def refresh_checkpoints(self) -> None:
+        from mnemos.checkpoint import list_checkpoints
+
+        runs = [info for info in list_checkpoints(self.workspace.checkpoints_dir) if not info.problem]
+        select = self.query_one("#inspect-checkpoint", Select)
+        options = [(info.name, info.path) for info in runs]
+        chosen = self.workspace.checkpoint
+        if chosen is not None and str(chosen) not in {p for _, p in options}:
+            options.insert(0, (Path(chosen).name, str(chosen)))
+        select.set_options(options)
+        if not options:
+            self.set_status("No checkpoint yet: train a model on the Train screen (F3), then come back.")
+            return
+        select.value = str(chosen) if chosen is not None else options[0][1]
+
+    @on(Select.Changed, "#inspect-checkpoint")
+    def _checkpoint_chosen(self, event: Select.Changed) -> None:
+        if event.value is not Select.BLANK and event.value is not None:
+            self.set_status(f"loading {self.workspace.show(Path(str(event.value)))} …")
+            self.load(Path(str(event.value)))
+
+    @work(thread=True, exclusive=True, group="inspect-load")
+    def load(self, path: Path) -> None:
+        from mnemos.checkpoint import load_checkpoint
+        from mnemos.errors import MnemosError
+        from mnemos.inspect import anatomy, replay
+
+        try:
+            ckpt = load_checkpoint(path)
+            root, frames = anatomy(ckpt.model), replay(path)
+        except (MnemosError, OSError) as exc:
+            self.app.call_from_thread(self.report, exc, "Cannot open checkpoint")
+            self.app.call_from_thread(self.set_status, f"cannot open {path}: {exc}")
+            return
+        self.app.call_from_thread(self._loaded, ckpt, root, frames)
+
+    def _loaded(self, ckpt, root, frames) -> None:
+        self.ckpt, self.anatomy_root = ckpt, root
+        self.workspace.checkpoint = Path(ckpt.path)
+        cfg, state = ckpt.model_config, ckpt.state
+        best = state.get("best_val_loss")
+        self.set_status(f"{self.workspace.show(Path(ckpt.path))} · step {state.get('step', 0)} · "
+                        f"{cfg.n_layer} layers × {cfg.n_head} heads · n_embd {cfg.n_embd} · "
+                        f"context {cfg.block_size} · vocabulary {cfg.vocab_size} · {root.params:,} parameters"
+                        + (f" · best val loss {best:.3f}" if best is not None else ""))
+        tree = self.query_one(AnatomyTree)
+        tree.show(root)
+        self.query_one(ComponentDetails).show(root, root.flops)
+        self.query_one(ReplayView).show(frames)
+        self.update_tokens()
+        self.run_model()
+
+    def set_status(self, message: str) -> None:
+        self.query_one("#inspect-status", Static).update(message)
+
+    # -- the prompt -------------------------------------------------------------------
+
+    @property
+    def prompt(self) -> str:
+        return self.query_one("#inspect-prompt", Input).value
+
+    @on(Input.Changed, "#inspect-prompt")
+    def _prompt_changed(self) -> None:
+        self.token_text = None
+        self.update_tokens()
+        if self._debounce is not None:
+            self._debounce.stop()
+        self._debounce = self.set_timer(DEBOUNCE_S, self.run_model)
+
+    def update_tokens(self) -> None:
+        """The Tokens view: cheap (the tokenizer only), so it follows every key stroke."""
+        if self.ckpt is None:
+            return
+        from mnemos.inspect import tokenize_view
+
+        text = self.token_text if self.token_text is not None else self.prompt
+        self.token_view = tokenize_view(self.ckpt.tokenizer, text)
+        self.query_one(TokenStrip).show(self.token_view)
+        if not self.token_view.tokens:
+            self._show_token_details(None)
+
+    @on(TokenStrip.Selected)
+    def _token_selected(self, event: TokenStrip.Selected) -> None:
+        self._show_token_details(event.token)
+
+    def _show_token_details(self, token) -> None:
+        from mnemos.inspect import merge_tree
+
+        tok = self.ckpt.tokenizer
+        tree = merge_tree(tok, token.id) if token is not None else None
+        self.query_one(TokenDetails).show(self.token_view, token, tree, tok.vocab_size, len(tok.merges))
+
+    def run_model(self, chosen: int | None = None) -> None:
+        if self.ckpt is not None:
+            self.forward(self.prompt, chosen)
+
+    @work(thread=True, exclusive=True, group="inspect-model")
+    def forward(self, prompt: str, chosen: int | None) -> None:
+        """Next-token logits and attention maps of the prompt, off the UI thread."""
+        from mnemos.errors import MnemosError
+        from mnemos.generate import Generator
+        from mnemos.inspect import attention_view, next_token_logits
+
+        ckpt = self.ckpt
+        try:
+            ids = Generator(ckpt.model, ckpt.tokenizer).encode_prompt(prompt)
+            logits = next_token_logits(ckpt.model, ids)
+            attention = attention_view(ckpt.model, ckpt.tokenizer, prompt) if prompt else None
+        except MnemosError as exc:
+            self.app.call_from_thread(self.report, exc)
+            return
+        self.app.call_from_thread(self._forward_done, logits, attention, chosen)
+
+    def _forward_done(self, logits: np.ndarray, attention, chosen: int | None) -> None:
+        self.query_one(NextTokenPanel).show_logits(logits, self.ckpt.tokenizer, chosen)
+        if attention is not None:
+            self.query_one(AttentionMap).show(attention)
+
+    # -- actions ----------------------------------------------------------------------
+
+    def action_focus_prompt(self) -> None:
+        self.query_one("#inspect-prompt", Input).focus()
+
+    def action_focus_checkpoint(self) -> None:
+        self.query_one("#inspect-checkpoint", Select).focus()
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+        focus = {"tokens": TokenStrip, "next": NextTokenPanel, "attention": AttentionMap,
+                 "anatomy": AnatomyTree, "replay": ReplayView}[tab]
+        self.query_one(focus).focus()
+
+    def action_load_training_text(self) -> None:
+        """Show the start of the training file in the Tokens view."""
+        from tui.widgets.file_info import preview_text
+
+        path = self.workspace.train_file
+        if path is None or not Path(path).is_file():
+            self.notify("No training file chosen: pick one on the Datasets screen (F2).", severity="warning")
+            return
+        self.token_text = preview_text(Path(path))
+        self.update_tokens()
+        self.action_show_tab("tokens")
+
+    def action_step(self, how: str) -> None:
+        """Append the next token (the most likely one, or one sampled with the current
+        settings) to the prompt and look again: generation one step at a time."""
+        from mnemos.generate import sample
+
+        panel = self.query_one(NextTokenPanel)
+        if self.ckpt is None or panel.view is None:
+            return
+        if how == "top":
+            token = panel.view.candidates[0].id
+        else:
+            from mnemos.generate import sampling_distribution
+
+            probs = sampling_distribution(panel.logits, panel.temperature, panel.top_k, panel.top_p)
+            token = sample(probs, np.random.default_rng())
+        ranks = [c.id for c in panel.view.candidates]
+        rank = f"candidate {ranks.index(token) + 1}" if token in ranks else "outside the top list"
+        panel.note = (f"took [{panel.label(token)}] ({how}: p {panel.probability(token):.1%}, {rank}); "
+                      f"below, the distribution of the token after it")
+        prompt = self.query_one("#inspect-prompt", Input)
+        with prompt.prevent(Input.Changed):
+            prompt.value += self.ckpt.tokenizer.decode([token])
+        self.update_tokens()
+        self.run_model()
+
+    @on(Tree.NodeHighlighted, "#anatomy-tree")
+    def _component_highlighted(self, event: Tree.NodeHighlighted) -> None:
+        if event.node.data is not None and self.anatomy_root is not None:
+            self.query_one(ComponentDetails).show(event.node.data, self.anatomy_root.flops)
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "step":  # only where the next-token view is
+            return self.query_one(TabbedContent).active == "next"
+        return True
+
+    @on(TabbedContent.TabActivated)
+    def _tab_changed(self) -> None:
+        self.refresh_bindings()
+

@@ -1,0 +1,317 @@
+"""Train: the hyperparameter form, keyboard control of a run, and its live view.
+
+The run is ``mnemos.trainer.Trainer`` in a thread worker; its events arrive through an
+``EventBridge`` (coalesced, at most ~10 messages a second) and update the numbers, the
+progress bar and the sparkline; the loss plot is redrawn at most twice a second.
+Pause / resume / stop / save call the trainer's thread-safe controls, which act
+between steps.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Label, ProgressBar, Select, Sparkline, Static
+from textual.worker import get_current_worker
+
+from tui.bridge import EngineEvents, EventBridge
+from tui.screens.base import MnemosScreen
+from tui.widgets.hparam_form import HyperparamForm
+from tui.widgets.loss_plot import LossPlot
+from tui.widgets.train_stats import TrainStats, clock
+
+NEW_RUN = "__new__"
+SPARK_POINTS = 120
+PLOT_INTERVAL = 0.5  # seconds between loss plot redraws while training
+
+
+class TrainScreen(MnemosScreen):
+    TITLE = "Train"
+    BINDINGS = [
+        Binding("ctrl+r", "start", "Start"),
+        Binding("ctrl+b", "pause", "Pause"),
+        Binding("ctrl+b", "resume", "Resume"),
+        Binding("ctrl+t", "stop", "Stop"),
+        Binding("ctrl+s", "save_now", "Save now"),
+        Binding("ctrl+l", "log_scale", "Log scale"),
+    ]
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="train-main"):
+            with Vertical(id="train-setup", classes="pane") as setup:
+                setup.border_title = "Run"
+                yield Static(id="train-files")
+                with Horizontal(classes="form-row"):
+                    yield Label("start from", classes="form-label")
+                    yield Select([("new run", NEW_RUN)], value=NEW_RUN, allow_blank=False,
+                                 id="start-from", compact=True)
+                yield HyperparamForm(id="hparams")
+            with Vertical(id="train-live", classes="pane") as live:
+                live.border_title = "Live"
+                yield TrainStats(id="train-stats")
+                with Horizontal(id="train-progress"):
+                    yield ProgressBar(total=1, show_eta=False, id="train-bar")
+                    yield Label("", id="train-phase")
+                yield LossPlot(id="loss-plot")
+                yield Sparkline([], id="loss-spark")
+                with VerticalScroll(id="train-sample") as sample:
+                    sample.border_title = "Sample at the last evaluation"
+                    yield Static("A sample of generated text appears here at each evaluation.",
+                                 id="sample-text")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.mnemos.train_screen = self
+        self.trainer = None
+        self._plot_due = 0.0
+        self._losses: list[float] = []
+        self.refresh_sources()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_sources()
+
+    # -- setup ------------------------------------------------------------------------
+
+    def refresh_sources(self) -> None:
+        """Show the chosen files and refill the checkpoint list (new files, new runs)."""
+        ws = self.workspace
+        text = Text()
+        text.append("train ", style="bold")
+        text.append(ws.show(ws.train_file))
+        text.append("\nval   ", style="bold")
+        text.append(ws.show(ws.test_file) if ws.test_file else "last 10% of the training text")
+        text.append("\n(change them on Datasets, F2)", style="dim")
+        self.query_one("#train-files", Static).update(text)
+        if self.running:
+            return
+        from mnemos.checkpoint import list_checkpoints
+
+        select = self.query_one("#start-from", Select)
+        current = select.value
+        options = [("new run", NEW_RUN)]
+        try:
+            options += [(f"resume {info.name} (step {info.step})", info.path)
+                        for info in list_checkpoints(ws.checkpoints_dir) if info.problem is None]
+        except OSError as exc:
+            self.report(exc)
+        select.set_options(options)
+        if current in {value for _, value in options}:
+            select.value = current
+
+    @on(Select.Changed, "#start-from")
+    def _start_from_changed(self, event: Select.Changed) -> None:
+        form = self.query_one(HyperparamForm)
+        if event.value == NEW_RUN or event.value is Select.BLANK:
+            form.set_resuming(False)
+            return
+        from mnemos.checkpoint import checkpoint_info
+
+        info = checkpoint_info(str(event.value))
+        if info.problem:
+            self.notify(info.problem, severity="error")
+            return
+        form.set_values({**info.model_config, **info.train_config})
+        form.set_resuming(True)
+
+    # -- controls ---------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """A run is alive (preparing, running, paused or stopping)."""
+        return self.trainer is not None and self.trainer.state not in ("idle", "done")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Footer shows what makes sense now: True active, None greyed out, False hidden
+        (pause and resume share ctrl+b; only one of them is ever shown)."""
+        state = self.trainer.state if self.trainer is not None else "idle"
+        if action == "start":
+            return None if self.running else True
+        if action == "pause":
+            return True if state == "running" else (False if state == "paused" else None)
+        if action == "resume":
+            return state == "paused"
+        if action in ("stop", "save_now"):
+            return True if state in ("running", "paused") else None
+        return True
+
+    def action_start(self) -> None:
+        if self.running:
+            self.notify("A run is already going: stop it first (ctrl+t)", severity="warning")
+            return
+        form = self.query_one(HyperparamForm)
+        try:
+            model_cfg, train_cfg = form.configs()
+        except Exception as exc:
+            self.report(exc, "Cannot start")
+            return
+        resume = self.query_one("#start-from", Select).value
+        ws = self.workspace
+        if resume == NEW_RUN and ws.train_file is None:
+            self.notify("No training file: choose one on Datasets (F2) or fetch the sample corpus there",
+                        title="Cannot start", severity="error")
+            return
+        self._reset_live()
+        self.query_one(HyperparamForm).disabled = True
+        self.query_one("#start-from", Select).disabled = True
+        self.trainer = None
+        self.run_training(model_cfg, train_cfg, None if resume == NEW_RUN else Path(str(resume)))
+        self.refresh_bindings()
+
+    def action_pause(self) -> None:
+        if self.trainer is not None:
+            self.trainer.pause()
+
+    def action_resume(self) -> None:
+        if self.trainer is not None:
+            self.trainer.resume()
+
+    def action_stop(self) -> None:
+        if self.trainer is not None:
+            self.trainer.stop()
+            self._set_state("stopping")
+
+    def action_save_now(self) -> None:
+        if self.trainer is not None:
+            self.trainer.save_now()
+            self.notify("Saving a checkpoint after this step ...")
+
+    def action_log_scale(self) -> None:
+        self.query_one(LossPlot).toggle_log_scale()
+
+    def quit_training(self, save: bool) -> None:
+        """Stop the run (saving a final checkpoint unless ``save`` is False), then exit."""
+        self._exit_when_done = True
+        self._discard = not save
+        if self.trainer is not None:
+            self.trainer.stop()
+        self._set_state("stopping")
+
+    # -- the worker -------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="train", exit_on_error=False)
+    def run_training(self, model_cfg, train_cfg, resume_dir: Path | None) -> None:
+        from mnemos.trainer import Trainer
+
+        worker = get_current_worker()
+        bridge = EventBridge(self.post_message)
+
+        def callback(event) -> None:
+            bridge(event)
+            if worker.is_cancelled and self.trainer is not None:
+                self.trainer.stop()
+
+        ws = self.workspace
+        try:
+            if resume_dir is None:
+                out_dir = ws.checkpoints_dir / datetime.now().strftime("%Y%m%d-%H%M%S")
+                trainer = Trainer.new(model_cfg, train_cfg, str(ws.train_file),
+                                      val_data=str(ws.test_file) if ws.test_file else None,
+                                      out_dir=str(out_dir), callback=callback)
+            else:
+                from mnemos.checkpoint import checkpoint_info
+
+                saved = checkpoint_info(resume_dir).train_config
+                overrides = {k: v for k, v in train_cfg.to_dict().items() if saved.get(k) != v}
+                trainer = Trainer.resume(str(resume_dir), overrides=overrides or None, callback=callback)
+            self.trainer = trainer
+            self.app.call_from_thread(self.refresh_bindings)
+            trainer.run()
+        except Exception as exc:  # the app stays up: the error becomes a notification
+            bridge.flush()
+            self.app.call_from_thread(self.report, exc, "Training stopped")
+        finally:
+            bridge.flush()
+            self.app.call_from_thread(self._run_ended)
+
+    # -- events -----------------------------------------------------------------------
+
+    @on(EngineEvents)
+    def _engine_events(self, message: EngineEvents) -> None:
+        from mnemos import events as ev
+
+        steps = [e for e in message.events if isinstance(e, ev.StepEvent)]
+        plot = self.query_one(LossPlot)
+        if steps:
+            plot.add_train([e.step for e in steps], [e.loss for e in steps])
+            self._losses = (self._losses + [e.loss for e in steps])[-SPARK_POINTS:]
+            self._show_step(steps[-1])
+        for event in message.events:
+            try:
+                self._handle(event, plot)
+            except Exception as exc:  # a display bug must not kill the run's view
+                self.report(exc)
+        now = time.monotonic()
+        if now >= self._plot_due or any(not isinstance(e, ev.StepEvent) for e in message.events):
+            plot.replot()
+            self._plot_due = now + PLOT_INTERVAL
+
+    def _handle(self, event, plot: LossPlot) -> None:
+        from mnemos import events as ev
+
+        stats = self.query_one(TrainStats)
+        if isinstance(event, ev.PrepareEvent):
+            bar = self.query_one("#train-bar", ProgressBar)
+            bar.update(total=event.total or None, progress=event.done)
+            self.query_one("#train-phase", Label).update(event.message or event.phase)
+            stats.set(state="preparing")
+        elif isinstance(event, ev.EvalEvent):
+            plot.add_val(event.step, event.val_loss)
+            stats.set(val_loss=f"{event.val_loss:.4f}", best_val_loss=f"{event.best_val_loss:.4f}")
+        elif isinstance(event, ev.SampleEvent):
+            sample = self.query_one("#train-sample")
+            sample.border_title = f"Sample at step {event.step} (val loss {event.val_loss:.3f})"
+            self.query_one("#sample-text", Static).update(Text(event.prompt + event.text))
+        elif isinstance(event, ev.CheckpointEvent):
+            self.workspace.checkpoint = Path(event.path)
+            if event.reason in ("manual", "final", "interrupt"):
+                self.notify(f"Checkpoint saved at step {event.step}: {self.workspace.show(Path(event.path))}")
+        elif isinstance(event, ev.StateEvent):
+            self._set_state(event.state)
+        elif isinstance(event, ev.DoneEvent):
+            self._set_state("done")
+            if event.checkpoint:
+                self.workspace.checkpoint = Path(event.checkpoint)
+            loss = f", loss {event.loss:.4f}" if event.loss is not None else ""
+            self.notify(f"Training {event.reason} at step {event.step}{loss}",
+                        severity="error" if event.reason == "error" else "information")
+        elif isinstance(event, ev.ErrorEvent):
+            self.notify(event.message, title="Training error", severity="error", timeout=10)
+
+    def _show_step(self, e) -> None:
+        bar = self.query_one("#train-bar", ProgressBar)
+        bar.update(total=e.max_steps, progress=e.step)
+        self.query_one("#train-phase", Label).update(f"{e.step}/{e.max_steps} · ETA {clock(e.eta_s)}")
+        self.query_one(TrainStats).set(
+            step=f"{e.step:,} / {e.max_steps:,}", loss=f"{e.loss:.4f}", tokens_per_s=f"{e.tokens_per_s:,.0f}",
+            lr=f"{e.lr:.2e}", grad_norm=f"{e.grad_norm:.3f}", elapsed=clock(e.elapsed_s), eta=clock(e.eta_s))
+        self.query_one("#loss-spark", Sparkline).data = list(self._losses)
+
+    def _set_state(self, state: str) -> None:
+        self.query_one(TrainStats).set(state=state)
+        self.refresh_bindings()
+
+    def _reset_live(self) -> None:
+        self._losses = []
+        self.query_one(LossPlot).clear_data()
+        self.query_one(LossPlot).replot()
+        self.query_one("#loss-spark", Sparkline).data = []
+        self.query_one(TrainStats).reset()
+        self.query_one(TrainStats).set(state="starting")
+        self.query_one("#train-bar", ProgressBar).update(total=None, progress=0)
+        self.query_one("#train-phase", Label).update("")
+
+    def _run_ended(self) -> None:
+        self.query_one(HyperparamForm).disabled = False
+        self.query_one("#start-from", Select).disabled = False
+        state = self.trainer.state if self.trainer is not None else "idle"
+        self._set_state(state if state != "idle" else "idle")
+        self.refresh_sources()
+        if getattr(self, "_exit_when_done", False):
+            self.app.exit()

@@ -1,0 +1,224 @@
+"""``HyperparamForm``: every training setting of the CLI contract, validated as you type.
+
+Each field is parsed on every keystroke; the whole form is then validated by building
+``ModelConfig`` and ``TrainConfig`` (the engine's own checks, so the TUI cannot drift
+from the CLI). The reason a value is refused shows under its field; the parameter count
+(``ModelConfig.num_params()``) and a memory estimate update live.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import Input, Label, Select, Static
+
+from mnemos.config import DEFAULT_PRESET, PRESETS, ModelConfig, TrainConfig
+from mnemos.errors import ConfigError
+
+SPECIAL_TOKENS = 1  # <|endoftext|> sits on top of the tokenizer's vocab_size
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str  # the config attribute
+    label: str  # the CLI flag, so the form reads like `mnemos train --help`
+    kind: type
+    model: bool = False  # part of ModelConfig (fixed when resuming)
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("vocab_size", "vocab-size", int, model=True),
+    Field("n_layer", "n-layer", int, model=True),
+    Field("n_head", "n-head", int, model=True),
+    Field("n_embd", "n-embd", int, model=True),
+    Field("block_size", "block-size", int, model=True),
+    Field("dropout", "dropout", float, model=True),
+    Field("batch_size", "batch-size", int),
+    Field("lr", "lr", float),
+    Field("min_lr", "min-lr", float),
+    Field("warmup_steps", "warmup-steps", int),
+    Field("max_steps", "max-steps", int),
+    Field("weight_decay", "weight-decay", float),
+    Field("grad_clip", "grad-clip", float),
+    Field("eval_interval", "eval-interval", int),
+    Field("eval_steps", "eval-steps", int),
+    Field("seed", "seed", int),
+    Field("workers", "workers", int),
+    Field("device", "device", str),
+)
+MODEL_FIELDS = {"n_layer", "n_head", "n_embd", "block_size", "dropout"}
+
+
+def memory_estimate(model: ModelConfig, batch_size: int) -> int:
+    """Bytes of float32 training state: weights, gradients and the two AdamW moments
+    (16 bytes a parameter), plus the activations one step keeps for backward: per block
+    about 16 values per token and channel (LayerNorms, q/k/v, attention output, MLP 4x
+    pre- and post-GELU) and two T x T maps per head (probabilities and their gradient),
+    plus the logits and their gradient. An estimate, shown with "≈"."""
+    B, T, C, H, L, V = batch_size, model.block_size, model.n_embd, model.n_head, model.n_layer, model.vocab_size
+    activations = L * (16 * B * T * C + 2 * B * H * T * T) + 2 * B * T * V + 4 * B * T * C
+    return 4 * (4 * model.num_params() + activations)
+
+
+def _format_value(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _parse(field: Field, text: str):
+    text = text.strip()
+    if not text:
+        raise ConfigError("required")
+    if field.kind is int:
+        try:
+            return int(text.replace("_", ""))
+        except ValueError:
+            raise ConfigError("a whole number") from None
+    if field.kind is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError("a number, e.g. 3e-4") from None
+    return text
+
+
+class HyperparamForm(VerticalScroll):
+    """The form. ``configs()`` returns the validated ``(ModelConfig, TrainConfig)``."""
+
+    class Changed(Message):
+        """The form was edited; ``valid`` says whether it can start a run."""
+
+        def __init__(self, form: "HyperparamForm", valid: bool) -> None:
+            super().__init__()
+            self.form = form
+            self.valid = valid
+
+    def __init__(self, preset: str = DEFAULT_PRESET, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.preset = preset
+        self.errors: dict[str, str] = {}
+        self._resuming = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="form-summary")
+        with Horizontal(classes="form-row"):
+            yield Label("preset", classes="form-label")
+            yield Select([(f"{p.name}: {p.description}", p.name) for p in PRESETS.values()],
+                         value=self.preset, allow_blank=False, id="preset", compact=True)
+        for field in FIELDS:
+            with Horizontal(classes="form-row"):
+                yield Label(field.label, classes="form-label")
+                yield Input(id=f"f-{field.name}", classes="form-input", compact=True,
+                            select_on_focus=False)
+            yield Label("", id=f"e-{field.name}", classes="form-error hidden")
+
+    def on_mount(self) -> None:
+        self.apply_preset(self.preset)
+
+    # -- values -----------------------------------------------------------------------
+
+    def apply_preset(self, name: str) -> None:
+        preset = PRESETS[name]
+        model = ModelConfig(**{k: v for k, v in preset.model.items()})
+        train = TrainConfig(**preset.train)
+        self.set_values({**model.to_dict(), **train.to_dict()})
+
+    def set_values(self, values: dict) -> None:
+        """Fill the fields from config dicts (a preset, or a checkpoint's configs)."""
+        for field in FIELDS:
+            if field.name in values:
+                self.query_one(f"#f-{field.name}", Input).value = _format_value(values[field.name])
+        self.validate()
+
+    def set_resuming(self, resuming: bool) -> None:
+        """When resuming, the model's shape comes from the checkpoint and cannot change."""
+        self._resuming = resuming
+        for field in FIELDS:
+            if field.model:
+                self.query_one(f"#f-{field.name}", Input).disabled = resuming
+
+    def raw_values(self) -> dict[str, object]:
+        """Each field parsed on its own; parse errors go to ``self.errors``."""
+        values = {}
+        for field in FIELDS:
+            try:
+                values[field.name] = _parse(field, self.query_one(f"#f-{field.name}", Input).value)
+            except ConfigError as exc:
+                self.errors[field.name] = str(exc)
+        return values
+
+    def configs(self) -> tuple[ModelConfig, TrainConfig]:
+        """The validated configs, or ``ConfigError`` naming the first bad field."""
+        self.validate()
+        if self.errors:
+            name, reason = next(iter(self.errors.items()))
+            raise ConfigError(f"{name.replace('_', '-')}: {reason}")
+        return self._build(self.raw_values())
+
+    def _build(self, values: dict) -> tuple[ModelConfig, TrainConfig]:
+        model = ModelConfig(vocab_size=values["vocab_size"] + SPECIAL_TOKENS,
+                            **{k: values[k] for k in MODEL_FIELDS})
+        train_fields = {f.name for f in FIELDS if not f.model} | {"vocab_size"}
+        train = TrainConfig(**{k: values[k] for k in train_fields})
+        return model, train
+
+    # -- validation -------------------------------------------------------------------
+
+    def validate(self) -> bool:
+        """Check every field, show the reasons, update the summary; True when valid."""
+        self.errors = {}
+        values = self.raw_values()
+        model = None
+        if not self.errors:
+            try:
+                model, train = self._build(values)
+            except ConfigError as exc:
+                self.errors[self._blame(str(exc))] = str(exc)
+        for field in FIELDS:
+            label = self.query_one(f"#e-{field.name}", Label)
+            reason = self.errors.get(field.name)
+            label.update(f"↑ {reason}" if reason else "")
+            label.set_class(reason is None, "hidden")
+            self.query_one(f"#f-{field.name}", Input).set_class(reason is not None, "-invalid")
+        self._summarise(model, values)
+        valid = not self.errors
+        self.post_message(self.Changed(self, valid))
+        return valid
+
+    @staticmethod
+    def _blame(message: str) -> str:
+        """The field a ConfigError message is about: the first field name it mentions."""
+        names = [f.name for f in FIELDS]
+        found = [(m.start(), name) for name in names for m in re.finditer(rf"\b{name}\b", message)]
+        return min(found)[1] if found else "vocab_size"
+
+    def _summarise(self, model: ModelConfig | None, values: dict) -> None:
+        summary = self.query_one("#form-summary", Static)
+        if model is None:
+            summary.update(Text("fix the fields marked below", style="bold red"))
+            return
+        params = model.num_params()
+        memory = memory_estimate(model, values["batch_size"])
+        text = Text()
+        text.append(f"{params / 1e6:.2f} M", style="bold")
+        text.append(" parameters · ")
+        text.append(f"≈ {memory / 2**20:,.0f} MB", style="bold")
+        text.append(" memory")
+        summary.update(text)
+
+    @on(Input.Changed, ".form-input")
+    def _field_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.validate()
+
+    @on(Select.Changed, "#preset")
+    def _preset_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        if event.value != self.preset or not self._resuming:
+            self.preset = str(event.value)
+            self.apply_preset(self.preset)

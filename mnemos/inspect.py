@@ -16,11 +16,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mnemos.backend import to_numpy
 from mnemos.config import ModelConfig
 from mnemos.errors import MnemosError
 
-# Whitespace made visible in labels (heatmap axes, candidate lists, merge trees).
-_VISIBLE = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"})
+# Whitespace made visible and control characters escaped in labels (heatmap axes,
+# candidate lists, merge trees), so every token has a visible, one-line label.
+_VISIBLE = str.maketrans({
+    **{c: f"\\x{c:02x}" for c in [*range(32), *range(127, 160)]},
+    ord(" "): "␣", ord("\n"): "↵", ord("\t"): "⇥", ord("\r"): "␍",
+})
 
 
 def token_text(data: bytes) -> str:
@@ -36,6 +41,10 @@ def token_label(data: bytes) -> str:
 
 def _special_ids(tokenizer) -> dict[int, str]:
     return {i: s for s, i in tokenizer.special_tokens.items()}
+
+
+def _label(tokenizer, token_id: int, specials: dict[int, str]) -> str:
+    return specials[token_id] if token_id in specials else token_label(tokenizer.token_bytes(token_id))
 
 
 def _bytes_of(tokenizer, token_id: int, specials: dict[int, str]) -> bytes:
@@ -186,15 +195,20 @@ def merge_tree(tokenizer, token_id: int) -> MergeNode:
 
 @dataclass
 class Candidate:
+    """A possible next token. ``raw_prob`` is the model's own softmax; ``prob`` the
+    probability after temperature / top-k / top-p, the one sampling draws from (0 for a
+    token the filters cut)."""
+
     id: int
     label: str
-    prob: float  # after temperature / top-k / top-p: what sampling draws from
+    prob: float
+    raw_prob: float
     logit: float
     chosen: bool = False
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "label": self.label, "prob": self.prob, "logit": self.logit,
-                "chosen": self.chosen}
+        return {"id": self.id, "label": self.label, "prob": self.prob, "raw_prob": self.raw_prob,
+                "logit": self.logit, "chosen": self.chosen}
 
 
 @dataclass
@@ -239,7 +253,7 @@ def _context(model, ids) -> np.ndarray:
 def next_token_logits(model, ids) -> np.ndarray:
     """The model's logits for the token after ``ids`` (the last ``block_size`` of them): (V,)."""
     logits, _ = model.forward(_context(model, ids))
-    return np.asarray(logits[0, -1], dtype=np.float32)
+    return to_numpy(logits[0, -1]).astype(np.float32)
 
 
 def next_token_distribution(logits, tokenizer, temperature: float = 1.0, top_k: int | None = None,
@@ -255,13 +269,14 @@ def next_token_distribution(logits, tokenizer, temperature: float = 1.0, top_k: 
     shifted = logits.astype(np.float64) - logits.max()
     raw = np.exp(shifted)
     raw /= raw.sum()
+    # The model's k best guesses, best first (ties by id). Reshaping is monotonic, so the
+    # tokens sampling keeps come first and any cut by top-k / top-p follow with prob 0.
     k = max(1, min(int(k), logits.size))
-    top = np.argpartition(-probs, k - 1)[:k]
-    top = top[np.lexsort((top, -probs[top]))]  # most likely first, ties by id
+    top = np.argpartition(-logits, k - 1)[:k]
+    top = top[np.lexsort((top, -logits[top]))]
     specials = _special_ids(tokenizer)
-    candidates = [Candidate(int(i), token_label(_bytes_of(tokenizer, int(i), specials))
-                            if int(i) not in specials else specials[int(i)],
-                            float(probs[i]), float(logits[i]), chosen is not None and int(i) == chosen)
+    candidates = [Candidate(int(i), _label(tokenizer, int(i), specials), float(probs[i]), float(raw[i]),
+                            float(logits[i]), chosen is not None and int(i) == chosen)
                   for i in top]
     return NextTokenView(candidates, _entropy_bits(probs), _entropy_bits(raw),
                          int((probs > 0).sum()), float(temperature), top_k, top_p)
@@ -317,10 +332,10 @@ def attention_view(model, tokenizer, text: str) -> AttentionView:
     ids = tokenizer.encode(text, allowed_special="all")
     idx = _context(model, ids)
     maps = model.attention_maps(idx)
-    weights = np.stack([np.asarray(m[0], dtype=np.float32) for m in maps])
+    weights = np.stack([to_numpy(m[0]).astype(np.float32) for m in maps])
     specials = _special_ids(tokenizer)
     kept = [int(i) for i in idx[0]]
-    labels = [specials.get(i) or token_label(tokenizer.token_bytes(i)) for i in kept]
+    labels = [_label(tokenizer, i, specials) for i in kept]
     return AttentionView(kept, labels, weights, len(ids) - len(kept))
 
 
@@ -375,7 +390,7 @@ class Component:
 
 
 def _tensor_stats(a: np.ndarray) -> dict:
-    a = np.asarray(a, dtype=np.float64).reshape(-1)
+    a = to_numpy(a).astype(np.float64).reshape(-1)
     return {"n": int(a.size), "sum": float(a.sum()), "sumsq": float(np.dot(a, a)),
             "absmax": float(np.abs(a).max()) if a.size else 0.0}
 
@@ -423,15 +438,12 @@ def _linear_flops(name: str, shape: tuple[int, ...]) -> int:
 
 def _param_shapes(model_or_config) -> tuple[ModelConfig, list[tuple[str, tuple[int, ...]]], dict | None]:
     if isinstance(model_or_config, ModelConfig):
-        from mnemos.nn import GPT
+        from mnemos.nn import param_specs
 
-        config = model_or_config
-        shapes = GPT.param_shapes(config)
-        return config, list(shapes.items()), None
-    model = model_or_config
-    store = model.params
-    return model.config, [(n, tuple(store.view(n).shape)) for n in store.names], \
-        {n: store.view(n) for n in store.names}
+        return model_or_config, [(name, shape) for name, shape, _ in param_specs(model_or_config)], None
+    store = model_or_config.params
+    return (model_or_config.config, [(n, tuple(store.shapes[n])) for n in store.names],
+            {n: to_numpy(store.view(n)) for n in store.names})
 
 
 def anatomy(model_or_config, params: dict | None = None) -> Component:
@@ -622,3 +634,46 @@ def to_json(obj) -> str:
     if isinstance(obj, list):
         return json.dumps([o.to_dict() for o in obj], ensure_ascii=False)
     return json.dumps(obj.to_dict(), ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------- a checkpoint
+
+
+def inspect_checkpoint(checkpoint_dir, prompt: str = "\n", temperature: float = 1.0,
+                       top_k: int | None = None, top_p: float | None = None, k: int = 10) -> dict:
+    """Every view of one checkpoint for one prompt (what ``mnemos inspect`` prints):
+    ``{"checkpoint", "prompt", "tokens", "next_token", "attention", "anatomy"}``, each a
+    view object. The prompt is encoded as generation encodes it."""
+    from mnemos.checkpoint import load_checkpoint
+    from mnemos.generate import Generator, check_sampling
+
+    check_sampling(temperature, top_k, top_p)
+    ckpt = load_checkpoint(checkpoint_dir)
+    model, tokenizer = ckpt.model, ckpt.tokenizer
+    ids = Generator(model, tokenizer).encode_prompt(prompt)
+    return {
+        "checkpoint": str(checkpoint_dir),
+        "prompt": prompt,
+        "tokens": tokenize_view(tokenizer, prompt),
+        "next_token": next_token_view(model, tokenizer, ids, temperature, top_k, top_p, k),
+        "attention": attention_view(model, tokenizer, prompt) if prompt else None,
+        "anatomy": anatomy(model),
+    }
+
+
+def format_report(views: dict, layer: int | None = None, head: int | None = None) -> str:
+    """The text ``mnemos inspect`` prints for ``inspect_checkpoint``'s views."""
+    root = views["anatomy"]
+    parts = [f"checkpoint {views['checkpoint']}: {root.role}, {root.params:,} parameters, "
+             f"{root.flops:,} forward FLOPs per token",
+             "\n== tokens ==", format_tokens(views["tokens"]),
+             "\n== next token ==", format_next_token(views["next_token"])]
+    if views["attention"] is not None:
+        parts += ["\n== attention ==", format_attention(views["attention"], layer, head)]
+    parts += ["\n== anatomy ==", format_anatomy(root, max_depth=2)]
+    return "\n".join(parts)
+
+
+def views_to_dict(views: dict) -> dict:
+    """``inspect_checkpoint``'s views as one JSON-serialisable object."""
+    return {key: value.to_dict() if hasattr(value, "to_dict") else value for key, value in views.items()}

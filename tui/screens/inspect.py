@@ -33,7 +33,7 @@ DEBOUNCE_S = 0.12  # wait this long after a key stroke before running the model
 
 
 class InspectScreen(MnemosScreen):
-    TITLE = "Inspect"
+    SUB_TITLE = "Inspect"
     DEFAULT_CSS = """
     InspectScreen #inspect-bar { height: auto; }
     InspectScreen #inspect-checkpoint { width: 36; }

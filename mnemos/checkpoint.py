@@ -1,0 +1,361 @@
+"""Checkpoints: save, load, list, delete; atomic and pickle-free.
+
+A run folder (contract, see ARCHITECTURE)::
+
+    checkpoints/<run>/            the latest checkpoint of the run
+      config.json                 {"format_version", "mnemos_version", "model": {...}, "train": {...}}
+      tokenizer.json              the BPE
+      model.npz                   float32 weights keyed by stable parameter names
+      optimizer.npz               AdamW "m", "v" (flat float32) and "t"
+      state.json                  step, best val loss, RNG states, tokens seen, wall time, fingerprints
+      metrics.jsonl               one JSON object per logged step / eval, up to this checkpoint
+      best/                       the same files for the checkpoint with the lowest val loss
+
+Atomicity. Every save writes a complete new folder ``.<run>.saving-<pid>`` next to the
+run (each file fsynced), then swaps it in with two renames: ``<run>`` ->
+``.<run>.previous``, ``.<run>.saving-<pid>`` -> ``<run>``. A POSIX rename is atomic, so a
+kill at any moment leaves either the old ``<run>``, or no ``<run>`` but a whole
+``.<run>.previous`` (between the two renames), which every reader here renames back
+(:func:`recover`). ``best/`` and unchanged files are hard links into the previous folder,
+so keeping ``best`` costs no copy. Files are never modified in place, which is what makes
+the sharing of inodes safe. Loading uses ``np.load(allow_pickle=False)`` only.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import mnemos
+from mnemos.config import ModelConfig, TrainConfig
+from mnemos.errors import CheckpointError, ConfigError, MnemosError
+
+FORMAT_VERSION = 1
+CHECKPOINT_FILES = ("config.json", "tokenizer.json", "model.npz", "optimizer.npz", "state.json")
+BEST = "best"
+
+
+# --------------------------------------------------------------------------- low-level writing
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # not supported on this platform / filesystem
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_bytes(path: Path, write) -> None:
+    """Create ``path``, let ``write(f)`` fill it, flush and fsync it."""
+    with open(path, "xb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_json(path: Path, obj) -> None:
+    _write_bytes(path, lambda f: f.write((json.dumps(obj, indent=2, allow_nan=False) + "\n").encode()))
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    _write_bytes(path, lambda f: np.savez(f, **arrays))
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _previous(run: Path) -> Path:
+    return run.parent / f".{run.name}.previous"
+
+
+def recover(run: str | os.PathLike) -> None:
+    """Finish the swap of a save that was killed between its two renames: put the
+    whole previous checkpoint back in place. A no-op for a healthy folder."""
+    run = Path(run)
+    old = _previous(run)
+    if old.is_dir() and not run.exists() and (old / "config.json").is_file():
+        os.rename(old, run)
+        _fsync_dir(run.parent)
+
+
+def _swap_in(tmp: Path, run: Path) -> None:
+    old = _previous(run)
+    recover(run)
+    if old.exists():
+        shutil.rmtree(old)
+    if run.exists():
+        os.rename(run, old)
+    os.rename(tmp, run)
+    _fsync_dir(run.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def save_checkpoint(dir: str | os.PathLike, model, tokenizer, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                    optimizer, state: dict, metrics: list[dict] | None = None, best: str = "keep") -> Path:
+    """Write a checkpoint folder atomically and return its path.
+
+    ``state`` is the JSON-able training state (see the trainer). ``metrics`` replaces
+    ``metrics.jsonl`` (``None`` keeps the current file). ``best``: ``"update"`` makes this
+    checkpoint ``best/``, ``"keep"`` keeps the existing ``best/``, ``"drop"`` writes none
+    (a fresh run replacing an old folder with ``--force``). A failed save (e.g. disk full)
+    raises :class:`CheckpointError` and leaves the previous checkpoint untouched.
+    """
+    if best not in ("keep", "update", "drop"):
+        raise ValueError(f"best must be 'keep', 'update' or 'drop', got {best!r}")
+    run = Path(dir)
+    tmp = run.parent / f".{run.name}.saving-{os.getpid()}"
+    try:
+        run.parent.mkdir(parents=True, exist_ok=True)
+        recover(run)
+        if run.exists() and not run.is_dir():
+            raise CheckpointError(f"{run} exists and is not a folder; choose another --out")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        config = {"format_version": FORMAT_VERSION, "mnemos_version": mnemos.__version__,
+                  "model": model_cfg.to_dict(), "train": train_cfg.to_dict()}
+        _write_json(tmp / "config.json", config)
+        tokenizer.save(tmp / "tokenizer.json")
+        _write_npz(tmp / "model.npz", {k: np.asarray(v, dtype=np.float32) for k, v in model.state_dict().items()})
+        opt = optimizer.state_dict()
+        _write_npz(tmp / "optimizer.npz", {"m": opt["m"], "v": opt["v"], "t": np.asarray(opt["t"], dtype=np.int64)})
+        _write_json(tmp / "state.json", {"format_version": FORMAT_VERSION, **state})
+        if metrics is not None:
+            lines = "".join(json.dumps(row, allow_nan=False) + "\n" for row in metrics)
+            _write_bytes(tmp / "metrics.jsonl", lambda f: f.write(lines.encode()))
+        elif (run / "metrics.jsonl").is_file():
+            _link_or_copy(run / "metrics.jsonl", tmp / "metrics.jsonl")
+        source = tmp if best == "update" else run / BEST if best == "keep" else None
+        if source is not None and (source / "config.json").is_file():
+            (tmp / BEST).mkdir()
+            for name in CHECKPOINT_FILES:
+                _link_or_copy(source / name, tmp / BEST / name)
+            _fsync_dir(tmp / BEST)
+        _fsync_dir(tmp)
+        _swap_in(tmp, run)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        what = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror or str(exc)
+        raise CheckpointError(f"could not save the checkpoint to {run} ({what}); the previous checkpoint is intact; "
+                              f"free some space or fix the folder, then resume with --resume {run}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return run
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint. The optimizer moments load on demand (generation needs none)."""
+
+    path: Path
+    model: object
+    tokenizer: object
+    model_config: ModelConfig
+    train_config: TrainConfig
+    state: dict
+    mnemos_version: str = ""
+
+    def optimizer_state(self) -> dict:
+        arrays = _read_npz(self.path / "optimizer.npz", self.path)
+        missing = {"m", "v", "t"} - set(arrays)
+        if missing:
+            raise CheckpointError(f"{self.path / 'optimizer.npz'} lacks {', '.join(sorted(missing))}; "
+                                  f"it is not a Mnemos optimizer state")
+        return {"m": arrays["m"], "v": arrays["v"], "t": int(arrays["t"])}
+
+
+def _read_json(path: Path, run: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{run} is not a complete checkpoint ({path.name} is missing); "
+                              f"pass a folder written by `mnemos train`") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is corrupt ({type(exc).__name__}); use {run}/best or start a new run") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} is corrupt (not a JSON object); use {run}/best or start a new run")
+    return data
+
+
+def _read_npz(path: Path, run: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise CheckpointError(f"{run} is not a complete checkpoint ({path.name} is missing); "
+                              f"pass a folder written by `mnemos train`") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, AttributeError) as exc:
+        raise CheckpointError(f"{path} is truncated or corrupt ({type(exc).__name__}: {str(exc)[:80]}); "
+                              f"use {run}/best or start a new run") from None
+
+
+def read_config(dir: str | os.PathLike) -> tuple[ModelConfig, TrainConfig, dict]:
+    """The configs of a checkpoint folder (cheap: no weights), checking the format."""
+    run = Path(dir)
+    recover(run)
+    if not run.is_dir() or not (run / "config.json").is_file():
+        what = "does not exist" if not run.exists() else "is not a Mnemos checkpoint (no config.json)"
+        raise CheckpointError(f"{run} {what}; pass a folder written by `mnemos train` (see `ls checkpoints`)")
+    raw = _read_json(run / "config.json", run)
+    version = raw.get("format_version")
+    if not isinstance(version, int):
+        raise CheckpointError(f"{run}/config.json has no format_version; it was not written by Mnemos")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{run} was written by a newer Mnemos (checkpoint format {version}, this version "
+                              f"reads up to {FORMAT_VERSION}); upgrade Mnemos with `pip install -U mnemos`")
+    try:
+        return ModelConfig.from_dict(raw.get("model")), TrainConfig.from_dict(raw.get("train")), raw
+    except (ConfigError, TypeError) as exc:
+        raise CheckpointError(f"{run}/config.json is invalid ({exc}); use another checkpoint") from None
+
+
+def load_checkpoint(dir: str | os.PathLike) -> Checkpoint:
+    """Load a checkpoint folder (the run's latest, or its ``best/``) into a model.
+
+    Raises :class:`CheckpointError` with one line for a folder that is not a
+    checkpoint, a truncated or corrupt file, a newer format, or mismatched shapes.
+    """
+    from mnemos.nn import GPT
+    from mnemos.tokenizer import BPETokenizer
+
+    run = Path(dir)
+    model_cfg, train_cfg, raw = read_config(run)
+    state = _read_json(run / "state.json", run)
+    try:
+        tokenizer = BPETokenizer.load(run / "tokenizer.json")
+    except FileNotFoundError:
+        raise CheckpointError(f"{run} is not a complete checkpoint (tokenizer.json is missing)") from None
+    except MnemosError as exc:
+        raise CheckpointError(f"{run}/tokenizer.json: {exc}") from None
+    if tokenizer.vocab_size != model_cfg.vocab_size:
+        raise CheckpointError(f"{run}: tokenizer.json has {tokenizer.vocab_size} tokens but the model expects "
+                              f"{model_cfg.vocab_size}; the folder mixes two runs, use another checkpoint")
+    weights = _read_npz(run / "model.npz", run)
+    model = GPT(model_cfg)
+    try:
+        model.load_state_dict(weights)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{run}/model.npz does not fit its config.json ({exc})") from None
+    return Checkpoint(run, model, tokenizer, model_cfg, train_cfg, state, str(raw.get("mnemos_version", "")))
+
+
+def is_checkpoint(dir: str | os.PathLike) -> bool:
+    """Whether ``dir`` looks like a checkpoint folder (has a config.json)."""
+    run = Path(dir)
+    recover(run)
+    return (run / "config.json").is_file()
+
+
+# --------------------------------------------------------------------------- browsing
+
+
+@dataclass
+class CheckpointInfo:
+    """One run as the checkpoint lists show it; ``problem`` says why it cannot load."""
+
+    path: str
+    name: str
+    step: int = 0
+    max_steps: int = 0
+    best_val_loss: float | None = None
+    num_params: int = 0
+    model_config: dict = field(default_factory=dict)
+    train_config: dict = field(default_factory=dict)
+    data: str | None = None
+    modified: float = 0.0
+    has_best: bool = False
+    size_bytes: int = 0
+    problem: str | None = None
+
+
+def _folder_size(path: Path) -> int:
+    seen, total = set(), 0
+    for p in path.rglob("*"):
+        if p.is_file():
+            st = p.stat()
+            if (st.st_dev, st.st_ino) not in seen:  # hard-linked best/ files count once
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total
+
+
+def checkpoint_info(dir: str | os.PathLike) -> CheckpointInfo:
+    run = Path(dir)
+    info = CheckpointInfo(path=str(run), name=run.name)
+    try:
+        info.modified = (run / "config.json").stat().st_mtime
+        info.size_bytes = _folder_size(run)
+        info.has_best = (run / BEST / "config.json").is_file()
+        model_cfg, train_cfg, _ = read_config(run)
+        info.model_config, info.train_config = model_cfg.to_dict(), train_cfg.to_dict()
+        info.num_params, info.max_steps = model_cfg.num_params(), train_cfg.max_steps
+        state = _read_json(run / "state.json", run)
+        info.step = int(state.get("step", 0))
+        info.best_val_loss = state.get("best_val_loss")
+        info.data = state.get("data")
+    except (MnemosError, OSError, ValueError, TypeError) as exc:
+        info.problem = str(exc)
+    return info
+
+
+def list_checkpoints(root: str | os.PathLike = "checkpoints") -> list[CheckpointInfo]:
+    """The runs under ``root`` (folders holding a config.json), newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    for old in root.glob(".*.previous"):
+        recover(root / old.name[1:-len(".previous")])
+    runs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "config.json").is_file()]
+    return sorted((checkpoint_info(p) for p in runs), key=lambda i: i.modified, reverse=True)
+
+
+def delete_checkpoint(dir: str | os.PathLike) -> None:
+    """Delete a run folder. Refuses anything that is not a checkpoint folder."""
+    run = Path(dir)
+    if not is_checkpoint(run):
+        raise CheckpointError(f"{run} is not a Mnemos checkpoint; refusing to delete it")
+    doomed = run.parent / f".{run.name}.deleting-{time.time_ns()}"
+    os.rename(run, doomed)
+    shutil.rmtree(doomed)
+
+
+def read_metrics(dir: str | os.PathLike) -> list[dict]:
+    """The rows of ``metrics.jsonl`` (an unreadable line, e.g. cut by a crash, is skipped)."""
+    path = Path(dir) / "metrics.jsonl"
+    recover(Path(dir))
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows

@@ -1,0 +1,405 @@
+"""The ``mnemos`` command line: parses arguments, calls the engine, prints results.
+
+One ``_add_<command>`` function per subcommand registers its parser and its handler
+(``set_defaults(handler=...)``); :data:`COMMANDS` lists them. A handler returns the exit
+status. A :class:`MnemosError` anywhere becomes one line on stderr and exit status 2;
+Ctrl+C during training saves a checkpoint and exits 130. No training logic lives here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+from mnemos.config import DEFAULT_PRESET, PRESETS, ModelConfig, TrainConfig, get_preset
+from mnemos.errors import MnemosError
+
+EXIT_OK, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 2, 130
+DEFAULT_TRAIN_DATA = "data/training/train.txt"
+DEFAULT_TEST_DATA = "data/testing/test.txt"
+
+MODEL_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
+TRAIN_FLAGS = ("vocab_size", "batch_size", "lr", "min_lr", "warmup_steps", "max_steps", "weight_decay",
+               "grad_clip", "eval_interval", "eval_steps", "seed", "workers", "device")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (plus exit 2) like every other error."""
+
+    def error(self, message: str) -> None:  # noqa: D401 - argparse API
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _json_safe(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def _print_json(obj: dict) -> None:
+    print(json.dumps(_json_safe(obj)), flush=True)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+# --------------------------------------------------------------------------- train
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model on a text file (or resume a run)",
+                       description="Train a GPT on a UTF-8 text file. Flags override the preset.")
+    p.add_argument("--data", help=f"training text (default {DEFAULT_TRAIN_DATA})")
+    p.add_argument("--val-data", help="validation text (default: the last 10%% of the training tokens)")
+    p.add_argument("--out", help="run folder (default checkpoints/<timestamp>)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
+    p.add_argument("--preset", help=f"starting point: {', '.join(f'{k} ({v.description})' for k, v in PRESETS.items())}"
+                                    f" (default {DEFAULT_PRESET})")
+    g = p.add_argument_group("model shape")
+    g.add_argument("--vocab-size", type=int, help="tokenizer size: 256 = bytes only, more = BPE merges")
+    g.add_argument("--n-layer", type=int)
+    g.add_argument("--n-head", type=int)
+    g.add_argument("--n-embd", type=int)
+    g.add_argument("--block-size", type=int, help="context window in tokens")
+    g.add_argument("--dropout", type=float)
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float, help="peak learning rate")
+    g.add_argument("--min-lr", type=float, help="learning rate at the end of the cosine decay")
+    g.add_argument("--warmup-steps", type=int)
+    g.add_argument("--max-steps", type=int)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--grad-clip", type=float, help="max global gradient norm (0 = off)")
+    g.add_argument("--eval-interval", type=int, help="evaluate and checkpoint every N steps")
+    g.add_argument("--eval-steps", type=int, help="batches per evaluation")
+    g.add_argument("--seed", type=int)
+    g = p.add_argument_group("compute")
+    g.add_argument("--workers", type=int, help="data-parallel worker processes")
+    g.add_argument("--device", choices=("cpu", "cuda"))
+    p.add_argument("--force", action="store_true", help="overwrite --out even if it holds another run")
+    p.add_argument("--json", action="store_true", help="print one JSON object per event")
+    p.set_defaults(handler=cmd_train)
+
+
+def train_configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
+    """The preset's settings with every explicitly given flag on top (validated)."""
+    preset = get_preset(args.preset or DEFAULT_PRESET)
+    model = dict(preset.model)
+    train = dict(preset.train)
+    model.update({k: getattr(args, k) for k in MODEL_FLAGS if getattr(args, k) is not None})
+    train.update({k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None})
+    train_cfg = TrainConfig(**train)
+    model_cfg = ModelConfig(vocab_size=train_cfg.vocab_size + 1, **model)  # + <|endoftext|>; set from the tokenizer
+    return model_cfg, train_cfg
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    """Flags given explicitly on ``--resume`` (the trainer refuses shape changes)."""
+    out = {k: getattr(args, k) for k in MODEL_FLAGS + TRAIN_FLAGS if getattr(args, k) is not None}
+    if args.preset:
+        preset = get_preset(args.preset)
+        out = {**preset.model, **preset.train, **out}
+    for k in ("data", "val_data"):
+        if getattr(args, k) is not None:
+            out[k] = getattr(args, k)
+    return out
+
+
+class ProgressPrinter:
+    """Turns trainer events into output: one updating line on a terminal, a line every
+    few steps otherwise, or (``--json``) one JSON object per event on stdout."""
+
+    def __init__(self, json_mode: bool, stream=None, every: int = 10):
+        self.json_mode = json_mode
+        self.out = stream or sys.stdout
+        self.tty = self.out.isatty() and not json_mode
+        self.every = every
+        self._prepare_last = 0.0
+        self._line_open = False
+        self.error: str | None = None
+
+    def _end_line(self) -> None:
+        if self._line_open:
+            self.out.write("\n")
+            self._line_open = False
+
+    def _say(self, text: str) -> None:
+        self._end_line()
+        print(text, file=self.out, flush=True)
+
+    def _status(self, text: str) -> None:
+        if self.tty:
+            self.out.write("\r\x1b[2K" + text)
+            self.out.flush()
+            self._line_open = True
+
+    def __call__(self, event) -> None:
+        if event.kind == "error":
+            self.error = event.message
+        if self.json_mode:
+            if event.kind == "prepare" and event.done not in (0, event.total) and not event.message:
+                now = time.monotonic()
+                if now - self._prepare_last < 0.5:
+                    return
+                self._prepare_last = now
+            _print_json(event.to_dict())
+            return
+        getattr(self, f"_on_{event.kind}", lambda e: None)(event)
+
+    def _on_prepare(self, e) -> None:
+        if e.message:
+            self._say(e.message)
+        elif e.total:
+            self._status(f"{e.phase}: {100 * e.done / e.total:5.1f}%")
+
+    def _on_step(self, e) -> None:
+        line = (f"step {e.step:>6}/{e.max_steps} | loss {e.loss:.4f} | lr {e.lr:.2e} | norm {e.grad_norm:.2f} | "
+                f"{e.tokens_per_s:,.0f} tok/s | {_duration(e.elapsed_s)} elapsed, ETA {_duration(e.eta_s)}")
+        if self.tty:
+            self._status(line)
+        elif e.step % self.every == 0 or e.step == e.max_steps:
+            self._say(line)
+
+    def _on_eval(self, e) -> None:
+        mark = "  (best)" if e.is_best else ""
+        self._say(f"eval step {e.step}: train loss {e.train_loss:.4f}, val loss {e.val_loss:.4f}{mark}")
+
+    def _on_sample(self, e) -> None:
+        text = (e.prompt + e.text).strip("\n")
+        body = "\n".join("    " + line for line in text.splitlines()[:8])
+        self._say(f"sample at step {e.step}:\n{body}")
+
+    def _on_checkpoint(self, e) -> None:
+        self._say(f"saved {e.reason} checkpoint (step {e.step}) to {e.path}")
+
+    def _on_state(self, e) -> None:
+        if e.state == "stopping":
+            self._say("stopping: saving a checkpoint after this step ...")
+
+    def _on_done(self, e) -> None:
+        loss = "n/a" if e.loss is None else f"{e.loss:.4f}"
+        best = "n/a" if e.best_val_loss is None else f"{e.best_val_loss:.4f}"
+        self._say(f"done ({e.reason}) at step {e.step} in {_duration(e.elapsed_s)}: loss {loss}, "
+                  f"best val loss {best}; checkpoint {e.checkpoint}")
+
+    def _on_error(self, e) -> None:
+        self._end_line()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from mnemos.trainer import Trainer
+
+    printer = ProgressPrinter(args.json)
+    if args.resume:
+        trainer = Trainer.resume(args.resume, overrides=_overrides(args), callback=printer)
+    else:
+        model_cfg, train_cfg = train_configs(args)
+        out = args.out or f"checkpoints/{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+        trainer = Trainer.new(model_cfg, train_cfg, data=args.data or DEFAULT_TRAIN_DATA, val_data=args.val_data,
+                              out_dir=out, callback=printer, force=args.force)
+
+    interrupted = []
+
+    def on_sigint(signum, frame):
+        if interrupted:  # a second Ctrl+C: give up at once (the last save is atomic)
+            raise KeyboardInterrupt
+        interrupted.append(True)
+        trainer.stop(reason="interrupt")
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        done = trainer.run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if done.reason == "error":
+        print(f"mnemos train: error: {printer.error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return EXIT_INTERRUPTED if interrupted else EXIT_OK
+
+
+# --------------------------------------------------------------------------- eval
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="score a checkpoint on a test file (loss, perplexity, bits per byte)")
+    p.add_argument("--checkpoint", required=True, metavar="DIR")
+    p.add_argument("--data", default=DEFAULT_TEST_DATA, help=f"test text (default {DEFAULT_TEST_DATA})")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.set_defaults(handler=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from mnemos.evaluate import evaluate_checkpoint, save_report
+
+    tty = sys.stderr.isatty() and not args.json
+
+    def progress(done: int, total: int) -> None:
+        if tty and total:
+            sys.stderr.write(f"\r\x1b[2Kscoring {100 * done / total:5.1f}%")
+            sys.stderr.flush()
+
+    report = evaluate_checkpoint(args.checkpoint, data=args.data, progress=progress)
+    if tty:
+        sys.stderr.write("\r\x1b[2K")
+    path = save_report(args.checkpoint, report)
+    if args.json:
+        _print_json({**report.to_dict(), "report": str(path)})
+        return EXIT_OK
+    rows = [
+        ("checkpoint", str(args.checkpoint)),
+        ("data", f"{args.data} ({report.tokens:,} tokens, {report.bytes:,} bytes)"),
+        ("loss", f"{report.loss:.4f} nats/token   (unigram baseline {report.unigram_loss:.4f})"),
+        ("perplexity", f"{report.perplexity:.2f}"),
+        ("bits/byte", f"{report.bits_per_byte:.4f}   (unigram baseline {report.unigram_bits_per_byte:.4f})"),
+        ("method", report.method),
+        ("time", f"{report.seconds:.1f} s"),
+        ("report", str(path)),
+    ]
+    for name, value in rows:
+        print(f"{name:<11} {value}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- generate
+
+
+def _add_generate(sub) -> None:
+    p = sub.add_parser("generate", help="continue a prompt with a trained model (streamed)")
+    p.add_argument("--checkpoint", required=True, metavar="DIR")
+    p.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    p.add_argument("--max-new-tokens", type=int, default=500)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=200)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None, help="same seed, same text")
+    p.set_defaults(handler=cmd_generate)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from mnemos.checkpoint import load_checkpoint
+    from mnemos.generate import Generator
+
+    ckpt = load_checkpoint(args.checkpoint)
+    gen = Generator(ckpt.model, ckpt.tokenizer)
+    sys.stdout.write(args.prompt)
+    try:
+        for piece in gen.stream(args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                top_k=args.top_k, top_p=args.top_p, seed=args.seed):
+            sys.stdout.write(piece.text)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        print(flush=True)
+        return EXIT_INTERRUPTED
+    print(flush=True)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- export
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="write a checkpoint as a Hugging Face GPT-2 model folder")
+    p.add_argument("--checkpoint", required=True, metavar="DIR")
+    p.add_argument("--format", required=True, choices=("hf",), help="hf: transformers GPT2LMHeadModel + tokenizer")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.set_defaults(handler=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from mnemos.export import export_hf
+
+    out = export_hf(args.checkpoint, args.out)
+    print(f"exported {args.checkpoint} to {out or args.out} "
+          f"(load it with transformers.AutoModelForCausalLM.from_pretrained)")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="data helpers (`mnemos data sample` fetches a corpus)")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="{sample}", parser_class=_Parser)
+    s = dsub.add_parser("sample", help="download the Shakespeare plays into data/training and data/testing")
+    s.add_argument("--force", action="store_true", help="overwrite existing train.txt / test.txt")
+    s.set_defaults(handler=cmd_data_sample)
+
+
+def cmd_data_sample(args: argparse.Namespace) -> int:
+    from mnemos.data import sample_corpus
+
+    sample_corpus(".", force=args.force, progress=lambda message: print(message, flush=True))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- list
+
+
+def _add_list(sub) -> None:
+    p = sub.add_parser("list", help="list the runs in a checkpoints folder")
+    p.add_argument("--root", default="checkpoints", help="folder of runs (default checkpoints)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_list)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from mnemos.checkpoint import list_checkpoints
+
+    runs = list_checkpoints(args.root)
+    if args.json:
+        for info in runs:
+            _print_json(dataclasses.asdict(info))
+        return EXIT_OK
+    if not runs:
+        print(f"no runs in {args.root}/ yet; start one with `mnemos train`")
+    for info in runs:
+        if info.problem:
+            print(f"{info.path:<40} unreadable: {info.problem}")
+            continue
+        best = "-" if info.best_val_loss is None else f"{info.best_val_loss:.4f}"
+        print(f"{info.path:<40} step {info.step:>6}/{info.max_steps:<6} best val {best:>7}  "
+              f"{info.num_params / 1e6:.2f}M params")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- main
+
+# One registration function per subcommand; `inspect` (mnemos/inspect.py) adds its own here.
+COMMANDS = [_add_train, _add_eval, _add_generate, _add_export, _add_data, _add_list]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mnemos", description="Train, test and talk to a small GPT written in NumPy.")
+    parser.add_argument("--version", action="version", version=f"mnemos {__import__('mnemos').__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except MnemosError as exc:
+        print(f"mnemos {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"\nmnemos {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK

@@ -1,0 +1,441 @@
+"""The training loop as an object that the CLI and the TUI both drive.
+
+``Trainer.new(...)`` or ``Trainer.resume(dir)`` sets a run up (cheap checks only), and
+``run()`` does the work, blocking, reporting through events (``mnemos.events``) to a
+callback: ``PrepareEvent`` while the tokenizer trains and the text is encoded, then
+``StepEvent`` per logged step, ``EvalEvent`` + ``SampleEvent`` + ``CheckpointEvent``
+every ``eval_interval`` steps, ``StateEvent`` on pause / resume / stop, and a final
+``DoneEvent`` (after an ``ErrorEvent`` if something went wrong). ``pause()``,
+``resume()``, ``stop()`` and ``save_now()`` may be called from any thread; the loop
+looks at them between steps, so they act within one step.
+
+One step (nanoGPT's): learning rate from the warmup + cosine schedule, ``grad_accum``
+micro-batches of random windows through ``_loss_and_grad`` (forward + backward,
+gradients summed), global-norm clipping, one AdamW update.
+
+Exact resume: the checkpoint keeps the weights, AdamW's moments and step, the state of
+the batch sampler's generator and of the dropout generator. Evaluation batches and the
+sample text use generators of their own, so evaluating never changes the training
+stream: 20 steps + resume + 20 steps give the weights of 40 straight steps, bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mnemos import data as data_mod
+from mnemos.checkpoint import is_checkpoint, load_checkpoint, read_config, read_metrics, save_checkpoint
+from mnemos.config import ModelConfig, TrainConfig
+from mnemos.errors import CheckpointError, ConfigError, MnemosError
+from mnemos.events import (CheckpointEvent, DoneEvent, ErrorEvent, EvalEvent, Event, PrepareEvent, SampleEvent,
+                           StateEvent, StepEvent)
+
+SHAPE_KEYS = ("n_layer", "n_head", "n_embd", "block_size")  # fixed for the life of a run
+SAMPLE_TEMPERATURE, SAMPLE_TOP_K = 0.8, 200  # the learning-replay sample (nanoGPT's sample.py)
+
+
+class _Stopped(Exception):
+    """Raised inside preparation when ``stop()`` is called before the first step."""
+
+
+class _Diverged(Exception):
+    """The loss or the gradient norm is not finite."""
+
+
+class _ClassOrInstance:
+    """``Trainer.resume(dir)`` opens a saved run; ``trainer.resume()`` un-pauses a running
+    one. The API names both, so the attribute dispatches on how it is looked up."""
+
+    def __init__(self, on_class, on_instance):
+        self.on_class, self.on_instance = on_class, on_instance
+        self.__doc__ = on_instance.__doc__
+
+    def __get__(self, obj, cls):
+        return self.on_class.__get__(cls, cls) if obj is None else self.on_instance.__get__(obj, cls)
+
+
+def _finite_or_none(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+class Trainer:
+    """One training run: set up by :meth:`new` or :meth:`resume`, executed by :meth:`run`."""
+
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data: str, val_data: str | None,
+                 out_dir: str, callback=None, resume_from=None):
+        self.model_cfg, self.train_cfg = model_cfg, train_cfg
+        self.data = Path(data)
+        self.val_data = Path(val_data) if val_data else None
+        self.out_dir = Path(out_dir)
+        self.callback = callback or (lambda event: None)
+        self.state = "idle"
+        self._resume_from = resume_from
+        self._lock = threading.Lock()
+        self._unpaused = threading.Event()
+        self._unpaused.set()
+        self._stop = threading.Event()
+        self._save = threading.Event()
+        self._stop_reason = "final"
+        self._stop_save = True
+        # filled by _prepare()
+        self.model = self.tokenizer = self.optimizer = None
+        self.train_tokens = self.val_tokens = None
+        self.batch_rng = np.random.default_rng(train_cfg.seed)
+        self.step = 0
+        self.best_val_loss: float | None = None
+        self.tokens_seen = 0
+        self.metrics: list[dict] = []
+        self.last_good: str | None = None
+        self._elapsed_before = 0.0
+        self._t_start = time.perf_counter()
+        self._saved_step = -1
+        self._saved_once = False
+        self._fingerprints: dict = {}
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def new(cls, model_cfg: ModelConfig, train_cfg: TrainConfig, data, val_data=None, out_dir=None,
+            callback=None, force: bool = False) -> "Trainer":
+        """A fresh run on ``data`` into ``out_dir``. Refuses an ``out_dir`` holding another
+        run unless ``force``, and any other non-empty folder (it will not delete it)."""
+        out = Path(out_dir) if out_dir is not None else Path("checkpoints") / time.strftime("%Y-%m-%d_%H-%M-%S")
+        if is_checkpoint(out):
+            if not force:
+                raise CheckpointError(f"{out} already holds a run; resume it with --resume {out}, choose another "
+                                      f"--out, or pass --force to overwrite it")
+        elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise CheckpointError(f"{out} exists and is not a Mnemos run; choose another --out (it will not be "
+                                  f"overwritten)")
+        for path in (data, val_data):
+            if path is not None:
+                data_mod._check_path(Path(path))
+        return cls(model_cfg, train_cfg, str(data), val_data, str(out), callback)
+
+    @classmethod
+    def _open(cls, dir, overrides: dict | None = None, callback=None) -> "Trainer":
+        """Continue the run saved in ``dir``. ``overrides`` may change the training
+        settings (``max_steps``, learning rates, ``data`` ...) but not the model shape."""
+        model_cfg, train_cfg, _ = read_config(dir)
+        overrides = dict(overrides or {})
+        data = overrides.pop("data", None)
+        val_data = overrides.pop("val_data", None)
+        for key in SHAPE_KEYS + ("vocab_size",):
+            if key in overrides:
+                have = getattr(train_cfg if key == "vocab_size" else model_cfg, key)
+                if overrides[key] != have:
+                    raise ConfigError(f"cannot change {key.replace('_', '-')} on resume (the run has {have}, asked "
+                                      f"{overrides[key]}); start a new run with another --out instead")
+                del overrides[key]
+        model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+        model_cfg = dataclasses.replace(model_cfg, **{k: v for k, v in overrides.items() if k in model_fields})
+        try:
+            train_cfg = dataclasses.replace(train_cfg, **{k: v for k, v in overrides.items() if k not in model_fields})
+        except TypeError as exc:
+            raise ConfigError(f"unknown setting on resume: {exc}") from None
+        ckpt = load_checkpoint(dir)
+        step = int(ckpt.state.get("step", 0))
+        if step >= train_cfg.max_steps:
+            raise ConfigError(f"the run in {dir} is already at step {step} of {train_cfg.max_steps}; pass a larger "
+                              f"--max-steps to continue it")
+        data = data or ckpt.state.get("data")
+        val_data = val_data or ckpt.state.get("val_data")
+        for path in (data, val_data):
+            if path is not None:
+                data_mod._check_path(Path(path))
+        return cls(model_cfg, train_cfg, data, val_data, str(dir), callback, resume_from=ckpt)
+
+    # ------------------------------------------------------------------ control (any thread)
+
+    def pause(self) -> None:
+        """Pause after the current step (the loop waits; save_now and stop still work)."""
+        self._unpaused.clear()
+
+    def _unpause(self) -> None:
+        """Continue a paused run."""
+        self._unpaused.set()
+
+    resume = _ClassOrInstance(_open, _unpause)
+
+    def stop(self, reason: str = "final", save: bool = True) -> None:
+        """Stop after the current step, saving a checkpoint unless ``save`` is False.
+        ``reason`` ("final" or "interrupt") is reported in the CheckpointEvent."""
+        with self._lock:
+            self._stop_reason, self._stop_save = reason, save
+        self._stop.set()
+        self._unpaused.set()
+
+    def save_now(self) -> None:
+        """Save a checkpoint after the current step (also while paused)."""
+        self._save.set()
+
+    # ------------------------------------------------------------------ events
+
+    def _emit(self, event: Event) -> None:
+        if isinstance(event, (StepEvent, EvalEvent, SampleEvent)):
+            self.metrics.append({k: _finite_or_none(v) if isinstance(v, float) else v
+                                 for k, v in event.to_dict().items()})
+        self.callback(event)
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        if state in ("running", "paused", "stopping"):
+            self.callback(StateEvent(state, self.step))
+
+    def _prepare_progress(self, phase: str):
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            if self._stop.is_set():
+                raise _Stopped
+            now = time.monotonic()
+            if done >= total or now - last[0] > 0.1:
+                last[0] = now
+                self.callback(PrepareEvent(phase, int(done), int(total)))
+        return progress
+
+    def _say(self, phase: str, message: str) -> None:
+        self.callback(PrepareEvent(phase, 1, 1, message))
+
+    @property
+    def elapsed_s(self) -> float:
+        return self._elapsed_before + time.perf_counter() - self._t_start
+
+    # ------------------------------------------------------------------ preparation
+
+    def _prepare(self) -> None:
+        from mnemos.nn import GPT
+        from mnemos.optim import AdamW
+        from mnemos.tokenizer import BPETokenizer
+
+        cfg = self.train_cfg
+        if cfg.workers > 1:
+            self._say("setup", f"--workers {cfg.workers}: data-parallel workers are not available yet; "
+                               f"training in one process")
+        self._say("read", f"reading {self.data}")
+        text = data_mod.read_text(self.data)
+        val_text = data_mod.read_text(self.val_data) if self.val_data else None
+        cut = len(text) if val_text is not None else int(len(text) * (1 - data_mod.VAL_FRACTION))
+        if self._resume_from is None:
+            self._say("tokenizer", f"training a {cfg.vocab_size}-token tokenizer on {self.data} "
+                                   f"({len(text):,} characters)")
+            if cfg.vocab_size == 256:
+                self.tokenizer = BPETokenizer()
+            else:
+                self.tokenizer = BPETokenizer.train(text[:cut], cfg.vocab_size,
+                                                    progress=self._prepare_progress("tokenizer"))
+            self.model_cfg = dataclasses.replace(self.model_cfg, vocab_size=self.tokenizer.vocab_size)
+            self.model = GPT(self.model_cfg, seed=cfg.seed, device=cfg.device)
+        else:
+            ckpt = self._resume_from
+            self.tokenizer, self.model = ckpt.tokenizer, ckpt.model
+            if self.model_cfg.dropout != ckpt.model_config.dropout:
+                self.model = GPT(self.model_cfg, seed=cfg.seed, device=cfg.device)
+                self.model.load_state_dict(ckpt.model.state_dict())
+        self._say("encode", f"encoding {self.data} (cached in {data_mod.default_cache_dir(self.data)})")
+        tokens = data_mod.load_tokens(self.data, self.tokenizer, text=text, progress=self._prepare_progress("encode"))
+        if val_text is None:
+            self.train_tokens, self.val_tokens = data_mod.split_train_val(tokens)
+            self._say("split", f"validation: the last 10% of the training tokens ({len(self.val_tokens):,} of "
+                               f"{len(tokens):,}); pass --val-data FILE to validate on another file")
+        else:
+            self.train_tokens = tokens
+            self.val_tokens = data_mod.load_tokens(self.val_data, self.tokenizer, text=val_text,
+                                                   progress=self._prepare_progress("encode"))
+            self._say("split", f"validation: {self.val_data} ({len(self.val_tokens):,} tokens)")
+        block = self.model_cfg.block_size
+        data_mod.check_length(len(self.train_tokens), block, self.data, "training part of the text")
+        data_mod.check_length(len(self.val_tokens), block, self.val_data or self.data, "validation part of the text")
+        self._fingerprints = {"data": str(self.data.resolve()),
+                              "val_data": str(self.val_data.resolve()) if self.val_data else None,
+                              "data_hash": data_mod.content_hash(text),
+                              "val_hash": data_mod.content_hash(val_text) if val_text is not None else None,
+                              "tokenizer": self.tokenizer.fingerprint()}
+        self.optimizer = AdamW(self.model.params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                               weight_decay=cfg.weight_decay)
+        if self._resume_from is not None:
+            self._restore(ckpt)
+        self._say("model", f"model: {self.model_cfg.n_layer} layers, {self.model_cfg.n_head} heads, "
+                           f"n_embd {self.model_cfg.n_embd}, block {block}, vocab {self.model_cfg.vocab_size}: "
+                           f"{self.model.num_params():,} parameters")
+
+    def _restore(self, ckpt) -> None:
+        s = ckpt.state
+        self.optimizer.load_state_dict(ckpt.optimizer_state())
+        try:
+            self.batch_rng.bit_generator.state = s["batch_rng"]
+            self.model.rng.bit_generator.state = s["dropout_rng"]
+            self.step = int(s["step"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{ckpt.path}/state.json is incomplete ({exc}); it cannot be resumed exactly, "
+                                  f"start a new run") from None
+        self.best_val_loss = s.get("best_val_loss")
+        self.tokens_seen = int(s.get("tokens_seen", 0))
+        self._elapsed_before = float(s.get("elapsed_s", 0.0))
+        self.metrics = [row for row in read_metrics(ckpt.path) if row.get("step", 0) <= self.step]
+        self.last_good = str(ckpt.path)
+        self._saved_step, self._saved_once = self.step, True
+        for key, what in (("data_hash", self.data), ("val_hash", self.val_data)):
+            if s.get(key) and self._fingerprints.get(key) and s[key] != self._fingerprints[key]:
+                self._say("data", f"note: {what} changed since this run started; training goes on with its new "
+                                  f"content (the run is no longer reproducible from scratch)")
+
+    # ------------------------------------------------------------------ the loop
+
+    def _loss_and_grad(self, x: np.ndarray, y: np.ndarray) -> float:
+        """Forward and backward on one micro-batch: adds d(mean loss over x)/d(params)
+        into ``model.params.grad`` and returns that mean loss. (Data-parallel workers
+        replace this method.)"""
+        _, loss = self.model.forward(x, y, train=True)
+        self.model.backward()
+        return float(loss)
+
+    def _train_step(self) -> tuple[float, float, float]:
+        cfg, grad = self.train_cfg, self.model.params.grad
+        lr = self._lr()
+        self.model.zero_grad()
+        loss = 0.0
+        for _ in range(cfg.grad_accum):
+            x, y = data_mod.get_batch(self.train_tokens, cfg.batch_size, self.model_cfg.block_size, self.batch_rng)
+            loss += self._loss_and_grad(x, y)
+        if cfg.grad_accum > 1:
+            loss /= cfg.grad_accum
+            grad *= 1.0 / cfg.grad_accum
+        from mnemos.optim import clip_grad_norm
+
+        norm = clip_grad_norm(grad, cfg.grad_clip)
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            raise _Diverged(f"the loss became {loss} (gradient norm {norm}) at step {self.step + 1}")
+        self.optimizer.step(lr)
+        self.step += 1
+        self.tokens_seen += cfg.grad_accum * cfg.batch_size * self.model_cfg.block_size
+        return loss, lr, norm
+
+    def _lr(self) -> float:
+        from mnemos.optim import lr_at
+
+        cfg = self.train_cfg
+        return lr_at(self.step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
+
+    def _estimate_loss(self, tokens: np.ndarray, seed_offset: int) -> float:
+        """Mean loss over ``eval_steps`` batches drawn by a generator of their own (the
+        same batches at every evaluation, so the curve compares like with like)."""
+        cfg = self.train_cfg
+        rng = np.random.default_rng([cfg.seed, 2, seed_offset])
+        losses = []
+        for _ in range(cfg.eval_steps):
+            x, y = data_mod.get_batch(tokens, cfg.batch_size, self.model_cfg.block_size, rng)
+            losses.append(float(self.model.forward(x, y, train=False)[1]))
+        return float(np.mean(losses))
+
+    def _sample(self) -> str:
+        from mnemos.generate import Generator
+
+        cfg = self.train_cfg
+        if cfg.sample_tokens <= 0:
+            return ""
+        return Generator(self.model, self.tokenizer).generate(
+            cfg.sample_prompt, max_new_tokens=cfg.sample_tokens, temperature=SAMPLE_TEMPERATURE,
+            top_k=SAMPLE_TOP_K, seed=cfg.seed)
+
+    def _evaluate(self, save: bool) -> None:
+        train_loss = self._estimate_loss(self.train_tokens, 0)
+        val_loss = self._estimate_loss(self.val_tokens, 1)
+        is_best = save and math.isfinite(val_loss) and (self.best_val_loss is None or val_loss < self.best_val_loss)
+        if is_best:
+            self.best_val_loss = val_loss
+        best = self.best_val_loss if self.best_val_loss is not None else math.inf
+        self._emit(EvalEvent(self.step, train_loss, val_loss, best, is_best, self.elapsed_s))
+        self._emit(SampleEvent(self.step, self.train_cfg.sample_prompt, self._sample(), val_loss))
+        if save:
+            self._save_checkpoint("best" if is_best else "latest", is_best)
+
+    def _state_dict(self) -> dict:
+        return {"step": self.step, "best_val_loss": _finite_or_none(self.best_val_loss),
+                "tokens_seen": self.tokens_seen, "elapsed_s": self.elapsed_s,
+                "batch_rng": self.batch_rng.bit_generator.state, "dropout_rng": self.model.rng.bit_generator.state,
+                **self._fingerprints}
+
+    def _save_checkpoint(self, reason: str, is_best: bool = False) -> None:
+        best = "update" if is_best else ("keep" if self._saved_once else "drop")
+        path = save_checkpoint(self.out_dir, self.model, self.tokenizer, self.model_cfg, self.train_cfg,
+                               self.optimizer, self._state_dict(), metrics=self.metrics, best=best)
+        self._saved_step, self._saved_once, self.last_good = self.step, True, str(path)
+        self._save.clear()
+        self.callback(CheckpointEvent(self.step, str(path), reason))
+
+    def _wait_while_paused(self) -> None:
+        if self._unpaused.is_set():
+            return
+        self._set_state("paused")
+        while not self._unpaused.wait(0.05):
+            if self._save.is_set() and self._saved_step != self.step:
+                self._save_checkpoint("manual")
+            self._save.clear()
+        if not self._stop.is_set():
+            self._set_state("running")
+
+    def run(self) -> DoneEvent:
+        """Prepare, then train until ``max_steps`` or ``stop()``; returns the DoneEvent
+        (also sent to the callback). User errors become an ErrorEvent, not an exception."""
+        if self.state != "idle":
+            raise RuntimeError("a Trainer runs once; make a new one (Trainer.resume) to continue")
+        self._t_start = time.perf_counter()
+        reason, loss = "finished", None
+        try:
+            self._set_state("preparing")
+            self._prepare()
+            self._set_state("running")
+            if self.step == 0:
+                self._evaluate(save=False)  # the untrained baseline: the first point of the curves
+            loss = self._loop()
+            if self._stop.is_set():
+                reason = "stopped"
+                if self._stop_save and self._saved_step != self.step and self.step > 0:
+                    self._save_checkpoint(self._stop_reason)
+        except _Stopped:
+            reason = "stopped"
+        except _Diverged as exc:
+            reason = "error"
+            where = (f"the last good checkpoint is {self.last_good} (step {self._saved_step}); resume it"
+                     if self.last_good else "no checkpoint was saved yet; start again")
+            self.callback(ErrorEvent(f"{exc}; training stopped, {where} with a lower --lr "
+                                     f"(now {self.train_cfg.lr:g}) or a smaller --grad-clip", self.last_good))
+        except MnemosError as exc:
+            reason = "error"
+            self.callback(ErrorEvent(str(exc), self.last_good))
+        finally:
+            self.state = "done"
+        done = DoneEvent(self.step, reason, loss, _finite_or_none(self.best_val_loss), self.elapsed_s,
+                         self.last_good)
+        self.callback(done)
+        return done
+
+    def _loop(self) -> float | None:
+        cfg = self.train_cfg
+        loss = None
+        rate = None  # smoothed seconds per step (training only)
+        while self.step < cfg.max_steps:
+            self._wait_while_paused()
+            if self._stop.is_set():
+                self._set_state("stopping")
+                break
+            t0 = time.perf_counter()
+            loss, lr, norm = self._train_step()
+            dt = time.perf_counter() - t0
+            rate = dt if rate is None else 0.9 * rate + 0.1 * dt
+            if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
+                tokens = cfg.grad_accum * cfg.batch_size * self.model_cfg.block_size
+                self._emit(StepEvent(self.step, cfg.max_steps, loss, lr, norm, tokens / rate, self.elapsed_s,
+                                     rate * (cfg.max_steps - self.step), self.tokens_seen))
+            if self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps:
+                self._evaluate(save=True)
+            if self._save.is_set() and self._saved_step != self.step:
+                self._save_checkpoint("manual")
+        return loss

@@ -96,6 +96,24 @@ def recover(run: str | os.PathLike) -> None:
         _fsync_dir(run.parent)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _remove_stale_saves(run: Path) -> None:
+    """Delete half-written folders left by saves that were killed (their process is gone)."""
+    for tmp in run.parent.glob(f".{run.name}.saving-*"):
+        pid = tmp.name.rsplit("-", 1)[1]
+        if pid.isdigit() and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _swap_in(tmp: Path, run: Path) -> None:
     old = _previous(run)
     recover(run)
@@ -130,8 +148,7 @@ def save_checkpoint(dir: str | os.PathLike, model, tokenizer, model_cfg: ModelCo
         recover(run)
         if run.exists() and not run.is_dir():
             raise CheckpointError(f"{run} exists and is not a folder; choose another --out")
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        _remove_stale_saves(run)
         tmp.mkdir()
         config = {"format_version": FORMAT_VERSION, "mnemos_version": mnemos.__version__,
                   "model": model_cfg.to_dict(), "train": train_cfg.to_dict()}
@@ -246,10 +263,11 @@ def load_checkpoint(dir: str | os.PathLike) -> Checkpoint:
     run = Path(dir)
     model_cfg, train_cfg, raw = read_config(run)
     state = _read_json(run / "state.json", run)
+    if not (run / "tokenizer.json").is_file():
+        raise CheckpointError(f"{run} is not a complete checkpoint (tokenizer.json is missing); "
+                              f"pass a folder written by `mnemos train`")
     try:
         tokenizer = BPETokenizer.load(run / "tokenizer.json")
-    except FileNotFoundError:
-        raise CheckpointError(f"{run} is not a complete checkpoint (tokenizer.json is missing)") from None
     except MnemosError as exc:
         raise CheckpointError(f"{run}/tokenizer.json: {exc}") from None
     if tokenizer.vocab_size != model_cfg.vocab_size:

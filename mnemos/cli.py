@@ -376,10 +376,50 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- inspect
+
+
+def _add_inspect(sub) -> None:
+    p = sub.add_parser("inspect", help="see inside a model: tokens, next-token odds, attention, anatomy, replay")
+    p.add_argument("--checkpoint", required=True, metavar="DIR")
+    p.add_argument("--prompt", default="\n", help="text to look inside with (default: a newline)")
+    p.add_argument("--replay", action="store_true",
+                   help="instead: the fixed prompt's completion at every evaluation, with the loss")
+    p.add_argument("--temperature", type=float, default=1.0, help="reshape the next-token odds (default 1)")
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--top", type=int, default=10, metavar="N", help="next-token candidates to list (default 10)")
+    p.add_argument("--layer", type=int, default=None, help="with --head: draw that head's attention map")
+    p.add_argument("--head", type=int, default=None, help="with --layer: draw that head's attention map")
+    p.add_argument("--json", action="store_true", help="print every number as one JSON object")
+    p.set_defaults(handler=cmd_inspect)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from mnemos import inspect as views
+
+    if (args.layer is None) != (args.head is None):
+        raise MnemosError("give both --layer and --head (counted from 0) to draw one attention map")
+    if args.replay:
+        frames = views.replay(args.checkpoint)
+        if args.json:
+            _print_json({"checkpoint": args.checkpoint, "replay": [f.to_dict() for f in frames]})
+        else:
+            print(views.format_replay(frames))
+        return EXIT_OK
+    found = views.inspect_checkpoint(args.checkpoint, args.prompt, args.temperature, args.top_k, args.top_p,
+                                     args.top)
+    if args.json:
+        _print_json(views.views_to_dict(found))
+    else:
+        print(views.format_report(found, args.layer, args.head))
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- main
 
 # One registration function per subcommand; `inspect` (mnemos/inspect.py) adds its own here.
-COMMANDS = [_add_train, _add_eval, _add_generate, _add_export, _add_data, _add_list]
+COMMANDS = [_add_train, _add_eval, _add_generate, _add_export, _add_data, _add_list, _add_inspect]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,8 @@ def _count(n: int) -> str:
 
 def component_label(c: Component) -> Text:
     text = Text()
-    text.append(c.name.split(".")[-1] if c.kind == "tensor" else c.name, style="bold" if c.children else "")
+    short = c.name if c.kind in ("model", "block") or "." not in c.name else c.name.split(".")[-1]
+    text.append(short, style="bold" if c.children else "")
     if c.shape:
         text.append(f" {'×'.join(map(str, c.shape))}", style="dim")
     if c.kind == "compute":

@@ -17,12 +17,13 @@ from textual.widget import Widget
 
 from mnemos.inspect import NextTokenView, next_token_distribution
 
-TOP_K_STEPS = (None, 1, 2, 3, 5, 10, 20, 50, 100, 200)
+TOP_K_STEPS = (1, 2, 3, 5, 10, 20, 50, 100, 200, None)  # None (off) keeps every token
 BAR_WIDTH = 32
 
 
 def _step(values: tuple, current, delta: int):
-    i = values.index(current) if current in values else 0
+    """The neighbour of ``current`` in ``values`` (clamped at both ends)."""
+    i = values.index(current) if current in values else len(values) - 1
     return values[max(0, min(len(values) - 1, i + delta))]
 
 

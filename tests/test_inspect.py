@@ -332,3 +332,91 @@ def test_anatomy_from_a_config_and_from_weights(model):
     text = format_anatomy(full)
     assert f"{config.num_params():,}" in text and "h.0.attn" in text
     json.loads(to_json(full))
+
+
+# --------------------------------------------------------------------------- a real run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A tiny run trained for a few steps: its metrics.jsonl holds the replay samples."""
+    from mnemos.config import TrainConfig
+    from mnemos.trainer import Trainer
+
+    root = tmp_path_factory.mktemp("inspect-run")
+    data = root / "train.txt"
+    data.write_text(TEXT * 3, encoding="utf-8")
+    model_cfg = ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=16)
+    train_cfg = TrainConfig(vocab_size=280, batch_size=4, max_steps=12, warmup_steps=2, eval_interval=4,
+                            eval_steps=1, sample_tokens=12, sample_prompt="To be", workers=1)
+    done = Trainer.new(model_cfg, train_cfg, data, out_dir=root / "run").run()
+    assert done.reason == "finished"
+    return root / "run"
+
+
+def test_replay_plays_back_every_evaluation(run_dir):
+    from mnemos.checkpoint import read_metrics
+    from mnemos.inspect import format_replay, replay
+
+    frames = replay(run_dir)
+    rows = read_metrics(run_dir)
+    samples = [r for r in rows if r["event"] == "sample"]
+    evals = {r["step"]: r for r in rows if r["event"] == "eval"}
+    assert len(frames) == len(samples) >= 3
+    assert [f.step for f in frames] == sorted(r["step"] for r in samples)
+    for f in frames:
+        assert f.prompt == "To be" and f.text
+        assert f.val_loss == pytest.approx(evals[f.step]["val_loss"])
+        assert f.train_loss == pytest.approx(evals[f.step]["train_loss"])
+    text = format_replay(frames)
+    assert all(f"step {f.step}" in text for f in frames)
+    assert replay(run_dir.parent) == [] and "no samples" in format_replay([])
+
+
+def _cli(capsys, *args):
+    from mnemos.cli import main
+
+    code = main(["inspect", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_inspect_json(run_dir, capsys):
+    from mnemos.checkpoint import load_checkpoint
+
+    code, out, err = _cli(capsys, "--checkpoint", run_dir, "--prompt", "To be, or not", "--top-k", 5,
+                          "--top", 7, "--json")
+    assert code == 0 and err == ""
+    data = json.loads(out)
+    ckpt = load_checkpoint(run_dir)
+    assert [t["id"] for t in data["tokens"]["tokens"]] == ckpt.tokenizer.encode("To be, or not")
+    cands = data["next_token"]["candidates"]
+    assert len(cands) == 7 and data["next_token"]["kept"] == 5
+    assert sum(c["prob"] for c in cands) == pytest.approx(1.0)
+    w = np.array(data["attention"]["weights"])
+    assert w.shape[:2] == (1, 2)
+    np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-3)
+    assert data["anatomy"]["params"] == ckpt.model_config.num_params()
+
+
+def test_cli_inspect_text_and_replay(run_dir, capsys):
+    code, out, _ = _cli(capsys, "--checkpoint", run_dir, "--prompt", "To be", "--layer", 0, "--head", 1)
+    assert code == 0
+    for part in ("== tokens ==", "== next token ==", "== attention ==", "layer 0 head 1", "== anatomy =="):
+        assert part in out
+    code, out, _ = _cli(capsys, "--checkpoint", run_dir, "--replay", "--json")
+    assert code == 0
+    frames = json.loads(out)["replay"]
+    assert len(frames) >= 3 and all(f["prompt"] == "To be" for f in frames)
+
+
+@pytest.mark.parametrize("args", [("--checkpoint", "{missing}"), ("--layer", "0"),
+                                  ("--layer", "9", "--head", "0"), ("--temperature", "-1"),
+                                  ("--top-p", "1.5")])
+def test_cli_inspect_user_errors(run_dir, capsys, tmp_path, args):
+    args = [a.format(missing=tmp_path / "nope") for a in args]
+    if "--checkpoint" not in args:
+        args = ["--checkpoint", str(run_dir), *args]
+    code, out, err = _cli(capsys, *args)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and err.startswith("mnemos inspect: error:")

@@ -51,6 +51,8 @@ SCREENS: tuple[ScreenEntry, ...] = (
                 "tui.screens.generate:GenerateScreen"),
     ScreenEntry("checkpoints", "f6", "Checkpoints", "List, inspect and delete saved runs",
                 "tui.screens.checkpoints:CheckpointsScreen"),
+    ScreenEntry("inspect", "f7", "Inspect", "See inside a model: tokens, next-token odds, attention, anatomy, replay",
+                "tui.screens.inspect:InspectScreen"),
 )
 
 

@@ -77,7 +77,7 @@ class CheckpointEvent(Event):
 
 @dataclass
 class StateEvent(Event):
-    """The trainer changed state: "running", "paused", "stopping"."""
+    """The trainer changed state: "preparing", "running", "paused", "stopping"."""
 
     kind: ClassVar[str] = "state"
     state: str

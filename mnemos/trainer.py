@@ -185,7 +185,7 @@ class Trainer:
 
     def _set_state(self, state: str) -> None:
         self.state = state
-        if state in ("running", "paused", "stopping"):
+        if state in ("preparing", "running", "paused", "stopping"):
             self.callback(StateEvent(state, self.step))
 
     def _prepare_progress(self, phase: str):

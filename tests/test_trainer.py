@@ -1,0 +1,232 @@
+"""mnemos.trainer: events, exact resume, controls from another thread, errors."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from mnemos.checkpoint import load_checkpoint, read_metrics
+from mnemos.config import ModelConfig, TrainConfig
+from mnemos.errors import CheckpointError, ConfigError
+from mnemos.trainer import Trainer
+
+WORDS = ("the king is dead long live the queen and all her men ride to the sea at dawn "
+         "where ships wait in grey light while birds cry over stone walls").split()
+MODEL = ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, dropout=0.1)
+TRAIN = TrainConfig(vocab_size=256, batch_size=4, grad_accum=2, max_steps=40, warmup_steps=5, lr=3e-3, min_lr=3e-4,
+                    eval_interval=10, eval_steps=2, sample_tokens=8, seed=7)
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    lines = [" ".join(rng.choice(WORDS, size=8)) + "." for _ in range(300)]
+    path = tmp_path_factory.mktemp("data") / "train.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+class Recorder:
+    def __init__(self, on_event=None):
+        self.events, self.on_event = [], on_event
+
+    def __call__(self, event):
+        self.events.append(event)
+        if self.on_event:
+            self.on_event(event)
+
+    def of(self, kind):
+        return [e for e in self.events if e.kind == kind]
+
+
+def train(text_file, out, train_cfg=TRAIN, model_cfg=MODEL, **kw):
+    rec = kw.pop("recorder", None) or Recorder()
+    trainer = Trainer.new(model_cfg, train_cfg, text_file, out_dir=out, callback=rec, **kw)
+    done = trainer.run()
+    return trainer, rec, done
+
+
+def test_a_run_reports_learns_and_saves(text_file, tmp_path):
+    trainer, rec, done = train(text_file, tmp_path / "run")
+    kinds = [e.kind for e in rec.events]
+    assert kinds[0] == "state" and "prepare" in kinds and kinds[-1] == "done"
+    assert done.reason == "finished" and done.step == 40 and done.checkpoint == str(tmp_path / "run")
+    assert [e.step for e in rec.of("step")] == list(range(1, 41))
+    evals = rec.of("eval")
+    assert [e.step for e in evals] == [0, 10, 20, 30, 40]
+    assert evals[-1].val_loss < evals[0].val_loss - 0.5  # it learned something
+    assert [e.step for e in rec.of("sample")] == [0, 10, 20, 30, 40]
+    assert all(e.prompt == "\n" and isinstance(e.text, str) for e in rec.of("sample"))
+    assert [e.step for e in rec.of("checkpoint")] == [10, 20, 30, 40]
+    assert any("last 10% of the training tokens" in e.message for e in rec.of("prepare"))
+    assert all(e.tokens_per_s > 0 and e.eta_s >= 0 for e in rec.of("step"))
+    best = min(evals[1:], key=lambda e: e.val_loss)
+    assert done.best_val_loss == best.val_loss
+    assert load_checkpoint(tmp_path / "run" / "best").state["step"] == best.step
+    rows = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in rows if r["event"] == "step"] == list(range(1, 41))
+    assert [r["step"] for r in rows if r["event"] == "sample"] == [0, 10, 20, 30, 40]
+    assert trainer.state == "done" and trainer.model_cfg.vocab_size == 257
+
+
+def test_bpe_vocabulary_and_validation_file(text_file, tmp_path):
+    val = tmp_path / "val.txt"
+    val.write_text(text_file.read_text()[:3000])
+    cfg = TrainConfig(**{**TRAIN.to_dict(), "vocab_size": 280, "max_steps": 4, "eval_interval": 2})
+    trainer, rec, done = train(text_file, tmp_path / "run", cfg, val_data=val)
+    assert done.reason == "finished"
+    assert trainer.tokenizer.vocab_size == 281 and trainer.model_cfg.vocab_size == 281
+    assert any(e.phase == "tokenizer" and e.total > 0 and not e.message for e in rec.of("prepare"))
+    assert any(f"validation: {val}" in e.message for e in rec.of("prepare"))
+    assert load_checkpoint(tmp_path / "run").tokenizer == trainer.tokenizer
+
+
+def _params(run):
+    ckpt = load_checkpoint(run)
+    return ckpt.model.params.data.copy(), ckpt.optimizer_state()
+
+
+def test_resume_is_bit_exact(text_file, tmp_path):
+    """20 steps, stop, resume, 20 more == 40 straight steps (dropout, grad accumulation
+    and evaluations in between included)."""
+    train(text_file, tmp_path / "straight")
+
+    holder = {}
+    rec = Recorder(lambda e: e.kind == "step" and e.step == 17 and holder["t"].stop())
+    first = Trainer.new(MODEL, TRAIN, text_file, out_dir=tmp_path / "split", callback=rec)
+    holder["t"] = first
+    done = first.run()
+    assert done.reason == "stopped" and done.step == 17
+    assert rec.of("checkpoint")[-1].reason == "final" and rec.of("checkpoint")[-1].step == 17
+    rec2 = Recorder()
+    resumed = Trainer.resume(tmp_path / "split", callback=rec2)
+    assert resumed.run().reason == "finished"
+    assert [e.step for e in rec2.of("step")] == list(range(18, 41))
+    assert [e.step for e in rec2.of("eval")] == [20, 30, 40]  # no second baseline evaluation
+
+    a, opt_a = _params(tmp_path / "straight")
+    b, opt_b = _params(tmp_path / "split")
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(opt_a["m"], opt_b["m"])
+    np.testing.assert_array_equal(opt_a["v"], opt_b["v"])
+    assert opt_a["t"] == opt_b["t"] == 40
+    rows = read_metrics(tmp_path / "split")
+    assert [r["step"] for r in rows if r["event"] == "step"] == list(range(1, 41))
+
+
+def test_evaluation_does_not_change_the_training_stream(text_file, tmp_path):
+    train(text_file, tmp_path / "often", TrainConfig(**{**TRAIN.to_dict(), "eval_interval": 3}))
+    train(text_file, tmp_path / "rarely", TrainConfig(**{**TRAIN.to_dict(), "eval_interval": 40}))
+    np.testing.assert_array_equal(_params(tmp_path / "often")[0], _params(tmp_path / "rarely")[0])
+
+
+def test_controls_from_another_thread(text_file, tmp_path):
+    cfg = TrainConfig(**{**TRAIN.to_dict(), "max_steps": 100000, "eval_interval": 100000})
+    reached, paused, saved = threading.Event(), threading.Event(), threading.Event()
+
+    def watch(e):
+        if e.kind == "step" and e.step == 3:
+            reached.set()
+        if e.kind == "state" and e.state == "paused":
+            paused.set()
+        if e.kind == "checkpoint" and e.reason == "manual":
+            saved.set()
+
+    rec = Recorder(watch)
+    trainer = Trainer.new(MODEL, cfg, text_file, out_dir=tmp_path / "run", callback=rec)
+    result = {}
+    worker = threading.Thread(target=lambda: result.setdefault("done", trainer.run()))
+    worker.start()
+    try:
+        assert reached.wait(60)
+        trainer.pause()
+        assert paused.wait(60)
+        step = trainer.step
+        assert trainer.state == "paused"
+        trainer.save_now()
+        assert saved.wait(60)
+        assert trainer.step == step  # nothing trained while paused
+        assert load_checkpoint(tmp_path / "run").state["step"] == step
+        trainer.resume()
+        while trainer.step < step + 2:
+            worker.join(0.01)
+        trainer.stop()
+    finally:
+        trainer.stop()
+        worker.join(60)
+    done = result["done"]
+    assert done.reason == "stopped" and done.step > step
+    states = [e.state for e in rec.of("state")]
+    assert states == ["preparing", "running", "paused", "running", "stopping"]
+    assert load_checkpoint(tmp_path / "run").state["step"] == done.step
+
+
+def test_non_finite_gradients_stop_with_the_last_good_checkpoint(text_file, tmp_path, monkeypatch):
+    real = Trainer._loss_and_grad
+
+    def poisoned(self, x, y):
+        loss = real(self, x, y)
+        if self.step == 12:
+            self.model.params.grad[5] = np.nan
+        return loss
+
+    monkeypatch.setattr(Trainer, "_loss_and_grad", poisoned)
+    trainer, rec, done = train(text_file, tmp_path / "run")
+    assert done.reason == "error" and done.step == 12
+    (error,) = rec.of("error")
+    assert "gradient norm nan" in error.message and "at step 13" in error.message
+    assert error.last_good_checkpoint == str(tmp_path / "run") and "(step 10)" in error.message
+    ckpt = load_checkpoint(tmp_path / "run")
+    assert ckpt.state["step"] == 10 and np.isfinite(ckpt.model.params.data).all()
+
+
+def test_resume_refuses_a_shape_change_and_takes_new_settings(text_file, tmp_path):
+    cfg = TrainConfig(**{**TRAIN.to_dict(), "max_steps": 10})
+    train(text_file, tmp_path / "run", cfg)
+    with pytest.raises(ConfigError, match="cannot change n-embd on resume"):
+        Trainer.resume(tmp_path / "run", overrides={"n_embd": 32})
+    with pytest.raises(ConfigError, match="already at step 10 of 10"):
+        Trainer.resume(tmp_path / "run")
+    trainer = Trainer.resume(tmp_path / "run", overrides={"max_steps": 12, "lr": 1e-3, "n_embd": 16})
+    assert trainer.train_cfg.lr == 1e-3 and trainer.train_cfg.max_steps == 12
+    assert trainer.run().step == 12
+    assert load_checkpoint(tmp_path / "run").train_config.max_steps == 12
+
+
+def test_out_dir_holding_a_run_needs_force(text_file, tmp_path):
+    cfg = TrainConfig(**{**TRAIN.to_dict(), "max_steps": 10, "eval_interval": 5})
+    train(text_file, tmp_path / "run", cfg)
+    with pytest.raises(CheckpointError, match="already holds a run.*--force"):
+        Trainer.new(MODEL, cfg, text_file, out_dir=tmp_path / "run")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("precious")
+    with pytest.raises(CheckpointError, match="not a Mnemos run"):
+        Trainer.new(MODEL, cfg, text_file, out_dir=tmp_path / "mine", force=True)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "precious"
+    short = TrainConfig(**{**cfg.to_dict(), "max_steps": 3, "eval_interval": 3, "seed": 99})
+    _, _, done = train(text_file, tmp_path / "run", short, force=True)
+    assert done.reason == "finished"
+    ckpt = load_checkpoint(tmp_path / "run")
+    assert ckpt.state["step"] == 3 and ckpt.train_config.seed == 99
+    assert load_checkpoint(tmp_path / "run" / "best").state["step"] == 3  # the old run's best/ is gone
+
+
+def test_text_shorter_than_a_window_is_an_error_event(tmp_path):
+    f = tmp_path / "short.txt"
+    f.write_text("only a few words here\n")
+    trainer, rec, done = train(f, tmp_path / "run")
+    assert done.reason == "error" and done.checkpoint is None
+    (error,) = rec.of("error")
+    assert "shorter than one context window" in error.message and "--block-size" in error.message
+    assert not (tmp_path / "run").exists()
+
+
+def test_stop_during_preparation_saves_nothing(text_file, tmp_path):
+    cfg = TrainConfig(**{**TRAIN.to_dict(), "vocab_size": 400})
+    holder = {}
+    rec = Recorder(lambda e: e.kind == "prepare" and e.phase == "tokenizer" and e.total and holder["t"].stop())
+    trainer = Trainer.new(MODEL, cfg, text_file, out_dir=tmp_path / "run", callback=rec)
+    holder["t"] = trainer
+    done = trainer.run()
+    assert done.reason == "stopped" and done.step == 0 and done.checkpoint is None
+    assert not rec.of("step") and not (tmp_path / "run").exists()

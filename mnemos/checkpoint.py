@@ -82,6 +82,17 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+def _carry_extras(src: Path, dst: Path, skip: tuple[str, ...]) -> None:
+    """Hard-link (or copy) everything in ``src`` but ``skip`` into ``dst``."""
+    for item in src.iterdir() if src.is_dir() else ():
+        if item.name in skip:
+            continue
+        if item.is_dir():
+            shutil.copytree(item, dst / item.name, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(item, dst / item.name)
+
+
 def _previous(run: Path) -> Path:
     return run.parent / f".{run.name}.previous"
 
@@ -130,14 +141,17 @@ def _swap_in(tmp: Path, run: Path) -> None:
 
 
 def save_checkpoint(dir: str | os.PathLike, model, tokenizer, model_cfg: ModelConfig, train_cfg: TrainConfig,
-                    optimizer, state: dict, metrics: list[dict] | None = None, best: str = "keep") -> Path:
+                    optimizer, state: dict, metrics: list[dict] | None = None, best: str = "keep",
+                    fresh: bool = False) -> Path:
     """Write a checkpoint folder atomically and return its path.
 
     ``state`` is the JSON-able training state (see the trainer). ``metrics`` replaces
     ``metrics.jsonl`` (``None`` keeps the current file). ``best``: ``"update"`` makes this
-    checkpoint ``best/``, ``"keep"`` keeps the existing ``best/``, ``"drop"`` writes none
-    (a fresh run replacing an old folder with ``--force``). A failed save (e.g. disk full)
-    raises :class:`CheckpointError` and leaves the previous checkpoint untouched.
+    checkpoint ``best/``, ``"keep"`` keeps the existing ``best/``, ``"drop"`` writes none.
+    Other files in the folder (evaluation reports ...) are kept, unless ``fresh``: the
+    first save of a new run replacing an old folder (``--force``) keeps nothing of it.
+    A failed save (e.g. disk full) raises :class:`CheckpointError` and leaves the
+    previous checkpoint untouched.
     """
     if best not in ("keep", "update", "drop"):
         raise ValueError(f"best must be 'keep', 'update' or 'drop', got {best!r}")
@@ -161,13 +175,18 @@ def save_checkpoint(dir: str | os.PathLike, model, tokenizer, model_cfg: ModelCo
         if metrics is not None:
             lines = "".join(json.dumps(row, allow_nan=False) + "\n" for row in metrics)
             _write_bytes(tmp / "metrics.jsonl", lambda f: f.write(lines.encode()))
-        elif (run / "metrics.jsonl").is_file():
+        elif not fresh and (run / "metrics.jsonl").is_file():
             _link_or_copy(run / "metrics.jsonl", tmp / "metrics.jsonl")
-        source = tmp if best == "update" else run / BEST if best == "keep" else None
-        if source is not None and (source / "config.json").is_file():
+        if not fresh:  # other files of the run (evaluation reports ...) stay with it
+            _carry_extras(run, tmp, CHECKPOINT_FILES + ("metrics.jsonl", BEST))
+        if best == "update":
             (tmp / BEST).mkdir()
             for name in CHECKPOINT_FILES:
-                _link_or_copy(source / name, tmp / BEST / name)
+                _link_or_copy(tmp / name, tmp / BEST / name)
+        elif best == "keep" and not fresh and (run / BEST / "config.json").is_file():
+            (tmp / BEST).mkdir()
+            _carry_extras(run / BEST, tmp / BEST, ())
+        if (tmp / BEST).is_dir():
             _fsync_dir(tmp / BEST)
         _fsync_dir(tmp)
         _swap_in(tmp, run)

@@ -363,9 +363,9 @@ class Trainer:
                 **self._fingerprints}
 
     def _save_checkpoint(self, reason: str, is_best: bool = False) -> None:
-        best = "update" if is_best else ("keep" if self._saved_once else "drop")
         path = save_checkpoint(self.out_dir, self.model, self.tokenizer, self.model_cfg, self.train_cfg,
-                               self.optimizer, self._state_dict(), metrics=self.metrics, best=best)
+                               self.optimizer, self._state_dict(), metrics=self.metrics,
+                               best="update" if is_best else "keep", fresh=not self._saved_once)
         self._saved_step, self._saved_once, self.last_good = self.step, True, str(path)
         self._save.clear()
         self.callback(CheckpointEvent(self.step, str(path), reason))

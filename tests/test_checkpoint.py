@@ -77,6 +77,18 @@ def test_best_is_updated_kept_or_dropped(tmp_path):
     assert not (run / "best").exists()
 
 
+def test_other_files_stay_unless_fresh(tmp_path):
+    model, tok, opt = make_parts()
+    run = save(tmp_path / "run", model, tok, opt, 1, best="update", metrics=[{"step": 1}])
+    (run / "eval-report.md").write_text("# report")
+    (run / "best" / "evals.jsonl").write_text("{}\n")
+    save(run, model, tok, opt, 2)
+    assert (run / "eval-report.md").read_text() == "# report"
+    assert (run / "best" / "evals.jsonl").read_text() == "{}\n"
+    save(run, model, tok, opt, 1, fresh=True)  # a new run over an old folder (--force)
+    assert sorted(p.name for p in run.iterdir()) == sorted(ck.CHECKPOINT_FILES)
+
+
 def test_metrics_are_kept_when_not_given(tmp_path):
     model, tok, opt = make_parts()
     run = save(tmp_path / "run", model, tok, opt, 1, metrics=[{"step": 1}])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
@@ -72,7 +74,6 @@ class MnemosApp(App[None]):
           for entry in SCREENS),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
-    NARROW = 100  # below this many columns, screens stack their panes vertically
 
     def __init__(self, root: str | Path | None = None, data: str | Path | None = None,
                  checkpoint: str | Path | None = None, start: str | None = None) -> None:
@@ -92,7 +93,9 @@ class MnemosApp(App[None]):
         self.switch_mode(self.start_mode)
 
     def on_resize(self) -> None:
-        self.set_class(self.size.width < self.NARROW, "-narrow")
+        from tui.screens.base import NARROW
+
+        self.set_class(self.size.width < NARROW, "-narrow")
 
     # -- navigation -----------------------------------------------------------------
 
@@ -108,6 +111,23 @@ class MnemosApp(App[None]):
             yield SystemCommand(f"Go to {entry.title} ({entry.key.upper()})", entry.help,
                                 lambda mode=entry.mode: self.switch_mode(mode))
         yield SystemCommand("Help (F1)", "Every key of every screen", self.action_help)
+
+    # -- errors -----------------------------------------------------------------------
+
+    def _handle_exception(self, error: Exception) -> None:
+        """The safety net under every handler: an unexpected exception becomes an error
+        notification and the app stays up (screens catch the errors they expect
+        themselves). Headless runs (tests) keep Textual's behaviour, so a bug fails the
+        test instead of hiding in a toast; a burst of errors (a widget failing on
+        every repaint) still exits, with the traceback."""
+        now = time.monotonic()
+        self._error_times = [t for t in getattr(self, "_error_times", []) if now - t < 2.0] + [now]
+        if self.is_headless or len(self._error_times) > 5:
+            super()._handle_exception(error)
+            return
+        logging.getLogger("tui").exception("unexpected error", exc_info=error)
+        self.notify(f"{type(error).__name__}: {error}", title="Unexpected error (the app carries on)",
+                    severity="error", timeout=10)
 
     # -- quitting -------------------------------------------------------------------
 

@@ -13,10 +13,14 @@ if TYPE_CHECKING:
     from tui.workspace import Workspace
 
 
-class MnemosScreen(Screen):
-    """A top-level screen: subclasses give ``TITLE`` and ``compose_body()``."""
+NARROW = 100  # below this many columns the app has the -narrow class: side panes shrink
 
-    TITLE = ""
+
+class MnemosScreen(Screen):
+    """A top-level screen: subclasses give ``SUB_TITLE`` (shown in the header after the
+    app's title) and ``compose_body()``, and call ``super().on_mount()`` if they mount."""
+
+    SUB_TITLE = ""
 
     def compose(self) -> ComposeResult:
         yield Header(icon="◆")
@@ -27,7 +31,7 @@ class MnemosScreen(Screen):
         yield from ()
 
     def on_mount(self) -> None:
-        self.sub_title = self.TITLE
+        self.app.set_class(self.app.size.width < NARROW, "-narrow")
 
     @property
     def mnemos(self) -> "MnemosApp":

@@ -18,7 +18,7 @@ from tui.widgets.file_info import human_bytes
 
 
 class CheckpointsScreen(MnemosScreen):
-    TITLE = "Checkpoints"
+    SUB_TITLE = "Checkpoints"
     BINDINGS = [
         Binding("delete,d", "delete", "Delete"),
         Binding("enter", "chat", "Chat", show=False),

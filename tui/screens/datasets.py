@@ -18,7 +18,7 @@ from tui.widgets.file_info import FileInfoPanel
 
 
 class DatasetsScreen(MnemosScreen):
-    TITLE = "Datasets"
+    SUB_TITLE = "Datasets"
     BINDINGS = [
         Binding("t", "use_training", "Use for training"),
         Binding("e", "use_testing", "Use for testing"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 
@@ -21,7 +21,7 @@ class ConfirmDialog(ModalScreen[bool]):
         self.yes = yes
 
     def compose(self) -> ComposeResult:
-        with Grid(classes="dialog-box"):
+        with Vertical(classes="dialog-box"):
             yield Label(self.question, classes="dialog-question")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.yes, variant="error", id="yes")
@@ -42,7 +42,7 @@ class QuitDialog(ModalScreen[str]):
                 Binding("q", "dismiss('discard')", "Quit without saving")]
 
     def compose(self) -> ComposeResult:
-        with Grid(classes="dialog-box"):
+        with Vertical(classes="dialog-box"):
             yield Label("Training is running. Save a checkpoint before quitting?",
                         classes="dialog-question")
             with Horizontal(classes="dialog-buttons"):

@@ -1,6 +1,7 @@
 """Evaluate: a checkpoint and a test file in, ``mnemos.evaluate.evaluate_checkpoint`` in a
 worker with progress and cancel, the report as a table, this checkpoint's earlier
-evaluations, and the report saved as Markdown under ``reports/``."""
+evaluations, and the report saved (``mnemos.evaluate.save_report``: the history line
+and ``eval-report.md`` in the checkpoint folder)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from tui.widgets.report_table import ReportTable
 
 
 class EvaluateScreen(MnemosScreen):
-    TITLE = "Evaluate"
+    SUB_TITLE = "Evaluate"
     BINDINGS = [
         Binding("ctrl+r", "run", "Evaluate"),
         Binding("escape", "cancel", "Cancel"),
@@ -65,13 +66,13 @@ class EvaluateScreen(MnemosScreen):
 
     @on(Select.Changed, "#eval-checkpoint")
     def _checkpoint_chosen(self, event: Select.Changed) -> None:
-        if event.value is not Select.BLANK:
+        if event.value != Select.NULL:
             self.workspace.checkpoint = Path(str(event.value))
             self.load_history()
 
     def _checkpoint(self) -> Path | None:
         value = self.query_one(CheckpointSelect).value
-        return None if value is Select.BLANK else Path(str(value))
+        return None if value == Select.NULL else Path(str(value))
 
     def load_history(self) -> None:
         table = self.query_one("#eval-history", DataTable)
@@ -108,7 +109,10 @@ class EvaluateScreen(MnemosScreen):
             self.notify("Choose a checkpoint first (train one on F3 if the list is empty)", severity="error")
             return
         text = self.query_one("#eval-data", Input).value.strip()
-        data = self.workspace.resolve(text) if text else None
+        if not text:
+            self.notify("Type a test file, or choose one on Datasets (F2)", severity="error")
+            return
+        data = self.workspace.resolve(text)
         self.running = True
         self.refresh_bindings()
         self.query_one("#eval-bar", ProgressBar).update(total=None, progress=0)
@@ -119,8 +123,8 @@ class EvaluateScreen(MnemosScreen):
         self.workers.cancel_group(self, "evaluate")
 
     @work(thread=True, exclusive=True, group="evaluate", exit_on_error=False)
-    def evaluate(self, path: Path, data: Path | None) -> None:
-        from mnemos.evaluate import evaluate_checkpoint, save_report
+    def evaluate(self, path: Path, data: Path) -> None:
+        from mnemos.evaluate import EvalCancelled, evaluate_checkpoint
 
         worker = get_current_worker()
 
@@ -130,10 +134,9 @@ class EvaluateScreen(MnemosScreen):
         try:
             report = evaluate_checkpoint(path, data=data, progress=progress,
                                          cancel=lambda: worker.is_cancelled)
-            if worker.is_cancelled:
-                self.app.call_from_thread(self._finished, None, "cancelled")
-                return
-            save_report(path, report)
+        except EvalCancelled:
+            self.app.call_from_thread(self._finished, None, "cancelled")
+            return
         except Exception as exc:
             self.app.call_from_thread(self.report, exc, "Evaluation failed")
             self.app.call_from_thread(self._finished, None, "failed")
@@ -152,27 +155,26 @@ class EvaluateScreen(MnemosScreen):
             self.query_one(ReportTable).show(report)
             bar.update(total=1, progress=1)
             self.query_one("#eval-phase", Label).update(
-                f"loss {report.loss:.4f} · perplexity {report.perplexity:,.2f} · {report.bits_per_byte:.3f} bits/byte")
-            self.load_history()
+                f"loss {report.loss:.4f} · perplexity {report.perplexity:,.2f} · "
+                f"{report.bits_per_byte:.3f} bits/byte (ctrl+s saves it)")
         else:
             bar.update(total=1, progress=0)
             self.query_one("#eval-phase", Label).update(f"evaluation {outcome}")
         self.refresh_bindings()
 
     def action_save(self) -> None:
-        if self.report_obj is None:
+        """Append the report to the checkpoint's history and write it as Markdown."""
+        if self.report_obj is None or self.report_obj.checkpoint is None:
             return
-        path = self._checkpoint()
-        name = path.name if path is not None else "report"
-        # Not inside the checkpoint folder: each save replaces that folder whole.
-        target = self.workspace.root / "reports" / f"{name}-eval.md"
+        from mnemos.evaluate import save_report
+
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(self.report_obj.to_markdown(), encoding="utf-8")
-        except OSError as exc:
+            target = save_report(self.report_obj.checkpoint, self.report_obj)
+        except Exception as exc:
             self.report(exc, "Cannot save the report")
             return
-        self.notify(f"Report saved: {self.workspace.show(target)}")
+        self.notify(f"Report saved: {self.workspace.show(Path(target))}")
+        self.load_history()
 
 
 def _num(value, fmt: str) -> str:

@@ -36,7 +36,7 @@ class TokensGenerated(Message):
 
 
 class GenerateScreen(MnemosScreen):
-    TITLE = "Generate"
+    SUB_TITLE = "Generate"
     BINDINGS = [
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+t", "toggle_tokens", "Token boundaries"),
@@ -84,12 +84,12 @@ class GenerateScreen(MnemosScreen):
         if count == 0:
             self.query_one("#model-info", Label).update("No checkpoints yet: train one on the Train screen (F3).")
         value = select.value
-        if value is not Select.BLANK and (self.loaded is None or self.loaded[0] != Path(str(value))):
+        if value != Select.NULL and (self.loaded is None or self.loaded[0] != Path(str(value))):
             self.load_model(Path(str(value)))
 
     @on(Select.Changed, "#checkpoint")
     def _checkpoint_chosen(self, event: Select.Changed) -> None:
-        if event.value is not Select.BLANK:
+        if event.value != Select.NULL:
             self.workspace.checkpoint = Path(str(event.value))
             self.load_model(Path(str(event.value)))
 

@@ -9,6 +9,7 @@ between steps.
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +34,7 @@ PLOT_INTERVAL = 0.5  # seconds between loss plot redraws while training
 
 
 class TrainScreen(MnemosScreen):
-    TITLE = "Train"
+    SUB_TITLE = "Train"
     BINDINGS = [
         Binding("ctrl+r", "start", "Start"),
         Binding("ctrl+b", "pause", "Pause"),
@@ -70,6 +71,7 @@ class TrainScreen(MnemosScreen):
         super().on_mount()
         self.mnemos.train_screen = self
         self.trainer = None
+        self._exit_when_done = False
         self._plot_due = 0.0
         self._losses: list[float] = []
         self.refresh_sources()
@@ -108,7 +110,7 @@ class TrainScreen(MnemosScreen):
     @on(Select.Changed, "#start-from")
     def _start_from_changed(self, event: Select.Changed) -> None:
         form = self.query_one(HyperparamForm)
-        if event.value == NEW_RUN or event.value is Select.BLANK:
+        if event.value == NEW_RUN or event.value == Select.NULL:
             form.set_resuming(False)
             return
         from mnemos.checkpoint import checkpoint_info
@@ -186,11 +188,11 @@ class TrainScreen(MnemosScreen):
         self.query_one(LossPlot).toggle_log_scale()
 
     def quit_training(self, save: bool) -> None:
-        """Stop the run (saving a final checkpoint unless ``save`` is False), then exit."""
+        """Stop the run (saving a final checkpoint unless ``save`` is False), then exit
+        the app once the worker has finished."""
         self._exit_when_done = True
-        self._discard = not save
         if self.trainer is not None:
-            self.trainer.stop()
+            self.trainer.stop(reason="interrupt", save=save)
         self._set_state("stopping")
 
     # -- the worker -------------------------------------------------------------------
@@ -220,7 +222,7 @@ class TrainScreen(MnemosScreen):
                 saved = checkpoint_info(resume_dir).train_config
                 overrides = {k: v for k, v in train_cfg.to_dict().items() if saved.get(k) != v}
                 trainer = Trainer.resume(str(resume_dir), overrides=overrides or None, callback=callback)
-            self.trainer = trainer
+            self.trainer = self.mnemos.trainer = trainer
             self.app.call_from_thread(self.refresh_bindings)
             trainer.run()
         except Exception as exc:  # the app stays up: the error becomes a notification
@@ -263,7 +265,7 @@ class TrainScreen(MnemosScreen):
             stats.set(state="preparing")
         elif isinstance(event, ev.EvalEvent):
             plot.add_val(event.step, event.val_loss)
-            stats.set(val_loss=f"{event.val_loss:.4f}", best_val_loss=f"{event.best_val_loss:.4f}")
+            stats.set(val_loss=_loss(event.val_loss), best_val_loss=_loss(event.best_val_loss))
         elif isinstance(event, ev.SampleEvent):
             sample = self.query_one("#train-sample")
             sample.border_title = f"Sample at step {event.step} (val loss {event.val_loss:.3f})"
@@ -287,7 +289,7 @@ class TrainScreen(MnemosScreen):
     def _show_step(self, e) -> None:
         bar = self.query_one("#train-bar", ProgressBar)
         bar.update(total=e.max_steps, progress=e.step)
-        self.query_one("#train-phase", Label).update(f"{e.step}/{e.max_steps} · ETA {clock(e.eta_s)}")
+        self.query_one("#train-phase", Label).update(f"step {e.step:,} of {e.max_steps:,}")
         self.query_one(TrainStats).set(
             step=f"{e.step:,} / {e.max_steps:,}", loss=f"{e.loss:.4f}", tokens_per_s=f"{e.tokens_per_s:,.0f}",
             lr=f"{e.lr:.2e}", grad_norm=f"{e.grad_norm:.3f}", elapsed=clock(e.elapsed_s), eta=clock(e.eta_s))
@@ -313,5 +315,9 @@ class TrainScreen(MnemosScreen):
         state = self.trainer.state if self.trainer is not None else "idle"
         self._set_state(state if state != "idle" else "idle")
         self.refresh_sources()
-        if getattr(self, "_exit_when_done", False):
+        if self._exit_when_done:
             self.app.exit()
+
+
+def _loss(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"

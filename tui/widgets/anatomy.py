@@ -58,7 +58,10 @@ class AnatomyTree(Tree[Component]):
 
 
 class ComponentDetails(Static):
+    component: Component | None = None
+
     def show(self, c: Component, total_flops: int) -> None:
+        self.component = c
         table = Table(box=None, show_header=False, padding=(0, 1))
         table.add_column(style="bold", no_wrap=True)
         table.add_column()

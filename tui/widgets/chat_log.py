@@ -52,7 +52,7 @@ class ChatLog(VerticalScroll, can_focus=True):
         self.query(".chat-hint").remove()
         turn = Turn(prompt, settings)
         self.turns.append(turn)
-        self.mount(Static(self._render(turn), classes="chat-turn"))
+        self.mount(Static(self._render_turn(turn), classes="chat-turn"))
         self.scroll_end(animate=False)
         return turn
 
@@ -69,7 +69,7 @@ class ChatLog(VerticalScroll, can_focus=True):
         at_end = self.scroll_y >= self.max_scroll_y - 1
         index = self.turns.index(turn)
         blocks = list(self.query(".chat-turn").results(Static))
-        blocks[index].update(self._render(turn))
+        blocks[index].update(self._render_turn(turn))
         if at_end:
             self.call_after_refresh(self.scroll_end, animate=False)
 
@@ -103,7 +103,7 @@ class ChatLog(VerticalScroll, can_focus=True):
             text.append(token.text, style=BOUNDARY_STYLES[n % 2])
         return text
 
-    def _render(self, turn: Turn) -> Group:
+    def _render_turn(self, turn: Turn) -> Group:
         tokens = self.show_tokens and self.tokenizer is not None
         header = Text.assemble(("you", "bold"), ("  " + turn.settings, "dim"))
         prompt = self._prompt_tokens(turn.prompt) if tokens and turn.prompt else Text(turn.prompt or "(empty prompt)")

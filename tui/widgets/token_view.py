@@ -118,8 +118,12 @@ def merge_tree_renderable(node: MergeNode) -> Tree:
 class TokenDetails(Static):
     """Counts of the whole text, then the token under the cursor and its merge tree."""
 
+    token: TokenInfo | None = None
+    tree: MergeNode | None = None
+
     def show(self, view: TokenView, token: TokenInfo | None, tree: MergeNode | None,
              vocab_size: int, n_merges: int) -> None:
+        self.token, self.tree = token, tree
         head = Text()
         head.append(f"{view.n_tokens} tokens · {view.n_bytes} bytes · {view.n_chars} characters\n", style="bold")
         head.append(f"{view.bytes_per_token:.2f} bytes per token · vocabulary {vocab_size} "

@@ -1,0 +1,294 @@
+"""Hugging Face export: a Mnemos checkpoint as a ``transformers`` GPT-2 folder.
+
+Mnemos is GPT-2 shaped on purpose, so the export is a renaming, not a conversion:
+
+- Mnemos ``wte`` / ``wpe`` are ``transformer.wte.weight`` / ``transformer.wpe.weight``;
+  every other parameter is ``transformer.`` + its Mnemos name (``h.0.attn.c_attn.weight``,
+  ``ln_f.bias``, ...). Linear weights are stored ``(in, out)`` in both, which is the
+  layout of GPT-2's ``Conv1D``, so no transpose is needed.
+- The output head is tied to the token embedding (``lm_head.weight`` is ``wte``):
+  ``to_hf_state_dict`` includes it, the safetensors file leaves it out as
+  ``save_pretrained`` does (``transformers`` ties it back on load).
+- The activation is GPT-2's tanh GELU (``"gelu_new"``), LayerNorm eps 1e-5.
+
+``export_hf(checkpoint, out)`` writes ``config.json``, ``generation_config.json``,
+``model.safetensors`` (written here, in pure Python: an 8-byte little-endian header length,
+a JSON header naming each tensor's dtype, shape and byte range, then the raw
+little-endian data), the tokenizer (``tokenizer.json``, ``vocab.json``, ``merges.txt``,
+``tokenizer_config.json``, ``special_tokens_map.json``) and a short ``README.md``, so that
+``AutoModelForCausalLM.from_pretrained(out)`` and ``AutoTokenizer.from_pretrained(out)``
+load it: the road to the Hugging Face stack for a run that outgrows one machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+
+import mnemos
+from mnemos.config import ModelConfig
+from mnemos.errors import CheckpointError, MnemosError
+
+EXPORT_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "vocab.json",
+                "merges.txt", "tokenizer_config.json", "special_tokens_map.json", "README.md")
+
+# --------------------------------------------------------------------------- names
+
+
+def hf_name(name: str) -> str:
+    """The ``GPT2LMHeadModel`` name of a Mnemos parameter name."""
+    return f"transformer.{name}.weight" if name in ("wte", "wpe") else f"transformer.{name}"
+
+
+def mnemos_name(name: str) -> str:
+    """Inverse of ``hf_name``."""
+    if not name.startswith("transformer."):
+        raise KeyError(name)
+    name = name[len("transformer."):]
+    return name[: -len(".weight")] if name in ("wte.weight", "wpe.weight") else name
+
+
+def to_hf_state_dict(model) -> dict[str, np.ndarray]:
+    """The model's weights under ``GPT2LMHeadModel`` names, float32 copies, with
+    ``lm_head.weight`` (the tied head: the same values as ``transformer.wte.weight``)."""
+    state = {hf_name(k): v for k, v in model.state_dict().items()}
+    state["lm_head.weight"] = state["transformer.wte.weight"]
+    return state
+
+
+def from_hf_state_dict(d: dict, config: ModelConfig, **gpt_kwargs):
+    """A Mnemos ``GPT`` built from a ``GPT2LMHeadModel`` state dict (NumPy arrays or
+    anything ``np.asarray`` takes, e.g. CPU torch tensors).
+
+    The causal-mask buffers old ``transformers`` versions store (``attn.bias``,
+    ``attn.masked_bias``) are ignored; an untied ``lm_head`` cannot be represented and
+    raises ``CheckpointError``, as do missing names and wrong shapes.
+    """
+    from mnemos.nn import GPT
+
+    state, head = {}, None
+    for key, value in d.items():
+        if key == "lm_head.weight":
+            head = value
+        elif key.endswith((".attn.bias", ".attn.masked_bias")):
+            continue
+        else:
+            try:
+                state[mnemos_name(key)] = np.asarray(value, dtype=np.float32)
+            except KeyError:
+                raise CheckpointError(f"{key!r} is not a GPT-2 weight name; pass a GPT2LMHeadModel state dict") from None
+    if head is not None and "wte" in state and not np.array_equal(np.asarray(head, dtype=np.float32), state["wte"]):
+        raise CheckpointError("lm_head.weight differs from transformer.wte.weight; Mnemos needs a tied output head")
+    model = GPT(config, **gpt_kwargs)
+    model.load_state_dict(state)
+    return model
+
+
+# --------------------------------------------------------------------------- configs
+
+
+def _eot(config: ModelConfig, eot_id: int | None) -> int:
+    # special tokens take the ids after the merges, and <|endoftext|> is the only default one
+    return config.vocab_size - 1 if eot_id is None else int(eot_id)
+
+
+def hf_config(model_config: ModelConfig, eot_id: int | None = None) -> dict:
+    """The ``GPT2Config`` JSON of a Mnemos shape. ``eot_id`` (default: the last id,
+    where ``<|endoftext|>`` sits) is GPT-2's bos, eos and pad token."""
+    c, eot = model_config, _eot(model_config, eot_id)
+    return {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": c.vocab_size,
+        "n_positions": c.block_size,
+        "n_ctx": c.block_size,
+        "n_embd": c.n_embd,
+        "n_layer": c.n_layer,
+        "n_head": c.n_head,
+        "n_inner": None,  # 4 * n_embd
+        "activation_function": "gelu_new",
+        "layer_norm_epsilon": 1e-5,
+        "resid_pdrop": c.dropout,
+        "embd_pdrop": c.dropout,
+        "attn_pdrop": c.dropout,
+        "initializer_range": 0.02,
+        "scale_attn_weights": True,
+        "bos_token_id": eot,
+        "eos_token_id": eot,
+        "pad_token_id": eot,
+        "tie_word_embeddings": True,
+        "use_cache": True,
+        "torch_dtype": "float32",
+        "mnemos_version": mnemos.__version__,
+    }
+
+
+def generation_config(model_config: ModelConfig, eot_id: int | None = None) -> dict:
+    """``generation_config.json``: sampling as ``mnemos generate`` does by default
+    (temperature 1, no top-k / top-p), stopping at ``<|endoftext|>``, and never past
+    the learned positions (``max_length`` = block_size: GPT-2 has no sliding window)."""
+    eot = _eot(model_config, eot_id)
+    return {"bos_token_id": eot, "eos_token_id": eot, "pad_token_id": eot, "do_sample": True,
+            "temperature": 1.0, "top_k": 0, "top_p": 1.0, "max_length": model_config.block_size}
+
+
+# --------------------------------------------------------------------------- safetensors
+
+_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
+           "I16": np.int16, "I8": np.int8, "U8": np.uint8, "U16": np.uint16, "U32": np.uint32,
+           "U64": np.uint64, "BOOL": np.bool_}
+_CODES = {np.dtype(t): code for code, t in _DTYPES.items()}
+
+
+def save_safetensors(path: str | os.PathLike, tensors: dict[str, np.ndarray],
+                     metadata: dict[str, str] | None = None) -> None:
+    """Write ``tensors`` in the safetensors format, atomically.
+
+    Layout: ``u64`` little-endian header size N, N bytes of JSON (padded with spaces to
+    a multiple of 8 so every tensor is 8-byte aligned), then each tensor's C-order
+    little-endian bytes back to back, in the order of the header (sorted by name).
+    """
+    header: dict = {"__metadata__": dict(metadata)} if metadata else {}
+    arrays, offset = [], 0
+    for name in sorted(tensors):
+        a = np.asarray(tensors[name])
+        a = a if a.flags.c_contiguous else a.copy(order="C")  # (ascontiguousarray makes 0-d arrays 1-d)
+        if a.dtype not in _CODES:
+            raise TypeError(f"safetensors cannot store dtype {a.dtype} ({name})")
+        a = a.astype(a.dtype.newbyteorder("<"), copy=False)
+        header[name] = {"dtype": _CODES[a.dtype.newbyteorder("=")], "shape": list(a.shape),
+                        "data_offsets": [offset, offset + a.nbytes]}
+        arrays.append(a)
+        offset += a.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        for a in arrays:
+            f.write(a.tobytes())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a safetensors file into NumPy arrays (the inverse of ``save_safetensors``)."""
+    data = Path(path).read_bytes()
+    try:
+        (n,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8:8 + n].decode("utf-8"))
+        body = memoryview(data)[8 + n:]
+        out = {}
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            begin, end = info["data_offsets"]
+            dtype = np.dtype(_DTYPES[info["dtype"]]).newbyteorder("<")
+            if not 0 <= begin <= end <= len(body):
+                raise ValueError("data offsets outside the file")
+            out[name] = np.frombuffer(body[begin:end], dtype=dtype).reshape(info["shape"]).astype(dtype.newbyteorder("="))
+        return out
+    except (struct.error, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not a valid safetensors file ({type(exc).__name__}: {exc})") from None
+
+
+# --------------------------------------------------------------------------- tokenizer files
+
+
+def _tokenizer_config(tokenizer, block_size: int) -> tuple[dict, dict]:
+    eot = next((s for s, i in tokenizer.special_tokens.items() if i == tokenizer.eot_id), None)
+    special = {"bos_token": eot, "eos_token": eot, "unk_token": eot, "pad_token": eot} if eot else {}
+    config = {
+        "tokenizer_class": "GPT2Tokenizer",
+        "model_max_length": block_size,
+        "add_prefix_space": False,
+        "add_bos_token": False,
+        "clean_up_tokenization_spaces": False,
+        **special,
+    }
+    return config, special
+
+
+def _write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _model_card(model_cfg: ModelConfig, source: Path, state: dict) -> str:
+    step = state.get("step")
+    return (
+        "---\nlibrary_name: transformers\npipeline_tag: text-generation\ntags: [gpt2, mnemos]\n---\n\n"
+        f"# {source.name}\n\n"
+        f"A GPT-2 shaped model trained from scratch with Mnemos {mnemos.__version__} "
+        f"({model_cfg.n_layer} layers, {model_cfg.n_head} heads, {model_cfg.n_embd} wide, "
+        f"{model_cfg.block_size} positions, vocabulary {model_cfg.vocab_size}, "
+        f"{model_cfg.num_params():,} parameters"
+        + (f", {step} training steps" if isinstance(step, int) else "") + ").\n\n"
+        "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+        'model = AutoModelForCausalLM.from_pretrained("PATH")\n'
+        'tokenizer = AutoTokenizer.from_pretrained("PATH")\n```\n\n'
+        f"The context is {model_cfg.block_size} tokens: GPT-2 has learned position embeddings, "
+        "so keep `input_ids` at most that long.\n"
+    )
+
+
+# --------------------------------------------------------------------------- export
+
+
+def _check_out(out: Path) -> None:
+    """Refuse to write into a folder that holds anything but a previous export."""
+    if out.exists() and not out.is_dir():
+        raise MnemosError(f"{out} exists and is not a folder; choose another --out")
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in EXPORT_FILES)
+        if foreign:
+            raise MnemosError(f"{out} already holds other files ({', '.join(foreign[:3])}); "
+                              f"choose an empty or new --out folder")
+
+
+def export_hf(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """Export a Mnemos checkpoint folder to a Hugging Face GPT-2 folder; returns it.
+
+    ``out_dir`` must be new, empty, or a previous export (whose files are replaced).
+    The files are written to a temporary folder first and moved in at the end, so a
+    failed export leaves nothing half-written.
+    """
+    from mnemos.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint_dir)
+    out = Path(out_dir)
+    _check_out(out)
+    eot = ckpt.tokenizer.eot_id
+    cfg = ckpt.model_config
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.exporting-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        _write_json(tmp / "config.json", hf_config(cfg, eot))
+        _write_json(tmp / "generation_config.json", generation_config(cfg, eot))
+        weights = to_hf_state_dict(ckpt.model)
+        del weights["lm_head.weight"]  # tied: transformers restores it from wte
+        save_safetensors(tmp / "model.safetensors", weights, {"format": "pt"})
+        ckpt.tokenizer.export_hf(tmp / "tokenizer.json")
+        ckpt.tokenizer.export_hf_vocab_merges(tmp)
+        tok_config, special = _tokenizer_config(ckpt.tokenizer, cfg.block_size)
+        _write_json(tmp / "tokenizer_config.json", tok_config)
+        _write_json(tmp / "special_tokens_map.json", special)
+        (tmp / "README.md").write_text(_model_card(cfg, ckpt.path, ckpt.state), encoding="utf-8")
+        out.mkdir(exist_ok=True)
+        for path in sorted(tmp.iterdir()):
+            os.replace(path, out / path.name)
+    except OSError as exc:
+        raise MnemosError(f"could not write the export to {out} ({exc.strerror or exc}); "
+                          f"check the folder and free space") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

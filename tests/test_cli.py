@@ -1,0 +1,273 @@
+"""The `mnemos` command line end to end: train -> eval -> generate -> export -> resume,
+every bad input of issue 4 (exit 2, one line, nothing overwritten), Ctrl+C (exit 130)."""
+
+import errno
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnemos import checkpoint as ck
+from mnemos.checkpoint import load_checkpoint
+from mnemos.cli import build_parser, main, train_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "4",
+        "--eval-steps", "2", "--warmup-steps", "2", "--vocab-size", "256", "--seed", "3"]
+WORDS = "the king is dead long live the queen and all her men ride to the sea at dawn".split()
+
+
+@pytest.fixture
+def proj(tmp_path, monkeypatch):
+    """A project folder with a small text of our own, as the working directory."""
+    rng = np.random.default_rng(0)
+    text = "\n".join(" ".join(rng.choice(WORDS, size=9)) + "." for _ in range(200)) + "\n"
+    (tmp_path / "train.txt").write_text(text, encoding="utf-8")
+    (tmp_path / "test.txt").write_text(text[:2000], encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run_main(capsys, *argv):
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def json_lines(out):
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def folder_digest(path: Path) -> dict:
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_end_to_end(proj, capsys):
+    rc, out, err = run_main(capsys, "train", "--data", "train.txt", "--out", "run", "--max-steps", "6",
+                            "--eval-interval", "3", "--json", *TINY)
+    assert rc == 0, err
+    events = json_lines(out)
+    steps = [e for e in events if e["event"] == "step"]
+    assert [e["step"] for e in steps] == [1, 2, 3, 4, 5, 6]
+    assert {"step", "loss", "lr", "grad_norm", "tokens_per_s"} <= set(steps[0])
+    evals = [e for e in events if e["event"] == "eval"]
+    assert [e["step"] for e in evals] == [0, 3, 6] and {"train_loss", "val_loss"} <= set(evals[0])
+    assert events[-1]["event"] == "done" and events[-1]["reason"] == "finished" and events[-1]["step"] == 6
+
+    rc, out, err = run_main(capsys, "eval", "--checkpoint", "run", "--data", "test.txt", "--json")
+    assert rc == 0, err
+    report = json.loads(out)
+    assert {"loss", "perplexity", "bits_per_byte", "tokens", "bytes"} <= set(report)
+    assert report["bytes"] == 2000 and report["tokens"] > 0
+    assert abs(report["perplexity"] - np.exp(report["loss"])) < 1e-6 * report["perplexity"]
+    assert Path(report["report"]).is_file()
+
+    rc, out, err = run_main(capsys, "eval", "--checkpoint", "run", "--data", "test.txt")
+    assert rc == 0 and "bits/byte" in out and "unigram" in out
+
+    rc, first, _ = run_main(capsys, "generate", "--checkpoint", "run", "--prompt", "the king", "--seed", "5",
+                            "--max-new-tokens", "20")
+    rc2, second, _ = run_main(capsys, "generate", "--checkpoint", "run", "--prompt", "the king", "--seed", "5",
+                              "--max-new-tokens", "20")
+    assert rc == rc2 == 0 and first == second and first.startswith("the king") and len(first) > len("the king")
+
+    rc, out, err = run_main(capsys, "export", "--checkpoint", "run", "--format", "hf", "--out", "hf")
+    assert rc == 0, err
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in (proj / "hf").iterdir()}
+
+    rc, out, err = run_main(capsys, "train", "--resume", "run", "--max-steps", "8", "--json")
+    assert rc == 0, err
+    assert [e["step"] for e in json_lines(out) if e["event"] == "step"] == [7, 8]
+    assert load_checkpoint(proj / "run").state["step"] == 8
+    assert (proj / "run" / "eval-report.md").is_file()  # the evaluation report survived the new saves
+
+    rc, out, _ = run_main(capsys, "list")
+    assert rc == 0 and out.startswith("no runs in checkpoints/ yet")
+    rc, out, _ = run_main(capsys, "list", "--root", ".")
+    assert "run" in out and "step      8/8" in out
+
+
+def test_human_output_is_periodic_lines_when_not_a_terminal(proj, capsys):
+    rc, out, err = run_main(capsys, "train", "--data", "train.txt", "--out", "run", "--max-steps", "20",
+                            "--eval-interval", "20", *TINY)
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert any(line.startswith("validation: the last 10% of the training tokens") for line in lines)
+    assert [line.split("/")[0] for line in lines if line.startswith("step ")] == ["step     10", "step     20"]
+    assert any(line.startswith("eval step 20: train loss") for line in lines)
+    assert lines[-1].startswith("done (finished) at step 20")
+    assert "\r" not in out
+
+
+def test_preset_then_explicit_flags():
+    args = build_parser().parse_args(["train", "--preset", "tiny", "--n-layer", "3", "--lr", "0.01"])
+    model, train = train_configs(args)
+    assert (model.n_layer, model.n_head, model.n_embd, model.block_size) == (3, 2, 64, 32)
+    assert train.lr == 0.01 and train.max_steps == 300
+    default_model, _ = train_configs(build_parser().parse_args(["train"]))
+    assert (default_model.n_layer, default_model.n_embd) == (4, 128)  # the small preset (baby GPT)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _bad(capsys, argv, *words):
+    rc, out, err = run_main(capsys, *argv)
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for w in words:
+        assert w in lines[0]
+    return lines[0]
+
+
+def _write_bytes(name, blob):
+    Path(name).write_bytes(blob)
+    return name
+
+
+BAD_DATA = [
+    (lambda: "missing.txt", ["no such file"]),
+    (lambda: (os.mkdir("folder"), "folder")[1], ["is a directory"]),
+    (lambda: _write_bytes("empty.txt", b""), ["is empty"]),
+    (lambda: _write_bytes("binary.bin", b"\x7fELF\x00\x01" * 100), ["NUL byte"]),
+    (lambda: _write_bytes("latin1.txt", "olá mundo".encode("latin-1")), ["not valid UTF-8", "offset 2"]),
+    (lambda: _write_bytes("short.txt", b"just a few words\n"), ["shorter than one context window", "--block-size"]),
+]
+
+
+@pytest.mark.parametrize("make, words", BAD_DATA, ids=["missing", "directory", "empty", "binary", "utf8", "short"])
+def test_bad_training_files(proj, capsys, make, words):
+    path = make()
+    _bad(capsys, ["train", "--data", path, "--out", "run", "--max-steps", "2", *TINY], *words)
+    assert not (proj / "run").exists()
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--n-embd", "30", "--n-head", "4"], ["n_embd (30) must be divisible by n_head (4)"]),
+    (["--n-layer", "0"], ["n_layer must be a positive integer"]),
+    (["--batch-size", "-3"], ["batch_size must be a positive integer"]),
+    (["--preset", "huge"], ["unknown preset 'huge'", "tiny"]),
+    (["--n-layer", "two"], ["invalid int value"]),
+    (["--lr", "-1"], ["lr must be"]),
+])
+def test_bad_settings(proj, capsys, flags, words):
+    _bad(capsys, ["train", "--data", "train.txt", "--out", "run", *flags], *words)
+    assert not (proj / "run").exists()
+
+
+@pytest.fixture
+def trained(proj, capsys):
+    assert run_main(capsys, "train", "--data", "train.txt", "--out", "run", "--max-steps", "3", "--eval-interval",
+                    "3", *TINY)[0] == 0
+    return proj / "run"
+
+
+def test_out_holding_a_run_needs_force(trained, capsys):
+    before = folder_digest(trained)
+    _bad(capsys, ["train", "--data", "train.txt", "--out", "run", "--max-steps", "2", *TINY],
+         "already holds a run", "--force")
+    assert folder_digest(trained) == before
+    rc, _, err = run_main(capsys, "train", "--data", "train.txt", "--out", "run", "--max-steps", "2",
+                          "--eval-interval", "2", "--force", *TINY)
+    assert rc == 0, err
+    assert load_checkpoint(trained).state["step"] == 2
+
+
+def test_resume_of_a_folder_that_is_not_a_checkpoint(proj, capsys):
+    os.mkdir("photos")
+    _bad(capsys, ["train", "--resume", "photos"], "not a Mnemos checkpoint")
+    _bad(capsys, ["train", "--resume", "nowhere"], "does not exist")
+
+
+def test_truncated_and_corrupt_model_npz(trained, capsys):
+    blob = (trained / "model.npz").read_bytes()
+    (trained / "model.npz").write_bytes(blob[:1000])
+    _bad(capsys, ["train", "--resume", "run", "--max-steps", "5"], "model.npz", "truncated or corrupt")
+    _bad(capsys, ["eval", "--checkpoint", "run", "--data", "test.txt"], "truncated or corrupt")
+    _bad(capsys, ["generate", "--checkpoint", "run"], "truncated or corrupt")
+    assert (trained / "model.npz").read_bytes() == blob[:1000]  # nothing rewritten
+
+
+def test_newer_format_version(trained, capsys):
+    config = json.loads((trained / "config.json").read_text())
+    config["format_version"] = 99
+    (trained / "config.json").write_text(json.dumps(config))
+    _bad(capsys, ["train", "--resume", "run", "--max-steps", "5"], "newer Mnemos", "upgrade")
+    _bad(capsys, ["eval", "--checkpoint", "run", "--data", "test.txt"], "newer Mnemos")
+
+
+def test_shape_change_on_resume(trained, capsys):
+    _bad(capsys, ["train", "--resume", "run", "--n-embd", "32", "--max-steps", "5"], "cannot change n-embd")
+
+
+def test_disk_full_while_saving(trained, capsys, monkeypatch):
+    before = folder_digest(trained)
+    real = ck._write_npz
+
+    def full(path, arrays):
+        if path.name == "model.npz":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, arrays)
+
+    monkeypatch.setattr(ck, "_write_npz", full)
+    _bad(capsys, ["train", "--resume", "run", "--max-steps", "6"], "disk is full", "previous checkpoint is intact")
+    assert folder_digest(trained) == before
+    assert load_checkpoint(trained).state["step"] == 3
+
+
+def test_data_sample_refuses_to_overwrite(proj, capsys):
+    os.makedirs("data/training")
+    Path("data/training/train.txt").write_text("mine")
+    _bad(capsys, ["data", "sample"], "already exists", "--force")
+    assert Path("data/training/train.txt").read_text() == "mine"
+
+
+def test_data_sample_offline(proj, capsys, monkeypatch):
+    from mnemos import data
+
+    monkeypatch.setattr(data.subprocess, "run",
+                        lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "ERROR: network is unreachable"))
+    _bad(capsys, ["data", "sample"], "are you offline")
+
+
+# --------------------------------------------------------------------------- real processes
+
+
+def _mnemos(*argv, **kw):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "mnemos", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, **kw)
+
+
+def test_process_exit_codes(proj):
+    proc = _mnemos("train", "--data", "nope.txt", "--out", "run")
+    out, err = proc.communicate()
+    assert proc.returncode == 2 and err.count("\n") == 1 and "no such file" in err and "Traceback" not in err
+    proc = _mnemos("eval", "--checkpoint", "nowhere")
+    out, err = proc.communicate()
+    assert proc.returncode == 2 and err.startswith("mnemos eval: error:") and err.count("\n") == 1
+
+
+def test_ctrl_c_saves_and_exits_130(proj):
+    proc = _mnemos("train", "--data", "train.txt", "--out", "run", "--max-steps", "100000", "--eval-interval",
+                   "100000", "--json", *TINY)
+    for line in proc.stdout:
+        if json.loads(line)["event"] == "step":
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate()
+    assert proc.returncode == 130, err
+    events = [json.loads(line) for line in out.splitlines()]
+    saved = [e for e in events if e["event"] == "checkpoint"]
+    assert saved and saved[-1]["reason"] == "interrupt"
+    assert events[-1]["event"] == "done" and events[-1]["reason"] == "stopped"
+    assert load_checkpoint(proj / "run").state["step"] == saved[-1]["step"] > 0

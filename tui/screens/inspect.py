@@ -39,7 +39,9 @@ class InspectScreen(MnemosScreen):
     InspectScreen #inspect-checkpoint { width: 36; }
     InspectScreen #inspect-prompt { width: 1fr; }
     InspectScreen #inspect-status { height: auto; padding: 0 1; color: $text-muted; }
-    InspectScreen TabPane { padding: 0; }
+    InspectScreen #inspect-tabs { height: 1fr; }
+    InspectScreen #inspect-tabs ContentSwitcher { height: 1fr; }
+    InspectScreen TabPane { padding: 0; height: 1fr; }
     InspectScreen #token-details, InspectScreen #component-details { width: 1fr; }
     InspectScreen #token-pane, InspectScreen #anatomy-tree { width: 1fr; }
     """

@@ -1,0 +1,217 @@
+"""Pilot tests of the Inspect screen: each view shows the engine's numbers for the
+checkpoint and prompt, and the keyboard moves through it. Plus a snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+import numpy as np
+import pytest
+
+from mnemos.config import ModelConfig, TrainConfig
+from mnemos.events import EvalEvent, SampleEvent
+from mnemos.inspect import attention_view, next_token_distribution, next_token_logits
+from mnemos.nn import GPT
+from mnemos.tokenizer import BPETokenizer
+
+TEXT = ("To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer "
+        "the slings and arrows of outrageous fortune, or to take arms against a sea of troubles. ") * 6
+SIZE = (110, 36)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """A workspace with one checkpoint (fixed seed, no training: the same on every
+    machine) and a metrics.jsonl holding three replay samples."""
+    from mnemos.checkpoint import save_checkpoint
+    from mnemos.optim import AdamW
+
+    root = tmp_path_factory.mktemp("inspect-ws")
+    tok = BPETokenizer.train(TEXT, 300)
+    cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=2, n_head=2, n_embd=32, block_size=32)
+    model = GPT(cfg, seed=1)
+    model.params.data *= 6  # sharper than the init: attention and odds far from uniform
+    metrics = []
+    for step, loss, text in [(0, 5.7, "x#q"), (50, 3.1, "to be tho"), (100, 2.2, "to be or not")]:
+        metrics.append(EvalEvent(step, loss + 0.1, loss, loss, True, 1.0).to_dict())
+        metrics.append(SampleEvent(step, "To be", text, loss).to_dict())
+    save_checkpoint(root / "checkpoints" / "run", model, tok, cfg, TrainConfig(vocab_size=300),
+                    AdamW(model.params), {"step": 100, "best_val_loss": 2.2}, metrics=metrics)
+    return root
+
+
+def sync(test):
+    """Run an async Pilot test without an async pytest plugin."""
+
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        return asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+def _text(renderable) -> str:
+    from rich.console import Console
+
+    console = Console(width=200, record=True, file=open("/dev/null", "w"))
+    console.print(renderable)
+    return console.export_text()
+
+
+def _app(root):
+    from tui.app import MnemosApp
+
+    return MnemosApp(root=root, checkpoint=root / "checkpoints" / "run", start="inspect")
+
+
+async def _ready(app, pilot):
+    for _ in range(50):
+        await pilot.pause(0.05)
+        await app.workers.wait_for_complete()
+        screen = app.screen
+        if getattr(screen, "ckpt", None) is not None and screen.query_one("#next-token").view is not None:
+            return screen
+    raise AssertionError("the Inspect screen did not load the checkpoint")
+
+
+async def _settle(app, pilot):
+    await pilot.pause(0.3)  # past the debounce
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+@sync
+async def test_tokens_view_follows_the_cursor_and_the_prompt(root):
+    from tui.widgets.token_view import TokenDetails, TokenStrip
+
+    app = _app(root)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _ready(app, pilot)
+        tok = screen.ckpt.tokenizer
+        strip = screen.query_one(TokenStrip)
+        assert strip.view.ids == tok.encode(screen.prompt)
+        await pilot.press("right", "right", "right")
+        assert strip.cursor == 3
+        token, details = strip.view.tokens[3], screen.query_one(TokenDetails)
+        assert details.token is token
+        assert b"".join(leaf.bytes for leaf in details.tree.leaves()) == token.bytes
+        await pilot.press("end")
+        assert strip.cursor == strip.view.n_tokens - 1
+        await pilot.press("ctrl+e")
+        await pilot.press("end", *"xyz")
+        await _settle(app, pilot)
+        assert screen.prompt.endswith("xyz")
+        assert strip.view.ids == tok.encode(screen.prompt)
+
+
+@sync
+async def test_next_token_keys_reshape_the_distribution(root):
+    from tui.widgets.next_token import NextTokenPanel
+
+    app = _app(root)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _ready(app, pilot)
+        ckpt = screen.ckpt
+        await pilot.press("2")
+        panel = screen.query_one(NextTokenPanel)
+        assert panel.has_focus
+        ids = ckpt.tokenizer.encode(screen.prompt)
+        np.testing.assert_array_equal(panel.logits, next_token_logits(ckpt.model, ids))
+        before = panel.view.entropy
+        await pilot.press("minus", "minus", "minus", "minus", "minus")
+        assert panel.temperature == pytest.approx(0.5)
+        assert panel.view.entropy < before  # colder is more certain
+        await pilot.press("k", "k")  # off -> 200 -> 100
+        await pilot.press("p")  # 1.0 -> 0.95
+        assert (panel.top_k, panel.top_p) == (100, 0.95)
+        want = next_token_distribution(panel.logits, ckpt.tokenizer, 0.5, 100, 0.95, k=10)
+        assert [(c.id, c.prob) for c in panel.view.candidates] == [(c.id, c.prob) for c in want.candidates]
+        await pilot.press("0")
+        assert (panel.temperature, panel.top_k, panel.top_p) == (1.0, None, None)
+        top = panel.view.candidates[0]
+        prompt = screen.prompt
+        await pilot.press("n")  # take the most likely token: the prompt grows by it
+        await _settle(app, pilot)
+        assert screen.prompt == prompt + ckpt.tokenizer.decode([top.id])
+        assert "took" in panel.note
+        np.testing.assert_array_equal(panel.logits,
+                                      next_token_logits(ckpt.model, ckpt.tokenizer.encode(screen.prompt)))
+
+
+@sync
+async def test_attention_map_walks_layers_heads_and_queries(root):
+    from tui.widgets.attention_map import AttentionMap
+
+    app = _app(root)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _ready(app, pilot)
+        await pilot.press("3")
+        amap = screen.query_one(AttentionMap)
+        assert amap.has_focus
+        want = attention_view(screen.ckpt.model, screen.ckpt.tokenizer, screen.prompt)
+        np.testing.assert_array_equal(amap.view.weights, want.weights)
+        assert (amap.layer, amap.head) == (0, 0)
+        np.testing.assert_array_equal(amap.weights, want.weights[0, 0])
+        await pilot.press("right")
+        assert amap.head == 1
+        await pilot.press("down")
+        assert amap.layer == 1
+        np.testing.assert_array_equal(amap.weights, want.weights[1, 1])
+        await pilot.press("down", "right")  # both wrap around
+        assert (amap.layer, amap.head) == (0, 0)
+        await pilot.press("a")
+        np.testing.assert_allclose(amap.weights, want.weights[0].mean(0))
+        T = len(want.ids)
+        await pilot.press("comma", "comma")
+        assert amap.query == T - 3
+        assert f"(position {T - 3}) reads" in _text(amap.render())
+
+
+@sync
+async def test_anatomy_and_replay(root):
+    from tui.widgets.anatomy import AnatomyTree, ComponentDetails
+    from tui.widgets.replay import ReplayView
+
+    app = _app(root)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _ready(app, pilot)
+        await pilot.press("4")
+        tree = screen.query_one(AnatomyTree)
+        assert tree.has_focus
+        assert tree.root.data.params == screen.ckpt.model_config.num_params()
+        await pilot.press("down", "down")
+        highlighted = tree.cursor_node.data
+        assert highlighted is not None and highlighted.name in ("wte", "wpe")
+        assert screen.query_one(ComponentDetails).component is highlighted
+
+        await pilot.press("5")
+        replay = screen.query_one(ReplayView)
+        assert [f.step for f in replay.frames] == [0, 50, 100]
+        assert replay.frame == 2  # opens on the latest
+        await pilot.press("left", "left")
+        assert replay.frame == 0
+        await pilot.press("space")
+        assert replay.playing
+        await pilot.press("space")
+        assert not replay.playing
+
+
+@sync
+async def test_no_checkpoint_says_what_to_do(tmp_path):
+    from tui.app import MnemosApp
+
+    app = MnemosApp(root=tmp_path, start="inspect")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        status = str(app.screen.query_one("#inspect-status").content)
+        assert "No checkpoint yet" in status
+        await pilot.press("2", "minus", "n", "3", "right", "5", "space")  # nothing to show; nothing breaks
+
+
+def test_inspect_screen_snapshot(root, snap_compare):
+    async def cursor(pilot):
+        await _ready(pilot.app, pilot)
+        await pilot.press("right", "right", "right", "right")
+
+    assert snap_compare(_app(root), terminal_size=SIZE, run_before=cursor)

@@ -1,0 +1,188 @@
+"""How fast each see-inside view updates for a 64-token prompt on the baby GPT shape.
+
+    python benchmarks/inspect_speed.py [--repeat 20] [--corpus FILE]
+
+The baby shape (n_layer 4, n_head 4, n_embd 128, block 64) with a 512-token BPE trained
+on ``../shared/corpora/shakespeare.txt`` (or any ``--corpus``). For each view it times the
+engine call (``mnemos.inspect``) plus turning the result into what the terminal app
+draws (the widget's renderable, rendered by Rich at 120 columns), median of
+``--repeat`` runs after a warm-up. Target (issue 6): every view under 100 ms.
+
+Peers, in the same run: the same model exported to Hugging Face ``GPT2LMHeadModel``
+(PyTorch, eager attention) computing logits and attention maps for the same 64 tokens
+(``output_attentions=True``), and Hugging Face ``tokenizers`` encoding the same prompt
+with offsets, from Mnemos' exported tokenizer. Ratios > 1 mean Mnemos is slower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from mnemos.config import ModelConfig, TrainConfig  # noqa: E402
+from mnemos.events import EvalEvent, SampleEvent, StepEvent  # noqa: E402
+from mnemos import inspect as views  # noqa: E402
+
+CORPUS = HERE.parent.parent / "shared" / "corpora" / "shakespeare.txt"
+PROMPT_TOKENS = 64
+
+
+def median_ms(fn, repeat: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def render(renderable) -> None:
+    """Lay the renderable out as the terminal would (Rich, 120 columns, no output)."""
+    from rich.console import Console
+
+    console = Console(width=120, file=open("/dev/null", "w"), color_system="truecolor", force_terminal=True)
+    console.print(renderable)
+
+
+def setup(corpus: Path, workdir: Path):
+    from mnemos.checkpoint import save_checkpoint
+    from mnemos.nn import GPT
+    from mnemos.optim import AdamW
+    from mnemos.tokenizer import BPETokenizer
+
+    text = corpus.read_text("utf-8")[:1_000_000]
+    tok = BPETokenizer.train(text, 512)
+    config = ModelConfig(vocab_size=tok.vocab_size, n_layer=4, n_head=4, n_embd=128, block_size=64)
+    model = GPT(config, seed=0)
+    ids = tok.encode(text[10_000:12_000])[:PROMPT_TOKENS]
+    prompt = tok.decode(ids)
+    # metrics of a 5000-step run: a step row each step, an eval and a sample every 250
+    metrics = []
+    for step in range(5001):
+        metrics.append(StepEvent(step, 5000, 2.0, 1e-3, 1.0, 2e4, 1.0, 1.0, step * 768).to_dict())
+        if step % 250 == 0:
+            metrics.append(EvalEvent(step, 2.0, 2.1, 2.1, True, 1.0).to_dict())
+            metrics.append(SampleEvent(step, "\n", text[step:step + 600], 2.1).to_dict())
+    run = workdir / "run"
+    save_checkpoint(run, model, tok, config, TrainConfig(vocab_size=512), AdamW(model.params),
+                    {"step": 5000}, metrics=metrics)
+    return tok, model, prompt, run
+
+
+def bench_mnemos(tok, model, prompt: str, run: Path, repeat: int) -> dict[str, float]:
+    from tui.widgets.anatomy import ComponentDetails, component_label  # noqa: F401 - import cost outside
+    from tui.widgets.next_token import bars, summary
+    from tui.widgets.replay import loss_strip
+    from tui.widgets.token_view import merge_tree_renderable
+
+    ids = tok.encode(prompt)
+    assert len(ids) == PROMPT_TOKENS, len(ids)
+    logits = views.next_token_logits(model, ids)
+
+    def tokens():
+        view = views.tokenize_view(tok, prompt)
+        tree = views.merge_tree(tok, max(view.ids))
+        render(merge_tree_renderable(tree))
+
+    def reshape():
+        view = views.next_token_distribution(logits, tok, 0.8, 50, 0.95)
+        render(summary(view))
+        render(bars(view))
+
+    def next_token():
+        view = views.next_token_view(model, tok, ids, 0.8, 50, 0.95)
+        render(bars(view))
+
+    def attention():
+        view = views.attention_view(model, tok, prompt)
+        render(views.format_attention(view, 0, 0))  # the same T x T grid of cells the widget draws
+
+    def anatomy():
+        root = views.anatomy(model)
+        for c in root.walk():
+            component_label(c)
+
+    def replay():
+        frames = views.replay(run)
+        render(loss_strip(frames, len(frames) - 1))
+
+    return {
+        "tokens + merge tree": median_ms(tokens, repeat),
+        "next token: reshape (temperature/top-k/top-p key)": median_ms(reshape, repeat),
+        "next token: new prompt (forward pass)": median_ms(next_token, repeat),
+        "attention: all layers and heads": median_ms(attention, repeat),
+        "anatomy (with weight statistics)": median_ms(anatomy, repeat),
+        "replay (5,000-step metrics.jsonl)": median_ms(replay, repeat),
+    }
+
+
+def bench_peers(tok, model, prompt: str, workdir: Path, repeat: int) -> dict[str, float]:
+    out = {}
+    try:
+        import torch
+        import transformers
+
+        from mnemos.export import hf_config, to_hf_state_dict
+    except ImportError as exc:
+        print(f"(no Hugging Face peer: {exc})")
+        return out
+    torch.set_num_threads(2)
+    config = transformers.GPT2Config(**hf_config(model.config))
+    hf = transformers.GPT2LMHeadModel._from_config(config, attn_implementation="eager")
+    hf.load_state_dict({k: torch.tensor(v) for k, v in to_hf_state_dict(model).items()}, strict=False)
+    hf.eval()
+    idx = torch.tensor([tok.encode(prompt)])
+
+    def forward_attn():
+        with torch.no_grad():
+            hf(idx, output_attentions=True)
+
+    out["attention: all layers and heads"] = median_ms(forward_attn, repeat)
+    out["next token: new prompt (forward pass)"] = median_ms(forward_attn, repeat)
+    try:
+        from tokenizers import Tokenizer
+
+        tok.export_hf(workdir / "tokenizer.json")
+        hf_tok = Tokenizer.from_file(str(workdir / "tokenizer.json"))
+        out["tokens + merge tree"] = median_ms(lambda: hf_tok.encode(prompt).offsets, repeat)
+    except ImportError:
+        pass
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--corpus", type=Path, default=CORPUS)
+    args = parser.parse_args()
+    if not args.corpus.is_file():
+        sys.exit(f"no corpus at {args.corpus}; pass --corpus FILE (any UTF-8 text of a few hundred KB)")
+    with tempfile.TemporaryDirectory() as tmp:
+        tok, model, prompt, run = setup(args.corpus, Path(tmp))
+        mine = bench_mnemos(tok, model, prompt, run, args.repeat)
+        peers = bench_peers(tok, model, prompt, Path(tmp), args.repeat)
+    print(f"baby GPT (4 layers, 4 heads, n_embd 128, block 64, vocab {model.config.vocab_size}), "
+          f"{PROMPT_TOKENS}-token prompt, median of {args.repeat}")
+    print(f"{'view':<52}{'Mnemos ms':>10}{'target':>8}{'HF peer ms':>12}{'ratio':>7}")
+    for name, ms in mine.items():
+        peer = peers.get(name)
+        ratio = f"{ms / peer:.2f}" if peer else ""
+        peer_s = f"{peer:.2f}" if peer else ""
+        ok = "ok" if ms < 100 else "SLOW"
+        print(f"{name:<52}{ms:>10.2f}{ok:>8}{peer_s:>12}{ratio:>7}")
+    print("HF peer: transformers GPT2LMHeadModel (eager, output_attentions=True) for the forward passes, "
+          "tokenizers encode with offsets for tokens; it does not render anything.")
+
+
+if __name__ == "__main__":
+    main()

@@ -260,8 +260,9 @@ def next_token_distribution(logits, tokenizer, temperature: float = 1.0, top_k: 
                             top_p: float | None = None, k: int = 10,
                             chosen: int | None = None) -> NextTokenView:
     """Reshape ``logits`` exactly as sampling does (``mnemos.generate.sampling_distribution``)
-    and return the ``k`` most likely candidates. Cheap: no forward pass, so a view can
-    follow temperature / top-k / top-p as they change."""
+    and return the ``k`` most likely candidates, plus ``chosen`` (the token that was
+    drawn, marked) if it is not among them. Cheap: no forward pass, so a view can follow
+    temperature / top-k / top-p as they change."""
     from mnemos.generate import sampling_distribution
 
     logits = np.asarray(logits, dtype=np.float32).reshape(-1)
@@ -274,6 +275,8 @@ def next_token_distribution(logits, tokenizer, temperature: float = 1.0, top_k: 
     k = max(1, min(int(k), logits.size))
     top = np.argpartition(-logits, k - 1)[:k]
     top = top[np.lexsort((top, -logits[top]))]
+    if chosen is not None and chosen not in top:  # the drawn token is always listed, last
+        top = np.append(top, chosen)
     specials = _special_ids(tokenizer)
     candidates = [Candidate(int(i), _label(tokenizer, int(i), specials), float(probs[i]), float(raw[i]),
                             float(logits[i]), chosen is not None and int(i) == chosen)

@@ -215,3 +215,39 @@ def test_inspect_screen_snapshot(root, snap_compare):
         await pilot.press("right", "right", "right", "right")
 
     assert snap_compare(_app(root), terminal_size=SIZE, run_before=cursor)
+
+
+@sync
+async def test_generate_screen_shows_the_odds_of_each_generated_token(root):
+    from tui.app import MnemosApp
+    from tui.widgets.next_token import StepInspector
+
+    app = MnemosApp(root=root, checkpoint=root / "checkpoints" / "run", start="generate")
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(50):
+            await pilot.pause(0.05)
+            await app.workers.wait_for_complete()
+            if app.screen.loaded is not None:
+                break
+        await pilot.press("ctrl+n")
+        odds = app.screen.query_one(StepInspector)
+        assert odds.has_focus
+        app.screen.query_one("#prompt").focus()
+        await pilot.press(*"To be", "enter")
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if not app.screen.generating:
+                break
+        await pilot.pause()
+        assert odds.steps and odds.index == len(odds.steps) - 1
+        odds.focus()
+        await pilot.press("left_square_bracket")
+        step = odds.steps[-2]
+        assert odds.index == len(odds.steps) - 2
+        marked = [c for c in odds.panel.view.candidates if c.chosen]
+        # the panel starts with the reply's own settings: the drawn token has the
+        # probability it was drawn with
+        assert [c.id for c in marked] == [step.token_id]
+        assert marked[0].prob == pytest.approx(step.prob, rel=1e-6)
+        await pilot.press("minus")
+        assert odds.panel.temperature == pytest.approx(app.screen.query_one("#sampling").settings().temperature - 0.1)

@@ -22,6 +22,7 @@ from textual.worker import get_current_worker
 from tui.screens.base import MnemosScreen
 from tui.widgets.chat_log import ChatLog, Turn
 from tui.widgets.checkpoint_select import CheckpointSelect
+from tui.widgets.next_token import StepInspector
 from tui.widgets.sampling_form import SamplingForm
 
 POST_INTERVAL = 0.05  # seconds between UI updates while streaming
@@ -42,11 +43,18 @@ class GenerateScreen(MnemosScreen):
         Binding("ctrl+t", "toggle_tokens", "Token boundaries"),
         Binding("ctrl+s", "export", "Export Markdown"),
         Binding("ctrl+l", "clear", "Clear"),
+        Binding("ctrl+n", "toggle_odds", "Next-token odds"),
         Binding("pageup", "scroll_chat(-1)", "Scroll up", show=False),
         Binding("pagedown", "scroll_chat(1)", "Scroll down", show=False),
     ]
     EXTRA_KEYS = [("enter (in the prompt)", "Generate a reply"),
                   ("tab", "Move to the chat to scroll it with up / down / home / end")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loaded = None  # (path, Checkpoint) once a checkpoint is loaded
+        self.generating = False
+        self._stop = False  # Esc was pressed: the worker's should_stop() sees it
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="generate-main"):
@@ -62,9 +70,6 @@ class GenerateScreen(MnemosScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.loaded = None  # (path, Checkpoint) once a checkpoint is loaded
-        self.generating = False
-        self._stop = False
         self.refresh_checkpoints()
         self.query_one("#prompt", Input).focus()
 
@@ -133,6 +138,8 @@ class GenerateScreen(MnemosScreen):
         prompt = event.value
         event.input.value = ""
         turn = self.query_one(ChatLog).start_turn(prompt, sampling.describe())
+        for odds in self.query(StepInspector):  # the see-inside panel follows the new reply
+            odds.start(self.loaded[1].tokenizer, sampling.temperature, sampling.top_k, sampling.top_p)
         self.generating, self._stop = True, False
         self.refresh_bindings()
         self.generate(turn, prompt, sampling)
@@ -168,6 +175,8 @@ class GenerateScreen(MnemosScreen):
     def _tokens(self, message: TokensGenerated) -> None:
         chat = self.query_one(ChatLog)
         chat.extend(message.turn, message.ids, message.pieces)
+        for odds in self.query(StepInspector):
+            odds.add_steps(message.steps)
         if message.status is not None:
             chat.finish(message.turn, message.status)
             self.generating = False
@@ -187,6 +196,15 @@ class GenerateScreen(MnemosScreen):
             self.notify("Load a checkpoint first: its tokenizer draws the boundaries", severity="warning")
             return
         chat.set_show_tokens(not chat.show_tokens)
+
+    def action_toggle_odds(self) -> None:
+        """Show / hide the next-token odds of each generated token (tui/widgets/next_token.py)."""
+        side = self.query_one("#generate-side")
+        if not side.query(StepInspector):
+            side.mount(StepInspector(id="odds"))
+        side.set_class(not side.has_class("hidden"), "hidden")
+        if not side.has_class("hidden"):
+            self.query_one(StepInspector).focus()
 
     def action_clear(self) -> None:
         if self.generating:

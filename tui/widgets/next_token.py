@@ -155,6 +155,83 @@ class NextTokenPanel(Widget, can_focus=True):
         if self.view is None:
             return Text("(no prediction yet)", style="dim")
         note = Text(self.note, style="italic") if self.note else Text("")
+        width = max(8, min(BAR_WIDTH, self.size.width - 34))  # the bars give way in a narrow pane
         return Group(summary(self.view), note,
-                     bars(self.view, BAR_WIDTH, self.get_component_rich_style("next-token--bar"),
+                     bars(self.view, width, self.get_component_rich_style("next-token--bar"),
                           self.get_component_rich_style("next-token--chosen")))
+
+
+class StepInspector(Widget, can_focus=True):
+    """The next-token panel for a generated reply: each step's distribution with the
+    token that was drawn marked; ``[`` / ``]`` walk through the steps, and the sampling
+    keys reshape the step shown (the settings start as the reply's own)."""
+
+    DEFAULT_CSS = """
+    StepInspector { height: auto; }
+    StepInspector > #step-title { padding: 0 1; text-style: bold; }
+    """
+    BINDINGS = [
+        Binding("left_square_bracket", "step(-1)", "Previous step"),
+        Binding("right_square_bracket", "step(1)", "Next step"),
+        *NextTokenPanel.BINDINGS,
+    ]
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.steps: list = []
+        self.index = -1
+        self.follow = True  # show each new step as it arrives until the user steps back
+        self.tokenizer = None
+
+    def compose(self):
+        from textual.widgets import Static
+
+        yield Static("Generate a reply: each token's odds appear here.", id="step-title")
+        panel = NextTokenPanel(id="step-panel")
+        panel.can_focus = False  # the keys come through this widget
+        yield panel
+
+    @property
+    def panel(self) -> NextTokenPanel:
+        return self.query_one(NextTokenPanel)
+
+    def start(self, tokenizer, temperature: float, top_k: int | None, top_p: float | None) -> None:
+        """A new reply: forget the old steps, take the reply's sampling settings."""
+        self.tokenizer, self.steps, self.index, self.follow = tokenizer, [], -1, True
+        panel = self.panel
+        panel.temperature, panel.top_k = temperature, top_k or None
+        panel.top_p = top_p if top_p is not None and top_p < 1.0 else None
+
+    def add_steps(self, steps: list) -> None:
+        self.steps.extend(steps)
+        if self.follow and self.steps:
+            self._show(len(self.steps) - 1)
+
+    def _show(self, index: int) -> None:
+        from mnemos.inspect import token_label
+
+        self.index = index
+        step = self.steps[index]
+        self.panel.show_logits(step.logits, self.tokenizer, step.token_id)
+        title = self.query_one("#step-title")
+        title.update(Text(f"step {index + 1}/{len(self.steps)}: drew "
+                          f"[{token_label(self.tokenizer.token_bytes(step.token_id))}] with p {step.prob:.1%}"))
+
+    def action_step(self, delta: int) -> None:
+        if self.steps:
+            new = max(0, min(len(self.steps) - 1, self.index + delta))
+            self.follow = new == len(self.steps) - 1
+            self._show(new)
+
+    # the sampling keys act on the panel inside
+    def action_temperature(self, delta: int) -> None:
+        self.panel.action_temperature(delta)
+
+    def action_top_k(self, delta: int) -> None:
+        self.panel.action_top_k(delta)
+
+    def action_top_p(self, delta: int) -> None:
+        self.panel.action_top_p(delta)
+
+    def action_reset(self) -> None:
+        self.panel.action_reset()

@@ -529,18 +529,23 @@ class ReplayFrame:
                 "val_loss": self.val_loss, "train_loss": self.train_loss}
 
 
-def replay(checkpoint_dir) -> list[ReplayFrame]:
-    """The learning replay of a run: from ``metrics.jsonl``, every recorded sample of the
-    fixed prompt in step order, next to the train / validation loss of that evaluation."""
-    from mnemos.checkpoint import read_metrics
-
-    records = read_metrics(checkpoint_dir)
-    train_loss = {r["step"]: r.get("train_loss") for r in records if r.get("event") == "eval"}
+def replay_frames(records: list[dict]) -> list[ReplayFrame]:
+    """Replay frames from metrics rows (``metrics.jsonl``, or a live trainer's
+    ``metrics``): every ``sample`` row in step order, with its evaluation's losses."""
+    train_loss = {r.get("step"): r.get("train_loss") for r in records if r.get("event") == "eval"}
     frames = [ReplayFrame(int(r["step"]), r.get("prompt", ""), r.get("text", ""), r.get("val_loss"),
                           train_loss.get(r["step"]))
               for r in records if r.get("event") == "sample"]
     frames.sort(key=lambda f: f.step)
     return frames
+
+
+def replay(checkpoint_dir) -> list[ReplayFrame]:
+    """The learning replay of a run: from ``metrics.jsonl``, every recorded sample of the
+    fixed prompt in step order, next to the train / validation loss of that evaluation."""
+    from mnemos.checkpoint import read_metrics
+
+    return replay_frames(read_metrics(checkpoint_dir))
 
 
 # --------------------------------------------------------------------------- text output

@@ -251,3 +251,25 @@ async def test_generate_screen_shows_the_odds_of_each_generated_token(root):
         assert marked[0].prob == pytest.approx(step.prob, rel=1e-6)
         await pilot.press("minus")
         assert odds.panel.temperature == pytest.approx(app.screen.query_one("#sampling").settings().temperature - 0.1)
+
+
+@sync
+async def test_train_screen_opens_the_learning_replay(root):
+    from mnemos.inspect import replay_frames
+    from tui.app import MnemosApp
+    from tui.widgets.replay import ReplayDialog, ReplayView
+
+    app = MnemosApp(root=root, checkpoint=root / "checkpoints" / "run", start="train")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+y")
+        await pilot.pause()
+        assert isinstance(app.screen, ReplayDialog)
+        view = app.screen.query_one(ReplayView)
+        assert [f.step for f in view.frames] == [0, 50, 100] and view.has_focus
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ReplayDialog)
+    rows = [{"event": "eval", "step": 4, "train_loss": 2.5, "val_loss": 2.6},
+            {"event": "sample", "step": 4, "prompt": "a", "text": "bc", "val_loss": 2.6},
+            {"event": "step", "step": 5, "loss": 2.4}]
+    assert [(f.step, f.text, f.train_loss) for f in replay_frames(rows)] == [(4, "bc", 2.5)]

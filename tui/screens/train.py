@@ -42,6 +42,7 @@ class TrainScreen(MnemosScreen):
         Binding("ctrl+t", "stop", "Stop"),
         Binding("ctrl+s", "save_now", "Save now"),
         Binding("ctrl+l", "log_scale", "Log scale"),
+        Binding("ctrl+y", "replay", "Replay"),
     ]
 
     def compose_body(self) -> ComposeResult:
@@ -183,6 +184,19 @@ class TrainScreen(MnemosScreen):
         if self.trainer is not None:
             self.trainer.save_now()
             self.notify("Saving a checkpoint after this step ...")
+
+    def action_replay(self) -> None:
+        """The learning replay: the fixed prompt's sample at every evaluation so far."""
+        from mnemos.inspect import replay, replay_frames
+        from tui.widgets.replay import ReplayDialog
+
+        if self.trainer is not None:
+            frames = replay_frames(list(self.trainer.metrics))
+        elif self.workspace.checkpoint is not None:
+            frames = replay(self.workspace.checkpoint)
+        else:
+            frames = []
+        self.app.push_screen(ReplayDialog(frames))
 
     def action_log_scale(self) -> None:
         self.query_one(LossPlot).toggle_log_scale()

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from rich.console import Group
 from rich.text import Text
+from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import VerticalScroll
 from textual.reactive import reactive
+from textual.screen import ModalScreen
 from textual.widget import Widget
 
 from mnemos.inspect import ReplayFrame
@@ -99,3 +102,26 @@ class ReplayView(Widget, can_focus=True):
         body.append(f.prompt, style="dim")
         body.append(f.text)
         return Group(head, loss_strip(self.frames, self.frame), Text(""), body)
+
+
+class ReplayDialog(ModalScreen[None]):
+    """The replay over any screen (the Train screen opens it during a run)."""
+
+    DEFAULT_CSS = """
+    ReplayDialog > VerticalScroll { width: 90%; height: 80%; border: round $primary; background: $surface; }
+    """
+    BINDINGS = [Binding("escape", "dismiss", "Close")]
+
+    def __init__(self, frames: list[ReplayFrame]) -> None:
+        super().__init__()
+        self.frames = frames
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll() as box:
+            box.border_title = "Learning replay (←/→ evaluations, space plays, Esc closes)"
+            yield ReplayView(id="replay-dialog-view")
+
+    def on_mount(self) -> None:
+        view = self.query_one(ReplayView)
+        view.show(self.frames)
+        view.focus()

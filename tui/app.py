@@ -92,11 +92,6 @@ class MnemosApp(App[None]):
     def on_mount(self) -> None:
         self.switch_mode(self.start_mode)
 
-    def on_resize(self) -> None:
-        from tui.screens.base import NARROW
-
-        self.set_class(self.size.width < NARROW, "-narrow")
-
     # -- navigation -----------------------------------------------------------------
 
     def action_help(self) -> None:

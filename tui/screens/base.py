@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
+from textual import events
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Header
@@ -32,6 +33,9 @@ class MnemosScreen(Screen):
 
     def on_mount(self) -> None:
         self.app.set_class(self.app.size.width < NARROW, "-narrow")
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.app.set_class(event.size.width < NARROW, "-narrow")
 
     @property
     def mnemos(self) -> "MnemosApp":

@@ -27,6 +27,10 @@ class CheckpointsScreen(MnemosScreen):
         Binding("r", "refresh", "Refresh"),
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.infos: dict[str, object] = {}  # resolved path -> CheckpointInfo
+
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="checkpoints-main"):
             yield DataTable(id="checkpoint-table", cursor_type="row", classes="pane")
@@ -36,7 +40,6 @@ class CheckpointsScreen(MnemosScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.infos: dict[str, object] = {}
         table = self.query_one(DataTable)
         table.border_title = "Saved runs"
         table.add_columns("run", "step", "params", "best val", "size")

@@ -27,6 +27,10 @@ class DatasetsScreen(MnemosScreen):
         Binding("r", "refresh", "Refresh", show=False),
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.selected: Path | None = None  # the file highlighted in the tree
+
     def compose_body(self) -> ComposeResult:
         yield Static(id="datasets-status")
         with Horizontal(id="datasets-main", classes="panes"):
@@ -42,7 +46,6 @@ class DatasetsScreen(MnemosScreen):
         super().on_mount()
         self.query_one("#folder", Input).value = self.workspace.show(self.workspace.data_dir)
         self.query_one("#tree", DirectoryTree).focus()
-        self.selected: Path | None = None
         self.update_status()
         if self.workspace.train_file is not None:
             self.inspect(self.workspace.train_file)

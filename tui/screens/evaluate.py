@@ -27,6 +27,11 @@ class EvaluateScreen(MnemosScreen):
         Binding("ctrl+s", "save", "Save report"),
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.report_obj = None  # the last EvalReport
+        self.running = False
+
     def compose_body(self) -> ComposeResult:
         with Vertical(id="evaluate-setup"):
             with Horizontal(classes="form-row"):
@@ -48,8 +53,6 @@ class EvaluateScreen(MnemosScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.report_obj = None
-        self.running = False
         self.query_one("#eval-history", DataTable).add_columns("step", "file", "loss", "ppl", "bpb")
         self.on_screen_resume()
 

@@ -45,6 +45,13 @@ class TrainScreen(MnemosScreen):
         Binding("ctrl+y", "replay", "Replay"),
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.trainer = None  # the live run's Trainer (set by the worker)
+        self._exit_when_done = False  # quitting: exit the app when the worker ends
+        self._plot_due = 0.0
+        self._losses: list[float] = []
+
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="train-main"):
             with Vertical(id="train-setup", classes="pane") as setup:
@@ -71,10 +78,6 @@ class TrainScreen(MnemosScreen):
     def on_mount(self) -> None:
         super().on_mount()
         self.mnemos.train_screen = self
-        self.trainer = None
-        self._exit_when_done = False
-        self._plot_due = 0.0
-        self._losses: list[float] = []
         self.refresh_sources()
 
     def on_screen_resume(self) -> None:

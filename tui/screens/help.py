@@ -33,19 +33,25 @@ def _binding_rows(app, bindings) -> list[tuple[str, str]]:
 class HelpScreen(ModalScreen[None]):
     """The list of keys, one table per screen."""
 
-    BINDINGS = [Binding("escape,f1,q", "dismiss", "Close help")]
+    BINDINGS = [Binding("escape,f1,q", "dismiss", "Close help"),
+                Binding("g", "guide", "How it works: the guide")]
 
     def compose(self) -> ComposeResult:
         from tui.app import SCREENS
 
         with VerticalScroll(id="help-body") as scroll:
-            scroll.border_title = "Keys (Esc closes)"
+            scroll.border_title = "Keys (Esc closes, g opens the guide: how the model works)"
             yield Static(self._table("Everywhere", GENERAL + _binding_rows(self.app, self.app.BINDINGS)))
             for entry in SCREENS:
                 screen_cls = entry.load()
                 rows = _binding_rows(self.app, screen_cls.BINDINGS)
                 rows += getattr(screen_cls, "EXTRA_KEYS", [])
                 yield Static(self._table(f"{entry.title} ({entry.key.upper()}) — {entry.help}", rows))
+
+    def action_guide(self) -> None:
+        from tui.screens.guide import GuideScreen
+
+        self.app.push_screen(GuideScreen())
 
     def _table(self, title: str, rows: list[tuple[str, str]]) -> Table:
         table = Table(title=Text(title, style="bold"), title_justify="left", show_header=False,

@@ -49,6 +49,7 @@ class InspectScreen(MnemosScreen):
         Binding("ctrl+e", "focus_prompt", "Edit prompt"),
         Binding("ctrl+o", "focus_checkpoint", "Checkpoint"),
         Binding("ctrl+l", "load_training_text", "Tokenize training text"),
+        Binding("ctrl+g", "guide", "How it works"),
         *(Binding(str(i + 1), f"show_tab('{tab}')", tab.capitalize(), show=False)
           for i, tab in enumerate(TABS)),
         Binding("n", "step('top')", "Take top token"),
@@ -227,6 +228,11 @@ class InspectScreen(MnemosScreen):
             self.query_one(AttentionMap).show(attention)
 
     # -- actions ----------------------------------------------------------------------
+
+    def action_guide(self) -> None:
+        from tui.screens.guide import GuideScreen
+
+        self.app.push_screen(GuideScreen())
 
     def action_focus_prompt(self) -> None:
         self.query_one("#inspect-prompt", Input).focus()

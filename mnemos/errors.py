@@ -31,3 +31,7 @@ class DeviceError(MnemosError):
 
 class ContextError(MnemosError):
     """A token sequence longer than the model's block_size (its context window)."""
+
+
+class WorkerError(MnemosError):
+    """A data-parallel worker process that died or failed during a training step."""

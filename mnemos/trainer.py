@@ -85,6 +85,8 @@ class Trainer:
         self._stop_save = True
         # filled by _prepare()
         self.model = self.tokenizer = self.optimizer = None
+        self.parallel = None  # mnemos.parallel.DataParallel when workers > 1
+        self._micro = 0  # index of the micro-batch in the current step
         self.train_tokens = self.val_tokens = None
         self.batch_rng = np.random.default_rng(train_cfg.seed)
         self.step = 0
@@ -215,9 +217,6 @@ class Trainer:
         from mnemos.tokenizer import BPETokenizer
 
         cfg = self.train_cfg
-        if cfg.workers > 1:
-            self._say("setup", f"--workers {cfg.workers}: data-parallel workers are not available yet; "
-                               f"training in one process")
         self._say("read", f"reading {self.data}")
         text = data_mod.read_text(self.data)
         val_text = data_mod.read_text(self.val_data) if self.val_data else None
@@ -235,7 +234,7 @@ class Trainer:
         else:
             ckpt = self._resume_from
             self.tokenizer, self.model = ckpt.tokenizer, ckpt.model
-            if self.model_cfg.dropout != ckpt.model_config.dropout:
+            if self.model_cfg.dropout != ckpt.model_config.dropout or cfg.device != "cpu":
                 self.model = GPT(self.model_cfg, seed=cfg.seed, device=cfg.device)
                 self.model.load_state_dict(ckpt.model.state_dict())
         self._say("encode", f"encoding {self.data} (cached in {data_mod.default_cache_dir(self.data)})")
@@ -261,9 +260,21 @@ class Trainer:
                                weight_decay=cfg.weight_decay)
         if self._resume_from is not None:
             self._restore(ckpt)
+        self._start_workers()
         self._say("model", f"model: {self.model_cfg.n_layer} layers, {self.model_cfg.n_head} heads, "
                            f"n_embd {self.model_cfg.n_embd}, block {block}, vocab {self.model_cfg.vocab_size}: "
                            f"{self.model.num_params():,} parameters")
+
+    def _start_workers(self) -> None:
+        """``workers > 1`` on the CPU: start the data-parallel worker processes."""
+        from mnemos.parallel import DataParallel
+
+        cfg = self.train_cfg
+        if cfg.workers > 1 and cfg.device != "cpu":
+            self._say("setup", f"--workers {cfg.workers} applies to --device cpu; one process drives the GPU")
+        elif cfg.workers > 1:
+            self._say("setup", f"starting {cfg.workers} data-parallel worker processes")
+            self.parallel = DataParallel(self.model, cfg.workers, cfg.batch_size, seed=cfg.seed)
 
     def _restore(self, ckpt) -> None:
         s = ckpt.state
@@ -290,8 +301,11 @@ class Trainer:
 
     def _loss_and_grad(self, x: np.ndarray, y: np.ndarray) -> float:
         """Forward and backward on one micro-batch: adds d(mean loss over x)/d(params)
-        into ``model.params.grad`` and returns that mean loss. (Data-parallel workers
-        replace this method.)"""
+        into ``model.params.grad`` and returns that mean loss. With ``workers > 1`` the
+        worker processes share the batch (``mnemos.parallel``); the step and the
+        micro-batch's index seed their dropout masks."""
+        if self.parallel is not None:
+            return self.parallel.loss_and_grad(x, y, key=(self.step, self._micro))
         _, loss = self.model.forward(x, y, train=True)
         self.model.backward()
         return float(loss)
@@ -301,8 +315,9 @@ class Trainer:
         lr = self._lr()
         self.model.zero_grad()
         loss = 0.0
-        for _ in range(cfg.grad_accum):
+        for micro in range(cfg.grad_accum):
             x, y = data_mod.get_batch(self.train_tokens, cfg.batch_size, self.model_cfg.block_size, self.batch_rng)
+            self._micro = micro
             loss += self._loss_and_grad(x, y)
         if cfg.grad_accum > 1:
             loss /= cfg.grad_accum
@@ -411,6 +426,8 @@ class Trainer:
             reason = "error"
             self.callback(ErrorEvent(str(exc), self.last_good))
         finally:
+            if self.parallel is not None:
+                self.parallel.close()
             self.state = "done"
         done = DoneEvent(self.step, reason, loss, _finite_or_none(self.best_val_loss), self.elapsed_s,
                          self.last_good)

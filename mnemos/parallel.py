@@ -1,0 +1,340 @@
+"""Data-parallel training on all CPU cores: the batch is split across worker processes.
+
+One NumPy process leaves cores idle: BLAS threads its matmuls, but every elementwise op,
+softmax, LayerNorm and small attention matmul runs on one core. ``DataParallel`` starts
+``n`` worker processes instead, each with single-threaded BLAS and its own copy of the
+model code, and gives each a contiguous share of the batch's rows. Per micro-batch:
+
+1. the parent copies the weights and the batch into shared memory and sends each worker
+   its rows (a few bytes through a pipe);
+2. worker ``r`` runs forward(train=True) + backward on rows ``[lo, hi)`` into its own
+   gradient buffer, scaled by its share of the batch ``(hi - lo) / B``;
+3. the parent adds the workers' gradients into ``model.params.grad`` in rank order, so
+   the sum is deterministic, and returns the batch's mean loss. Clipping and AdamW then
+   run in the parent on the summed gradient, exactly as with one process.
+
+The result equals one process on the whole batch up to float32 rounding (the mean loss
+of the batch is the share-weighted mean of the shares' mean losses, and likewise its
+gradient). Dropout masks come from a generator that each worker re-seeds per micro-batch
+from ``(seed, step, micro, rank)``, so a run is reproducible and resumable bit for bit
+for a given worker count without saving any worker state.
+
+How the workers are made, and why not ``multiprocessing``: its ``spawn`` start method
+re-runs the user's main script in every worker (a script without the ``__main__`` guard
+fails, and the TUI would be re-imported), and ``fork`` inherits the parent's multi-threaded
+BLAS and is unsafe in a process that runs threads (the TUI). So each worker is a fresh
+``python -m mnemos.parallel`` started with its BLAS set to one thread, handed two file
+descriptors: a socket (a :class:`multiprocessing.connection.Connection` on each end) and
+an *unlinked* temporary file in ``/dev/shm`` that both sides memory-map (the weights,
+one gradient buffer per worker, the batch). The file has no name, so nothing can leak:
+the kernel frees it when the last process holding it exits, however it exits.
+
+Workers never outlive the trainer: they ignore Ctrl+C (the parent decides when to stop),
+exit as soon as their socket reports the parent gone (closed, crashed or killed) or their
+parent process id changes, and :meth:`DataParallel.close` (also run on garbage collection
+and at interpreter exit) asks them to stop, then terminates and kills them. A worker that
+dies or fails raises :class:`~mnemos.errors.WorkerError` in the parent within ``POLL_S``
+seconds, with the worker's last error line, instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import weakref
+from multiprocessing.connection import Connection
+
+import numpy as np
+
+from mnemos.errors import ConfigError, WorkerError
+
+POLL_S = 0.2  # how often a waiting parent checks that its workers live, and vice versa
+_SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+_ADVICE = "resume from the last checkpoint, with --workers 1 if it happens again"
+_ALIGN = 64  # bytes: every shared array starts on a cache line
+
+
+def split_rows(batch: int, workers: int) -> list[tuple[int, int]]:
+    """Contiguous ``[lo, hi)`` row ranges, one per worker, sizes differing by at most one
+    (the first ``batch % workers`` get the extra row). Empty when batch < workers."""
+    base, extra = divmod(batch, workers)
+    bounds, lo = [], 0
+    for r in range(workers):
+        hi = lo + base + (1 if r < extra else 0)
+        bounds.append((lo, hi))
+        lo = hi
+    return bounds
+
+
+class _Layout:
+    """Byte offsets of the shared arrays: weights, one gradient per worker, x and y."""
+
+    def __init__(self, n_params: int, dtype, workers: int, max_tokens: int):
+        self.n_params, self.dtype, self.workers, self.max_tokens = n_params, np.dtype(dtype).str, workers, max_tokens
+        size = lambda n, dt: -(-n * np.dtype(dt).itemsize // _ALIGN) * _ALIGN  # noqa: E731
+        p = size(n_params, dtype)
+        self.data = 0
+        self.grads = [p * (1 + r) for r in range(workers)]
+        self.x = p * (1 + workers)
+        self.y = self.x + size(max_tokens, np.int64)
+        self.nbytes = self.y + size(max_tokens, np.int64)
+
+    def arrays(self, buf):
+        """``(data, [grad_r], x, y)`` as NumPy views of the shared buffer."""
+        view = lambda off, n, dt: np.ndarray((n,), dtype=dt, buffer=buf, offset=off)  # noqa: E731
+        return (view(self.data, self.n_params, self.dtype),
+                [view(off, self.n_params, self.dtype) for off in self.grads],
+                view(self.x, self.max_tokens, np.int64), view(self.y, self.max_tokens, np.int64))
+
+
+def _shared_file(nbytes: int):
+    """An unlinked, ``nbytes``-long temporary file, in RAM (``/dev/shm``) where there is one."""
+    folder = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    f = tempfile.TemporaryFile(dir=folder)
+    f.truncate(nbytes)
+    return f
+
+
+def _worker_main(sock_fd: int, mem_fd: int) -> None:
+    """A worker's life (``python -m mnemos.parallel SOCK_FD MEM_FD``): receive the
+    layout, map the shared file, serve steps, exit when stopped or orphaned."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's to handle
+    conn = Connection(sock_fd)
+    try:
+        _, layout, config, seed, rank, parent_pid = conn.recv()
+        with mmap.mmap(mem_fd, layout.nbytes) as buf:
+            _serve(conn, buf, layout, config, seed, rank, parent_pid)
+    except (EOFError, OSError):
+        pass  # the parent went away
+    except BufferError:
+        pass  # a failed step's traceback still holds a view of the mapping; exiting anyway
+    finally:
+        conn.close()
+
+
+def _serve(conn, buf, layout: _Layout, config: dict, seed: int, rank: int, parent_pid: int) -> None:
+    """Build the model on the shared buffers, then answer ``("step", lo, hi, B, T, key)``
+    messages until told to stop or orphaned."""
+    from mnemos.config import ModelConfig
+    from mnemos.nn import GPT, ParamStore, param_specs
+
+    data, grads, xs, ys = layout.arrays(buf)
+    cfg = ModelConfig.from_dict(config)
+    grad = grads[rank]
+    model = GPT(cfg, dtype=layout.dtype, seed=seed,
+                params=ParamStore(param_specs(cfg), layout.dtype, np, data=data, grad=grad))
+    conn.send(("ready", os.getpid()))
+    while True:
+        if not conn.poll(POLL_S):
+            if os.getppid() != parent_pid:
+                return  # the parent died and the socket did not say so
+            continue
+        msg = conn.recv()
+        if msg[0] == "stop":
+            return
+        _, lo, hi, B, T, key = msg
+        try:
+            x = xs[:B * T].reshape(B, T)[lo:hi]
+            y = ys[:B * T].reshape(B, T)[lo:hi]
+            if cfg.dropout > 0:
+                model.rng.bit_generator.state = np.random.PCG64([seed, 3, *key, rank]).state
+            grad.fill(0)
+            _, loss = model.forward(x, y, train=True)
+            model.backward()
+            if hi - lo != B:
+                grad *= (hi - lo) / B
+            conn.send(("ok", float(loss)))
+        except Exception as exc:  # reported to the parent, which raises WorkerError
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class _Worker:
+    """The parent's handle on one worker: its process, its socket, its stderr file."""
+
+    def __init__(self, rank: int, mem_fd: int):
+        self.rank = rank
+        parent_end, child_end = socket.socketpair()
+        self.stderr = tempfile.TemporaryFile()
+        env = {**os.environ, **_SINGLE_THREADED}
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mnemos.parallel", str(child_end.fileno()), str(mem_fd)],
+                pass_fds=(child_end.fileno(), mem_fd), env=env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=self.stderr)
+        finally:
+            child_end.close()
+        self.conn = Connection(parent_end.detach())
+
+    def last_error_line(self) -> str:
+        """The last line the worker wrote to stderr (its traceback's last line), if any."""
+        try:
+            self.stderr.seek(0)
+            lines = [ln.strip() for ln in self.stderr.read().decode(errors="replace").splitlines() if ln.strip()]
+        except (OSError, ValueError):
+            return ""
+        return lines[-1] if lines else ""
+
+
+class DataParallel:
+    """``workers`` processes computing one micro-batch's loss and gradient together.
+
+    ``model`` is the parent's model (its weights are copied to the workers before every
+    micro-batch, so it stays the one source of truth); ``max_batch`` bounds the rows of a
+    micro-batch; ``seed`` derives the workers' dropout generators. Use as a context
+    manager or call :meth:`close`; garbage collection and interpreter exit close it too.
+    """
+
+    def __init__(self, model, workers: int, max_batch: int, seed: int = 0):
+        if workers < 2:
+            raise ValueError("DataParallel needs at least 2 workers (1 worker is the plain model)")
+        if os.name != "posix":
+            raise ConfigError("--workers above 1 needs a POSIX system (Linux, macOS); use --workers 1")
+        xp = getattr(model, "xp", np)
+        if xp is not np:
+            raise ConfigError("data-parallel workers run on the CPU; use --workers 1 with --device cuda")
+        self.model, self.workers, self.seed = model, workers, seed
+        cfg = model.config
+        self.layout = _Layout(model.params.size, model.dtype, workers, max_batch * cfg.block_size)
+        self._file = _shared_file(self.layout.nbytes)
+        self._mmap = mmap.mmap(self._file.fileno(), self.layout.nbytes)
+        self._data, self._grads, self._x, self._y = self.layout.arrays(self._mmap)
+        self._workers: list[_Worker] = []
+        self._closed = False
+        # runs on close(), on garbage collection, or at interpreter exit
+        self._finalizer = weakref.finalize(self, _shutdown, self._workers, self._file)
+        try:
+            for rank in range(workers):
+                self._workers.append(_Worker(rank, self._file.fileno()))
+            for w in self._workers:
+                self._send(w, ("init", self.layout, cfg.to_dict(), seed, w.rank, os.getpid()))
+            self.pids = [self._receive(w)[1] for w in self._workers]
+        except BaseException:
+            self.close()
+            raise
+
+    # ---------------------------------------------------------------- the work
+
+    def loss_and_grad(self, x: np.ndarray, y: np.ndarray, key: tuple[int, int] = (0, 0)) -> float:
+        """Add d(mean loss over the batch)/d(params) into ``model.params.grad`` and return
+        the mean loss, like ``forward(x, y, train=True)`` + ``backward()`` on the model.
+        ``key`` (step, micro-batch) seeds the workers' dropout masks."""
+        if self._closed:
+            raise WorkerError("the data-parallel workers were stopped; start a new run")
+        B, T = x.shape
+        if B * T > self.layout.max_tokens:
+            raise ValueError(f"a micro-batch of {B}x{T} tokens exceeds the {self.layout.max_tokens} reserved")
+        np.copyto(self._data, self.model.params.data)
+        self._x[:B * T] = x.reshape(-1)
+        self._y[:B * T] = y.reshape(-1)
+        shares = [(w, lo, hi) for w, (lo, hi) in zip(self._workers, split_rows(B, self.workers)) if hi > lo]
+        try:
+            for w, lo, hi in shares:
+                self._send(w, ("step", lo, hi, B, T, tuple(int(k) for k in key)))
+            losses = [self._receive(w)[1] for w, _, _ in shares]
+        except BaseException:
+            self.close()  # a half-finished step leaves the workers in an unknown state
+            raise
+        grad = self.model.params.grad
+        for w, _, _ in shares:  # in rank order: the sum is deterministic
+            grad += self._grads[w.rank]
+        return sum((hi - lo) / B * loss for (_, lo, hi), loss in zip(shares, losses))
+
+    def _where(self, w: _Worker) -> str:
+        return f"data-parallel worker {w.rank + 1} of {self.workers}"
+
+    def _died(self, w: _Worker) -> WorkerError:
+        code = w.proc.wait()
+        detail = w.last_error_line()
+        return WorkerError(f"{self._where(w)} died ({_exit_reason(code)}{': ' + detail if detail else ''}); {_ADVICE}")
+
+    def _send(self, w: _Worker, msg) -> None:
+        try:
+            w.conn.send(msg)
+        except OSError:
+            raise self._died(w) from None
+
+    def _receive(self, w: _Worker):
+        """The next message from worker ``w``; raises WorkerError if it died or failed."""
+        while True:
+            try:
+                if w.conn.poll(POLL_S):
+                    msg = w.conn.recv()
+                    break
+            except (EOFError, OSError):
+                msg = None
+                break
+            if w.proc.poll() is not None:
+                msg = None
+                break
+        if msg is None:
+            raise self._died(w)
+        if msg[0] == "error":
+            raise WorkerError(f"{self._where(w)} failed: {msg[1]}; {_ADVICE}")
+        return msg
+
+    # ---------------------------------------------------------------- lifetime
+
+    def close(self) -> None:
+        """Stop the workers (politely, then by signal) and free the shared memory. Safe
+        to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        self._data = self._grads = self._x = self._y = None
+        try:
+            self._mmap.close()
+        except BufferError:
+            pass  # someone still holds a view; the mapping is freed with it
+        self._finalizer()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "DataParallel":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _shutdown(workers: list[_Worker], file) -> None:
+    """Ask every worker to stop, wait a second, then terminate / kill; close the file."""
+    for w in workers:
+        try:
+            w.conn.send(("stop",))
+        except (OSError, ValueError):
+            pass  # already gone
+    for w in workers:
+        try:
+            w.proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            w.proc.terminate()
+            try:
+                w.proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait()
+        w.conn.close()
+        w.stderr.close()
+    file.close()
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+if __name__ == "__main__":
+    _worker_main(int(sys.argv[1]), int(sys.argv[2]))

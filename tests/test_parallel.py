@@ -1,0 +1,227 @@
+"""mnemos.parallel: data-parallel workers give the one-process loss and gradients, are
+deterministic and resumable, report a dead or failing worker, and never outlive their parent."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from mnemos.config import ModelConfig, TrainConfig
+from mnemos.errors import WorkerError
+from mnemos.nn import GPT
+from mnemos.parallel import DataParallel, split_rows
+from mnemos.trainer import Trainer
+
+CFG = ModelConfig(vocab_size=61, n_layer=2, n_head=2, n_embd=16, block_size=8, dropout=0.0)
+DROPOUT_CFG = ModelConfig(vocab_size=61, n_layer=2, n_head=2, n_embd=16, block_size=8, dropout=0.2)
+
+
+def batch(B, T=8, seed=0, vocab=61):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, vocab, (B, T)), rng.integers(0, vocab, (B, T))
+
+
+def one_process(model, x, y):
+    model.zero_grad()
+    _, loss = model.forward(x, y, train=True)
+    model.backward()
+    return loss, model.params.grad.copy()
+
+
+def running(pid):
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped by its parent, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def gone(pid, within=30.0):
+    """True once ``pid`` no longer runs (a guard against hanging, not a speed limit)."""
+    deadline = time.monotonic() + within
+    while running(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.fixture(scope="module")
+def dp3():
+    model = GPT(CFG, seed=3)
+    with DataParallel(model, 3, max_batch=8, seed=11) as dp:
+        yield model, dp
+
+
+def test_split_rows_covers_the_batch_in_near_equal_contiguous_shares():
+    assert split_rows(12, 2) == [(0, 6), (6, 12)]
+    assert split_rows(5, 3) == [(0, 2), (2, 4), (4, 5)]
+    assert split_rows(2, 3) == [(0, 1), (1, 2), (2, 2)]
+    for B in range(1, 20):
+        for n in range(1, 6):
+            shares = split_rows(B, n)
+            assert shares[0][0] == 0 and shares[-1][1] == B
+            assert all(a[1] == b[0] for a, b in zip(shares, shares[1:]))
+            sizes = [hi - lo for lo, hi in shares]
+            assert max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.parametrize("B", [6, 7, 2])  # even shares, uneven shares, a worker left idle
+def test_loss_and_gradients_equal_one_process(dp3, B):
+    model, dp = dp3
+    x, y = batch(B, seed=B)
+    ref_loss, ref_grad = one_process(model, x, y)
+    model.zero_grad()
+    loss = dp.loss_and_grad(x, y)
+    assert loss == pytest.approx(ref_loss, rel=1e-6, abs=1e-6)
+    np.testing.assert_allclose(model.params.grad, ref_grad, rtol=1e-5, atol=1e-6)
+    assert np.abs(ref_grad).max() > 1e-3  # the comparison is not between zeros
+
+
+def test_gradients_accumulate_and_follow_the_parents_weights(dp3):
+    model, dp = dp3
+    x1, y1 = batch(8, seed=1)
+    x2, y2 = batch(8, seed=2)
+    _, g1 = one_process(model, x1, y1)
+    _, g2 = one_process(model, x2, y2)
+    model.zero_grad()
+    dp.loss_and_grad(x1, y1)
+    dp.loss_and_grad(x2, y2)  # += like model.backward(): micro-batches accumulate
+    np.testing.assert_allclose(model.params.grad, g1 + g2, rtol=1e-5, atol=1e-6)
+    saved = model.params.data.copy()
+    try:
+        model.params.data *= 0.5  # the workers must see the parent's current weights
+        ref_loss, ref_grad = one_process(model, x1, y1)
+        model.zero_grad()
+        assert dp.loss_and_grad(x1, y1) == pytest.approx(ref_loss, rel=1e-6)
+        np.testing.assert_allclose(model.params.grad, ref_grad, rtol=1e-5, atol=1e-6)
+    finally:
+        model.params.data[...] = saved
+
+
+def test_a_failing_worker_raises_a_worker_error_and_stops_the_others():
+    model = GPT(CFG, seed=0)
+    dp = DataParallel(model, 2, max_batch=4)
+    pids = list(dp.pids)
+    x, y = batch(4)
+    x[3, 0] = 10_000  # out of the vocabulary: the second worker's embedding lookup fails
+    with pytest.raises(WorkerError, match=r"worker 2 of 2 failed: IndexError"):
+        dp.loss_and_grad(x, y)
+    assert dp.closed and all(gone(pid) for pid in pids)
+    with pytest.raises(WorkerError, match="stopped"):
+        dp.loss_and_grad(*batch(4))
+
+
+def test_a_killed_worker_raises_a_worker_error_instead_of_hanging():
+    model = GPT(CFG, seed=0)
+    dp = DataParallel(model, 2, max_batch=4)
+    survivor = dp.pids[0]
+    os.kill(dp.pids[1], signal.SIGKILL)
+    assert gone(dp.pids[1])
+    with pytest.raises(WorkerError, match=r"worker 2 of 2 died \(killed by SIGKILL\)"):
+        dp.loss_and_grad(*batch(4))
+    assert gone(survivor)
+
+
+def test_close_stops_every_worker_and_is_idempotent():
+    dp = DataParallel(GPT(CFG), 2, max_batch=2)
+    pids = list(dp.pids)
+    assert all(running(pid) for pid in pids)
+    dp.close()
+    dp.close()
+    assert all(gone(pid) for pid in pids)
+
+
+def test_workers_exit_when_their_parent_is_killed(tmp_path):
+    script = textwrap.dedent("""
+        import os, signal, sys
+        from mnemos.config import ModelConfig
+        from mnemos.nn import GPT
+        from mnemos.parallel import DataParallel
+        dp = DataParallel(GPT(ModelConfig(vocab_size=61, n_layer=1, n_head=2, n_embd=16, block_size=8)), 2, 2)
+        print(*dp.pids, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)  # no cleanup of any kind runs
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    pids = [int(p) for p in out.stdout.split()]
+    assert len(pids) == 2 and all(gone(pid) for pid in pids)
+
+
+def test_dropout_masks_are_reproducible_by_key_and_differ_between_keys():
+    model = GPT(DROPOUT_CFG, seed=1)
+    x, y = batch(6)
+    with DataParallel(model, 2, max_batch=6, seed=5) as dp:
+        runs = {}
+        for key in [(0, 0), (0, 0), (1, 0), (0, 1)]:
+            model.zero_grad()
+            runs.setdefault(key, []).append((dp.loss_and_grad(x, y, key=key), model.params.grad.copy()))
+    (l_a, g_a), (l_b, g_b) = runs[(0, 0)]
+    assert l_a == l_b and np.array_equal(g_a, g_b)
+    for other in [(1, 0), (0, 1)]:
+        assert not np.array_equal(runs[other][0][1], g_a)
+
+
+# ---------------------------------------------------------------- through the trainer
+
+TRAIN = TrainConfig(vocab_size=256, batch_size=6, grad_accum=2, max_steps=12, warmup_steps=2, lr=3e-3,
+                    min_lr=3e-4, eval_interval=6, eval_steps=1, sample_tokens=0, seed=3)
+WORDS = "the king is dead long live the queen and all her men ride to the sea at dawn".split()
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("data") / "train.txt"
+    path.write_text("\n".join(" ".join(rng.choice(WORDS, 8)) for _ in range(200)) + "\n", encoding="utf-8")
+    return path
+
+
+def run(text_file, out, workers, model_cfg=CFG, **changes):
+    cfg = TrainConfig(**{**TRAIN.to_dict(), "workers": workers, **changes})
+    events = []
+    trainer = Trainer.new(model_cfg, cfg, text_file, out_dir=out, callback=events.append)
+    done = trainer.run()
+    assert done.reason == "finished", [getattr(e, "message", "") for e in events]
+    return trainer, events
+
+
+def test_training_with_two_workers_follows_the_one_process_run(text_file, tmp_path):
+    one, ev1 = run(text_file, tmp_path / "one", workers=1)
+    two, ev2 = run(text_file, tmp_path / "two", workers=2)
+    steps1 = [e.loss for e in ev1 if e.kind == "step"]
+    steps2 = [e.loss for e in ev2 if e.kind == "step"]
+    np.testing.assert_allclose(steps2, steps1, rtol=1e-4)  # float32 rounding, grown over 12 AdamW steps
+    np.testing.assert_allclose(two.model.params.data, one.model.params.data, rtol=1e-3, atol=1e-5)
+    assert two.parallel is not None and two.parallel.closed  # the workers ended with the run
+    assert all(gone(pid) for pid in two.parallel.pids)
+
+
+def test_two_worker_runs_are_deterministic_and_resume_bit_for_bit(text_file, tmp_path):
+    """Dropout on, two micro-batches per step: 12 straight steps == the same again ==
+    7 steps, stop, resume, 5 more (the workers' dropout comes from seed + step)."""
+    straight, _ = run(text_file, tmp_path / "straight", workers=2, model_cfg=DROPOUT_CFG)
+    again, _ = run(text_file, tmp_path / "again", workers=2, model_cfg=DROPOUT_CFG)
+    assert np.array_equal(again.model.params.data, straight.model.params.data)
+    cfg = TrainConfig(**{**TRAIN.to_dict(), "workers": 2})
+    holder = {}
+    first = Trainer.new(DROPOUT_CFG, cfg, text_file, out_dir=tmp_path / "split",
+                        callback=lambda e: e.kind == "step" and e.step == 7 and holder["t"].stop())
+    holder["t"] = first
+    assert first.run().reason == "stopped" and first.step == 7
+    resumed = Trainer.resume(tmp_path / "split")
+    assert resumed.run().reason == "finished" and resumed.step == 12
+    assert np.array_equal(resumed.model.params.data, straight.model.params.data)
+    assert np.array_equal(resumed.optimizer.m, straight.optimizer.m)

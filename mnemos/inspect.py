@@ -597,9 +597,12 @@ def format_attention(view: AttentionView, layer: int | None = None, head: int | 
                               f"of {view.n_head} heads (count from 0)")
         w = view.weights[layer, head]
         shade = np.minimum((w * len(_SHADES)).astype(int), len(_SHADES) - 1)
+        keys = [" " * 13 + "".join(lab[r] if r < len(lab) else " " for lab in view.labels)
+                for r in range(3)]  # key labels, written downwards over their columns
         rows = [f"{label[:12]:>12} " + "".join(_SHADES[s] for s in row)
                 for label, row in zip(view.labels, shade)]
-        return f"layer {layer} head {head} (queries down, keys across; darker = more weight)\n" + "\n".join(rows)
+        return "\n".join([f"layer {layer} head {head} (queries down, keys across; darker = more weight)",
+                          *keys, *rows])
     dist = view.head_summary()
     lines = ["layer head  mean look-back  last token reads most"]
     for l in range(view.n_layer):

@@ -260,7 +260,7 @@ def test_format_attention(model, tok):
     summary = format_attention(view)
     assert len(summary.splitlines()) == 1 + model.config.n_layer * model.config.n_head
     heat = format_attention(view, layer=1, head=2).splitlines()
-    assert len(heat) == 1 + len(view.ids)
+    assert len(heat) == 1 + 3 + len(view.ids)  # title, 3 rows of key labels, one row per query
     with pytest.raises(MnemosError):
         format_attention(view, layer=model.config.n_layer, head=0)
     data = json.loads(to_json(view))

@@ -16,6 +16,8 @@ from textual.widget import Widget
 from mnemos.inspect import ReplayFrame
 
 SPARK = "▁▂▃▄▅▆▇█"
+# An early, untrained sample is noise: show its control characters as escapes, not raw.
+_CONTROLS = str.maketrans({c: f"\\x{c:02x}" for c in [*range(32), *range(127, 160)] if chr(c) not in "\n\t"})
 
 
 def loss_strip(frames: list[ReplayFrame], current: int) -> Text:
@@ -99,8 +101,8 @@ class ReplayView(Widget, can_focus=True):
             head.append(f" · train loss {f.train_loss:.3f}")
         head.append("  ▶ playing" if self.playing else "", style="italic")
         body = Text()
-        body.append(f.prompt, style="dim")
-        body.append(f.text)
+        body.append(f.prompt.translate(_CONTROLS), style="dim")
+        body.append(f.text.translate(_CONTROLS))
         return Group(head, loss_strip(self.frames, self.frame), Text(""), body)
 
 

@@ -104,15 +104,14 @@ def sampling_distribution(logits, temperature: float = 1.0, top_k: int | None = 
 def sample(probs: np.ndarray, rng: np.random.Generator) -> int:
     """Draw one id from a 1-D distribution by inverting its CDF with one uniform draw.
 
-    Tokens of probability 0 are never drawn. A one-hot distribution (greedy) draws
-    nothing from ``rng``, so greedy runs do not depend on the seed.
+    Tokens of probability 0 are never drawn (a draw that rounding puts past the last
+    nonzero token falls back to it).
     """
-    nonzero = np.flatnonzero(probs)
-    if nonzero.size == 1:
-        return int(nonzero[0])
     cdf = np.cumsum(probs)
-    i = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
-    return i if i < probs.size and probs[i] > 0 else int(nonzero[-1])
+    i = int(cdf.searchsorted(rng.random() * cdf[-1], side="right"))
+    if i >= probs.size or probs[i] == 0:
+        i = int(np.flatnonzero(probs)[-1])
+    return i
 
 
 def top_candidates(probs: np.ndarray, n: int = TOP_N) -> tuple[tuple[int, float], ...]:
@@ -120,7 +119,7 @@ def top_candidates(probs: np.ndarray, n: int = TOP_N) -> tuple[tuple[int, float]
     n = min(n, probs.size)
     top = np.argpartition(-probs, n - 1)[:n]
     top = top[np.lexsort((top, -probs[top]))]
-    return tuple((int(i), float(probs[i])) for i in top)
+    return tuple(zip(top.tolist(), probs[top].tolist()))
 
 
 # --------------------------------------------------------------------------- generator
@@ -221,7 +220,7 @@ class Generator:
                 return
             logits, cache = self._next_logits(ids, start, cache, use_cache)
             probs = sampling_distribution(logits, temperature, top_k, top_p)
-            token = sample(probs, rng)
+            token = int(probs.argmax()) if temperature == 0 else sample(probs, rng)  # greedy draws nothing
             text = "" if token == eot else decoder.decode(self.tokenizer.token_bytes(token))
             if token == eot or index == max_new_tokens - 1:
                 text += decoder.decode(b"", final=True)  # a trailing incomplete character: U+FFFD

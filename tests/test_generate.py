@@ -224,6 +224,9 @@ def test_seeds_reproduce_and_differ(tok):
     assert run(11) == run(11)
     assert run(11) != run(12)
     assert generate(model, tok, "To", max_new_tokens=40, temperature=1.5, seed=11) == tok.decode(run(11))
+    rng = np.random.default_rng(0)
+    list(g.stream("To", max_new_tokens=10, temperature=0, seed=rng))  # greedy draws nothing
+    assert rng.random() == np.random.default_rng(0).random()
 
 
 def test_long_prompt_keeps_its_last_block_size_tokens(tok):

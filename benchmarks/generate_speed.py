@@ -1,0 +1,116 @@
+"""Single-stream generation speed: Mnemos with its KV cache, Mnemos recomputing the whole
+context at every token, and Hugging Face ``transformers`` ``generate(use_cache=True)`` on
+the same model exported with ``mnemos.export``, in one run.
+
+Shape: nanoGPT's baby GPT (4 layers, 4 heads, n_embd 128, block 64, vocabulary 257 =
+bytes + ``<|endoftext|>``), float32, greedy decoding, batch 1. GPT-2 cannot go past its
+learned positions, so the three-way comparison generates ``block - 1`` tokens from a
+one-token prompt (repeated, median of the repeats); a long Mnemos run then shows the
+sliding window's amortised cost. The greedy tokens of the three are checked to agree.
+
+    python benchmarks/generate_speed.py [--repeats 7] [--long 2000]
+
+The weights are random, with ``<|endoftext|>``'s embedding zeroed so that greedy
+decoding never stops early (speed does not depend on what the weights say).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mnemos.config import ModelConfig, TrainConfig  # noqa: E402
+from mnemos.generate import Generator  # noqa: E402
+from mnemos.nn import GPT  # noqa: E402
+from mnemos.tokenizer import BPETokenizer  # noqa: E402
+
+
+def median_rate(fn, n_tokens: int, repeats: int) -> tuple[float, list[int]]:
+    """Median tokens/s of ``fn()`` over ``repeats`` runs (after one warm-up)."""
+    tokens = fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return n_tokens / statistics.median(times), tokens
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--long", type=int, default=2000, help="tokens of the long Mnemos run (window slides)")
+    args = ap.parse_args()
+
+    tok = BPETokenizer.train("", 256)  # byte level + <|endoftext|>: 257 ids
+    cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=4, n_head=4, n_embd=128, block_size=64)
+    model = GPT(cfg, seed=0)
+    model.params.view("wte")[tok.eot_id] = 0
+    gen = Generator(model, tok)
+    prompt = tok.encode("\n")
+    n = cfg.block_size - len(prompt)
+
+    def mnemos(use_cache: bool):
+        return lambda: [s.token_id for s in gen.stream(prompt, n, temperature=0, use_cache=use_cache)]
+
+    rows = []
+    cached, ref = median_rate(mnemos(True), n, args.repeats)
+    rows.append(("Mnemos, KV cache", cached))
+    full, toks = median_rate(mnemos(False), n, args.repeats)
+    assert toks == ref, "cached and recomputed generation disagree"
+    rows.append(("Mnemos, full recompute", full))
+
+    hf_rate = None
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        print(f"transformers not available ({exc}); skipping the peer")
+    else:
+        from mnemos.checkpoint import save_checkpoint
+        from mnemos.export import export_hf
+        from mnemos.optim import AdamW
+
+        transformers.logging.set_verbosity_error()
+        with tempfile.TemporaryDirectory() as tmp:
+            save_checkpoint(Path(tmp) / "run", model, tok, cfg, TrainConfig(), AdamW(model.params), {"step": 0})
+            hf = transformers.AutoModelForCausalLM.from_pretrained(export_hf(Path(tmp) / "run", Path(tmp) / "hf"))
+        hf.eval()
+        ids = torch.tensor([prompt])
+        mask = torch.ones_like(ids)
+
+        def peer():
+            with torch.no_grad():
+                out = hf.generate(ids, attention_mask=mask, max_new_tokens=n, do_sample=False, use_cache=True)
+            return out[0, len(prompt):].tolist()
+
+        hf_rate, toks = median_rate(peer, n, args.repeats)
+        assert toks == ref, "transformers' greedy tokens differ from Mnemos'"
+        rows.append((f"transformers {transformers.__version__} generate(use_cache=True), torch {torch.__version__}",
+                     hf_rate))
+
+    t0 = time.perf_counter()
+    long = sum(1 for _ in gen.stream(prompt, args.long, temperature=0))
+    long_rate = long / (time.perf_counter() - t0)
+
+    print(f"baby GPT {cfg.n_layer}/{cfg.n_head}/{cfg.n_embd}, block {cfg.block_size}, vocab {cfg.vocab_size}, "
+          f"greedy, batch 1, {n} new tokens from a {len(prompt)}-token prompt, median of {args.repeats}")
+    for name, rate in rows:
+        print(f"  {name:<70} {rate:8,.0f} tokens/s")
+    print(f"  {'Mnemos, KV cache, ' + str(long) + ' tokens (' + str(gen.slides) + ' window slides)':<70} "
+          f"{long_rate:8,.0f} tokens/s")
+    print(f"KV cache vs full recompute: {cached / full:.2f}x")
+    if hf_rate:
+        print(f"Mnemos (KV cache) vs transformers: {cached / hf_rate:.2f}x")
+    print(f"target >= 2,000 tokens/s with the cache: {'met' if cached >= 2000 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -165,6 +165,10 @@ def encode_text(text: str, tokenizer, progress: Progress | None = None) -> np.nd
     the ids are exactly those of encoding the text in one piece."""
     from mnemos.tokenizer import text_blocks
 
+    if not tokenizer.merges:  # byte level: the ids are the UTF-8 bytes
+        if progress is not None:
+            progress(len(text), len(text))
+        return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int32)
     parts, done = [], 0
     for block in text_blocks(text, ENCODE_CHUNK):
         parts.append(np.asarray(tokenizer.encode_array(block), dtype=np.int32))

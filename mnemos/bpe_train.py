@@ -19,8 +19,9 @@ The loop is the incremental algorithm of Sennrich et al. / Hugging Face ``tokeni
 - a heap of ``(-count, pair)`` with lazy deletion: an entry whose count is out of date
   is skipped when popped. Its order is the tie-break rule (below).
 
-After a merge only the words that contained the pair are rewritten, and the pair
-counts change by the difference between their old and new pairs.
+After a merge only the words that contained the pair are rewritten, and only the pair
+counts around each occurrence change, so a long word (a paragraph of Chinese, a DNA
+sequence) costs per occurrence, not per character.
 
 Tie-break rule (documented and deterministic): the most frequent pair is merged;
 among pairs equally frequent, the one with the smallest ``(a, b)`` token ids.
@@ -101,18 +102,32 @@ def learn_merges(
         delta: dict[str, int] = defaultdict(int)
         for i in where.pop(pair):
             word = words[i]
-            if pair not in word:
+            k = word.find(pair)
+            if k < 0:
                 continue  # stale index entry
+            starts = []  # the occurrences replace() merges: left to right, no overlap
+            while k >= 0:
+                starts.append(k)
+                k = word.find(pair, k + 2)
             new_word = word.replace(pair, new)
             words[i] = new_word
             count = counts[i]
-            for k in range(len(word) - 1):
-                delta[word[k : k + 2]] -= count
-            for k in range(len(new_word) - 1):
-                p = new_word[k : k + 2]
-                delta[p] += count
-                if new in p:
-                    where[p].add(i)
+            # Only pairs touching an occurrence change (a long word costs per occurrence):
+            # the old pairs starting at k-1, k, k+1 go, the pairs around each new token come.
+            last, end = -1, len(word) - 1
+            for k in starts:
+                for j in (k - 1, k, k + 1):
+                    if last < j < end:
+                        delta[word[j : j + 2]] -= count
+                        last = j
+            last, end = -1, len(new_word) - 1
+            for n, k in enumerate(starts):
+                for j in (k - n - 1, k - n):  # the new token sits at k - n in new_word
+                    if last < j < end:
+                        p = new_word[j : j + 2]
+                        delta[p] += count
+                        where[p].add(i)
+                        last = j
         for p, d in delta.items():
             if d:
                 c = pair_counts[p] + d

@@ -23,6 +23,7 @@ whole file's ids come out of one ``"".join`` and one ``encode("utf-32-le")`` int
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import os
 import sys
@@ -52,7 +53,8 @@ _BLOCK_CHARS = 1 << 20  # texts are split into ~1 MB blocks: bounded memory, sam
 _SAFE_CUT = regex.compile(r"(?<=\S)(?=\s)")
 _SURROGATE = regex.compile(r"[\ud800-\udfff]")
 _NO_RANK = sys.maxsize
-_CACHE_LIMIT = 500_000  # distinct chunks kept in the encoding cache
+_CACHE_LIMIT = 500_000
+_LONG_WORD = 64  # bytes; longer chunks are encoded with a heap of pair ranks  # distinct chunks kept in the encoding cache
 
 
 def text_blocks(text: str, block_chars: int = _BLOCK_CHARS) -> Iterator[str]:
@@ -165,6 +167,8 @@ class BPETokenizer:
     def _encode_chunk(self, chunk: str) -> str:
         """BPE one chunk: merge the lowest-ranked adjacent pair until none is left."""
         word = chunk.encode("utf-8").decode("latin-1")
+        if len(word) > _LONG_WORD:
+            return self._encode_long(word)
         ranks_get = self._ranks.get
         while len(word) > 1:
             pairs = [word[k : k + 2] for k in range(len(word) - 1)]
@@ -172,6 +176,32 @@ class BPETokenizer:
             if rank == _NO_RANK:
                 break
             word = word.replace(self._rank_pairs[rank], chr(BYTE_VOCAB + rank))
+        return word
+
+    def _encode_long(self, word: str) -> str:
+        """The same BPE for a long chunk (a paragraph of Chinese, a DNA line) without
+        rescanning every pair at each step: the ranks of the pairs present wait in a
+        heap, and after a merge only the pairs around the new tokens are looked up.
+        A pair made with the new token always ranks after it, so ranks pop in order."""
+        ranks_get = self._ranks.get
+        heap = list({r for k in range(len(word) - 1) if (r := ranks_get(word[k : k + 2])) is not None})
+        heapq.heapify(heap)
+        queued = set(heap)
+        while heap:
+            rank = heapq.heappop(heap)
+            pair = self._rank_pairs[rank]
+            if pair not in word:
+                continue  # merged away by an earlier merge
+            new = chr(BYTE_VOCAB + rank)
+            word = word.replace(pair, new)
+            k = word.find(new)
+            while k >= 0:
+                for p in (word[k - 1 : k + 1] if k else "", word[k : k + 2]):
+                    r = ranks_get(p)
+                    if r is not None and r not in queued:
+                        queued.add(r)
+                        heapq.heappush(heap, r)
+                k = word.find(new, k + 1)
         return word
 
     def _encode_ordinary(self, text: str) -> str:

@@ -204,6 +204,27 @@ def test_encode_equals_sequential_merges_on_arbitrary_text(tok, text):
     assert tok.encode(text) == sequential_encode(tok, text)
 
 
+def test_long_chunks_train_like_naive_bpe_and_encode_like_sequential_merges():
+    rng = np.random.default_rng(1)
+    dna = "".join(rng.choice(list("ACGT"), size=3000))  # one 3000-byte chunk
+    text = dna + " " + "中文的段落没有空格" * 40  # and one long chunk of Chinese
+    tok = BPETokenizer.train(text, vocab_size=256 + 80)
+    assert [pair for pair, _ in tok.merges] == naive_merges(text, 80)
+    assert tok.encode(text) == sequential_encode(tok, text)
+    assert tok.decode(tok.encode(text)) == text
+
+
+@FIXED
+@given(text=ARBITRARY_TEXT | st.text(st.sampled_from("ACGT中文 "), max_size=300))
+@example(text=SAMPLE)
+def test_heap_path_for_long_chunks_gives_the_same_ids(tok, monkeypatch, text):
+    import mnemos.tokenizer
+
+    monkeypatch.setattr(mnemos.tokenizer, "_LONG_WORD", 1)  # every chunk takes the long-chunk path
+    fresh = BPETokenizer([pair for pair, _ in tok.merges])
+    assert fresh.encode(text) == sequential_encode(tok, text)
+
+
 @FIXED
 @given(text=ARBITRARY_TEXT)
 @example("🎉 e\u0301\r\n\x00\x00  \t\n  x")

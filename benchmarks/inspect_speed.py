@@ -23,8 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
@@ -80,7 +78,7 @@ def setup(corpus: Path, workdir: Path):
 
 
 def bench_mnemos(tok, model, prompt: str, run: Path, repeat: int) -> dict[str, float]:
-    from tui.widgets.anatomy import ComponentDetails, component_label  # noqa: F401 - import cost outside
+    from tui.widgets.anatomy import component_label
     from tui.widgets.next_token import bars, summary
     from tui.widgets.replay import loss_strip
     from tui.widgets.token_view import merge_tree_renderable

@@ -43,16 +43,6 @@ def _special_ids(tokenizer) -> dict[int, str]:
     return {i: s for s, i in tokenizer.special_tokens.items()}
 
 
-def _label(tokenizer, token_id: int, specials: dict[int, str]) -> str:
-    return specials[token_id] if token_id in specials else token_label(tokenizer.token_bytes(token_id))
-
-
-def _bytes_of(tokenizer, token_id: int, specials: dict[int, str]) -> bytes:
-    if token_id in specials:
-        return specials[token_id].encode("utf-8")
-    return tokenizer.token_bytes(token_id)
-
-
 # --------------------------------------------------------------------------- tokens
 
 
@@ -130,7 +120,7 @@ def tokenize_view(tokenizer, text: str) -> TokenView:
     char_of_byte = np.cumsum((raw & 0xC0) != 0x80) - 1
     tokens, start = [], 0
     for index, token_id in enumerate(ids):
-        piece = _bytes_of(tokenizer, token_id, specials)
+        piece = tokenizer.token_bytes(token_id)
         end = start + len(piece)
         char_start = int(char_of_byte[start]) if start < len(data) else len(text)
         char_end = int(char_of_byte[end - 1]) + 1 if end > start else char_start
@@ -179,7 +169,7 @@ def merge_tree(tokenizer, token_id: int) -> MergeNode:
         raise MnemosError(f"token id {token_id} is outside the vocabulary (0..{tokenizer.vocab_size - 1})")
 
     def build(tid: int) -> MergeNode:
-        piece = _bytes_of(tokenizer, tid, specials)
+        piece = tokenizer.token_bytes(tid)
         if tid in specials:
             return MergeNode(tid, piece, specials[tid], "special")
         if tid not in parts:
@@ -277,9 +267,8 @@ def next_token_distribution(logits, tokenizer, temperature: float = 1.0, top_k: 
     top = top[np.lexsort((top, -logits[top]))]
     if chosen is not None and chosen not in top:  # the drawn token is always listed, last
         top = np.append(top, chosen)
-    specials = _special_ids(tokenizer)
-    candidates = [Candidate(int(i), _label(tokenizer, int(i), specials), float(probs[i]), float(raw[i]),
-                            float(logits[i]), chosen is not None and int(i) == chosen)
+    candidates = [Candidate(int(i), token_label(tokenizer.token_bytes(int(i))), float(probs[i]),
+                            float(raw[i]), float(logits[i]), chosen is not None and int(i) == chosen)
                   for i in top]
     return NextTokenView(candidates, _entropy_bits(probs), _entropy_bits(raw),
                          int((probs > 0).sum()), float(temperature), top_k, top_p)
@@ -336,9 +325,8 @@ def attention_view(model, tokenizer, text: str) -> AttentionView:
     idx = _context(model, ids)
     maps = model.attention_maps(idx)
     weights = np.stack([to_numpy(m[0]).astype(np.float32) for m in maps])
-    specials = _special_ids(tokenizer)
     kept = [int(i) for i in idx[0]]
-    labels = [_label(tokenizer, i, specials) for i in kept]
+    labels = [token_label(tokenizer.token_bytes(i)) for i in kept]
     return AttentionView(kept, labels, weights, len(ids) - len(kept))
 
 

@@ -38,6 +38,9 @@ def root(tmp_path_factory):
         metrics.append(SampleEvent(step, "To be", text, loss).to_dict())
     save_checkpoint(root / "checkpoints" / "run", model, tok, cfg, TrainConfig(vocab_size=300),
                     AdamW(model.params), {"step": 100, "best_val_loss": 2.2}, metrics=metrics)
+    train = root / "data" / "training" / "train.txt"
+    train.parent.mkdir(parents=True)
+    train.write_text("".join(f"line {i}: to be, or not to be\n" for i in range(60)), encoding="utf-8")
     return root
 
 
@@ -98,6 +101,18 @@ async def test_tokens_view_follows_the_cursor_and_the_prompt(root):
         assert b"".join(leaf.bytes for leaf in details.tree.leaves()) == token.bytes
         await pilot.press("end")
         assert strip.cursor == strip.view.n_tokens - 1
+        await pilot.press("ctrl+l")  # the training text: longer than the pane
+        await pilot.pause()
+        assert strip.view.text == (root / "data" / "training" / "train.txt").read_text(encoding="utf-8")
+        pane = strip.parent
+        await pilot.press("end")
+        await pilot.pause()
+        # the cursor stays in view (these short lines do not wrap: line = newlines before it)
+        line = strip.view.text[:strip.view.tokens[-1].char_start].count("\n")
+        assert pane.max_scroll_y > 0 and pane.scroll_y <= line < pane.scroll_y + pane.scrollable_content_region.height
+        await pilot.press("home")
+        await pilot.pause()
+        assert pane.scroll_y == 0
         await pilot.press("ctrl+e")
         await pilot.press("end", *"xyz")
         await _settle(app, pilot)

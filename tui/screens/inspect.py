@@ -30,6 +30,7 @@ from tui.widgets.token_view import TokenDetails, TokenStrip
 DEFAULT_PROMPT = "To be, or not to be, that is the question:"
 TABS = ("tokens", "next", "attention", "anatomy", "replay")
 DEBOUNCE_S = 0.12  # wait this long after a key stroke before running the model
+LOADED_BYTES = 8192  # how much of the training file ctrl+l shows in the Tokens view
 
 
 class InspectScreen(MnemosScreen):
@@ -247,14 +248,17 @@ class InspectScreen(MnemosScreen):
         self.query_one(focus).focus()
 
     def action_load_training_text(self) -> None:
-        """Show the start of the training file in the Tokens view."""
-        from tui.widgets.file_info import preview_text
-
+        """Show the start of the training file (its first 8 KB) in the Tokens view."""
         path = self.workspace.train_file
-        if path is None or not Path(path).is_file():
+        try:
+            with open(path, "rb") as f:  # the start of the file, cut at a line end
+                head = f.read(LOADED_BYTES)
+        except (OSError, TypeError):
             self.notify("No training file chosen: pick one on the Datasets screen (F2).", severity="warning")
             return
-        self.token_text = preview_text(Path(path))
+        if len(head) == LOADED_BYTES and b"\n" in head:
+            head = head[:head.rindex(b"\n") + 1]
+        self.token_text = head.decode("utf-8", errors="replace")
         self.update_tokens()
         self.action_show_tab("tokens")
 

@@ -9,12 +9,18 @@ from rich.style import Style
 from rich.text import Text
 from rich.tree import Tree
 from textual.binding import Binding
+from textual.geometry import Region
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Static
 
 from mnemos.inspect import MergeNode, TokenInfo, TokenView
+
+
+def _shown(tok: TokenInfo) -> str:
+    """A token as drawn: its text, with line breaks and tabs marked."""
+    return tok.text.replace("\n", "↵\n").replace("\t", "⇥\t")
 
 
 class TokenStrip(Widget, can_focus=True):
@@ -67,6 +73,27 @@ class TokenStrip(Widget, can_focus=True):
     def watch_cursor(self) -> None:
         self.refresh()
         self._announce()
+        self.call_after_refresh(self._scroll_to_cursor)
+
+    def _scroll_to_cursor(self) -> None:
+        """Keep the cursor's line visible when the text is longer than the pane."""
+        if self.view is None or not self.view.tokens or self.parent is None:
+            return
+        width, console = max(1, self.content_size.width), self.app.console
+        start = sum(len(_shown(t)) for t in self.view.tokens[:self.cursor])
+        line = offset = 0
+        for hard in self.render().split("\n", allow_blank=True):  # hard lines, then their wraps
+            rows = hard.wrap(console, width)
+            if offset + len(hard.plain) >= start:
+                for row in rows:
+                    offset += len(row.plain)
+                    if offset > start:
+                        break
+                    line += 1
+                break
+            line += len(rows)
+            offset += len(hard.plain) + 1
+        self.parent.scroll_to_region(Region(0, line, width, 1), animate=False, immediate=True)
 
     def _announce(self) -> None:
         if self.view and self.view.tokens:
@@ -82,8 +109,7 @@ class TokenStrip(Widget, can_focus=True):
             style = styles[2] if tok.special else styles[tok.index % 2]
             if tok.index == self.cursor:  # the cursor: highlighted when focused, underlined otherwise
                 style = styles[3] if self.has_focus else style + Style(underline=True)
-            shown = tok.text.replace("\n", "↵\n").replace("\t", "⇥\t")
-            out.append(shown, style=style)
+            out.append(_shown(tok), style=style)
         return out
 
     def on_focus(self) -> None:

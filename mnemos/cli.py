@@ -126,7 +126,7 @@ class ProgressPrinter:
         self.out = stream or sys.stdout
         self.tty = self.out.isatty() and not json_mode
         self.every = every
-        self._prepare_last = 0.0
+        self._prepare_last = self._step_last = 0.0
         self._line_open = False
         self.error: str | None = None
 
@@ -165,6 +165,10 @@ class ProgressPrinter:
             self._status(f"{e.phase}: {100 * e.done / e.total:5.1f}%")
 
     def _on_step(self, e) -> None:
+        now = time.monotonic()
+        if self.tty and now - self._step_last < 0.1 and e.step != e.max_steps:
+            return  # at most ~10 terminal updates a second
+        self._step_last = now
         line = (f"step {e.step:>6}/{e.max_steps} | loss {e.loss:.4f} | lr {e.lr:.2e} | norm {e.grad_norm:.2f} | "
                 f"{e.tokens_per_s:,.0f} tok/s | {_duration(e.elapsed_s)} elapsed, ETA {_duration(e.eta_s)}")
         if self.tty:
@@ -177,7 +181,8 @@ class ProgressPrinter:
         self._say(f"eval step {e.step}: train loss {e.train_loss:.4f}, val loss {e.val_loss:.4f}{mark}")
 
     def _on_sample(self, e) -> None:
-        text = (e.prompt + e.text).strip("\n")
+        text = "".join(c if c.isprintable() or c in "\n\t" else "\N{MIDDLE DOT}" for c in e.prompt + e.text)
+        text = text.strip("\n")
         body = "\n".join("    " + line for line in text.splitlines()[:8])
         self._say(f"sample at step {e.step}:\n{body}")
 

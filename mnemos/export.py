@@ -272,8 +272,12 @@ def export_hf(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike) -> 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        _write_json(tmp / "config.json", hf_config(cfg, eot))
-        _write_json(tmp / "generation_config.json", generation_config(cfg, eot))
+        configs = hf_config(cfg, eot), generation_config(cfg, eot)
+        if eot is None:  # a tokenizer trained without <|endoftext|> has no bos / eos / pad
+            for config in configs:
+                config.update(bos_token_id=None, eos_token_id=None, pad_token_id=None)
+        _write_json(tmp / "config.json", configs[0])
+        _write_json(tmp / "generation_config.json", configs[1])
         weights = to_hf_state_dict(ckpt.model)
         del weights["lm_head.weight"]  # tied: transformers restores it from wte
         save_safetensors(tmp / "model.safetensors", weights, {"format": "pt"})

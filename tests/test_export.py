@@ -168,6 +168,14 @@ def test_export_writes_the_hugging_face_files(exported, model):
     assert config["model_type"] == "gpt2" and config["n_positions"] == 24
 
 
+def test_exported_weights_load_with_the_safetensors_library(exported, model):
+    st = pytest.importorskip("safetensors.numpy", reason="reading the export with safetensors needs it")
+    weights = st.load_file(str(exported / "model.safetensors"))
+    np.testing.assert_array_equal(weights["transformer.h.1.mlp.c_fc.weight"],
+                                  model.state_dict()["h.1.mlp.c_fc.weight"])
+    assert set(weights) == set(to_hf_state_dict(model)) - {"lm_head.weight"}
+
+
 def test_auto_model_from_pretrained_scores_a_text_like_mnemos_evaluate(exported, model, tok):
     torch = pytest.importorskip("torch", reason="Hugging Face parity needs torch")
     transformers = pytest.importorskip("transformers", reason="Hugging Face parity needs transformers")
@@ -229,3 +237,20 @@ def test_export_of_a_missing_checkpoint_is_a_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError):
         export_hf(tmp_path / "nope", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_export_of_a_tokenizer_without_end_of_text(tmp_path):
+    transformers = pytest.importorskip("transformers", reason="loading the export needs transformers")
+    from mnemos.checkpoint import save_checkpoint
+    from mnemos.optim import AdamW
+
+    tok = BPETokenizer.train(TEXT, 260, special_tokens=())
+    model = GPT(ModelConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=1, n_embd=16, block_size=8))
+    save_checkpoint(tmp_path / "run", model, tok, model.config, TrainConfig(vocab_size=260), AdamW(model.params),
+                    {"step": 0})
+    out = export_hf(tmp_path / "run", tmp_path / "hf")
+    config = json.loads((out / "config.json").read_text())
+    assert config["eos_token_id"] is None and config["vocab_size"] == 260
+    hf_tok = transformers.AutoTokenizer.from_pretrained(out)
+    assert hf_tok(TEXT[:100])["input_ids"] == tok.encode(TEXT[:100])
+    assert transformers.AutoModelForCausalLM.from_pretrained(out).config.n_positions == 8

@@ -142,6 +142,9 @@ class BPETokenizer:
         A text too small to provide that many merges gives fewer (``vocab_size`` is then
         smaller). Special-token strings found in the text are cut out, not learned from.
         Ties are broken as documented in ``mnemos.bpe_train`` (count, then smallest ids).
+        An iterable's texts are separate documents (no chunk spans two of them).
+        ``progress(done, total)`` is called about 100 times during the merges; an
+        exception raised in it stops the training (a way to cancel from a UI).
         """
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < BYTE_VOCAB:
             raise TokenizerError(f"vocab_size must be an integer >= 256 (the byte alphabet), got {vocab_size!r}")
@@ -359,10 +362,12 @@ class BPETokenizer:
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise TokenizerError(f"{source} has format version {version!r}; this Mnemos reads version {FORMAT_VERSION}, upgrade it")
         try:
-            merges = [(int(a), int(b)) for a, b in data["merges"]]
+            merges = [(a, b) for a, b in data["merges"]]
             specials = data["special_tokens"]
             pattern = data["pattern"]
             if not isinstance(specials, dict) or not isinstance(pattern, str):
+                raise TypeError
+            if not all(type(a) is int and type(b) is int for a, b in merges):
                 raise TypeError
         except (KeyError, TypeError, ValueError):
             raise TokenizerError(f"{source} is corrupt (missing or malformed merges / special_tokens / pattern)") from None

@@ -176,6 +176,18 @@ def test_progress_reports_merges():
     assert dones == sorted(dones) and len(calls) <= 102
 
 
+def test_progress_can_cancel_training():
+    class Cancelled(Exception):
+        pass
+
+    def progress(done, total):
+        if done >= 10:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        BPETokenizer.train(TEXT, vocab_size=400, progress=progress)
+
+
 def test_progress_total_shrinks_when_text_runs_out():
     calls = []
     BPETokenizer.train("abab", vocab_size=300, progress=lambda d, t: calls.append((d, t)))
@@ -371,6 +383,8 @@ def _write(path, content):
         ('{"format": "mnemos-bpe", "version": 1}', "corrupt"),
         ('{"format": "mnemos-bpe", "version": 1, "pattern": "x", "special_tokens": {}, "merges": [[1]]}', "corrupt"),
         ('{"format": "mnemos-bpe", "version": 1, "pattern": "x", "special_tokens": {}, "merges": [[97, 300]]}', "unknown token"),
+        ('{"format": "mnemos-bpe", "version": 1, "pattern": "x", "special_tokens": {}, "merges": [["a", "b"]]}', "corrupt"),
+        ('{"format": "mnemos-bpe", "version": 1, "pattern": "x", "special_tokens": {}, "merges": [[97.0, 98]]}', "corrupt"),
         ('{"format": "mnemos-bpe", "version": 1, "pattern": "x", "special_tokens": {}, "merges": [[97, 98], [97, 98]]}', "repeats"),
         ('{"format": "mnemos-bpe", "version": 1, "pattern": "(", "special_tokens": {}, "merges": []}', "pattern"),
         ('{"format": "mnemos-bpe", "version": 1, "pattern": "x", "special_tokens": {"<|e|>": 7}, "merges": []}', "corrupt"),

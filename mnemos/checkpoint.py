@@ -157,6 +157,7 @@ def save_checkpoint(dir: str | os.PathLike, model, tokenizer, model_cfg: ModelCo
         raise ValueError(f"best must be 'keep', 'update' or 'drop', got {best!r}")
     run = Path(dir)
     tmp = run.parent / f".{run.name}.saving-{os.getpid()}"
+    had_previous = is_checkpoint(run)
     try:
         run.parent.mkdir(parents=True, exist_ok=True)
         recover(run)
@@ -193,8 +194,11 @@ def save_checkpoint(dir: str | os.PathLike, model, tokenizer, model_cfg: ModelCo
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         what = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror or str(exc)
-        raise CheckpointError(f"could not save the checkpoint to {run} ({what}); the previous checkpoint is intact; "
-                              f"free some space or fix the folder, then resume with --resume {run}") from None
+        if had_previous:
+            raise CheckpointError(f"could not save the checkpoint to {run} ({what}); the previous checkpoint is "
+                                  f"intact; free some space or fix the folder, then resume with --resume {run}") from None
+        raise CheckpointError(f"could not save the checkpoint to {run} ({what}); nothing was saved; free some space "
+                              f"or choose another --out, then start again") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from mnemos.config import DEFAULT_PRESET, PRESETS, ModelConfig, TrainConfig, get_preset
-from mnemos.errors import MnemosError
+from mnemos.errors import ConfigError, MnemosError
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 2, 130
 DEFAULT_TRAIN_DATA = "data/training/train.txt"
@@ -207,6 +207,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mnemos.trainer import Trainer
 
     printer = ProgressPrinter(args.json)
+    if args.resume and args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+        raise ConfigError("--out cannot be used with --resume (a resumed run saves into its own folder)")
     if args.resume:
         trainer = Trainer.resume(args.resume, overrides=_overrides(args), callback=printer)
     else:

@@ -76,7 +76,6 @@ class Trainer:
         self.callback = callback or (lambda event: None)
         self.state = "idle"
         self._resume_from = resume_from
-        self._lock = threading.Lock()
         self._unpaused = threading.Event()
         self._unpaused.set()
         self._stop = threading.Event()
@@ -168,8 +167,7 @@ class Trainer:
     def stop(self, reason: str = "final", save: bool = True) -> None:
         """Stop after the current step, saving a checkpoint unless ``save`` is False.
         ``reason`` ("final" or "interrupt") is reported in the CheckpointEvent."""
-        with self._lock:
-            self._stop_reason, self._stop_save = reason, save
+        self._stop_reason, self._stop_save = reason, save  # set before the flag the loop reads
         self._stop.set()
         self._unpaused.set()
 

@@ -195,6 +195,18 @@ def test_disk_full_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # the half-written folder is gone
 
 
+def test_disk_full_on_the_first_save_says_nothing_was_saved(tmp_path, monkeypatch):
+    model, tok, opt = make_parts()
+
+    def full_disk(path, arrays):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ck, "_write_npz", full_disk)
+    with pytest.raises(CheckpointError, match="disk is full.*nothing was saved"):
+        save(tmp_path / "run", model, tok, opt, 1)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_kill_between_the_two_renames_is_recovered(tmp_path):
     model, tok, opt = make_parts()
     run = save(tmp_path / "run", model, tok, opt, 7)

@@ -207,6 +207,7 @@ def test_newer_format_version(trained, capsys):
 
 def test_shape_change_on_resume(trained, capsys):
     _bad(capsys, ["train", "--resume", "run", "--n-embd", "32", "--max-steps", "5"], "cannot change n-embd")
+    _bad(capsys, ["train", "--resume", "run", "--out", "elsewhere", "--max-steps", "5"], "--out cannot be used")
 
 
 def test_disk_full_while_saving(trained, capsys, monkeypatch):

@@ -34,6 +34,7 @@ UTF-8 (which a sampled sequence may contain) come out as U+FFFD, exactly as
 from __future__ import annotations
 
 import codecs
+from numbers import Integral, Real
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -50,12 +51,11 @@ TOP_N = 10  # candidates reported with each step (the see-inside view's bars)
 
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
     """Raise ``ConfigError`` for an impossible temperature / top-k / top-p."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0:
+    if isinstance(temperature, bool) or not isinstance(temperature, Real) or not temperature >= 0:
         raise ConfigError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 0):
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, Integral) or top_k < 0):
         raise ConfigError(f"top-k must be a positive integer (0 or none = off), got {top_k!r}")
-    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float))
-                              or not 0.0 < top_p <= 1.0):
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, Real) or not 0.0 < top_p <= 1.0):
         raise ConfigError(f"top-p must be in (0, 1] (1 or none = off), got {top_p!r}")
 
 
@@ -197,7 +197,7 @@ class Generator:
         here, before anything runs.
         """
         check_sampling(temperature, top_k, top_p)
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, Integral) or max_new_tokens < 0:
             raise ConfigError(f"max-new-tokens must be an integer >= 0, got {max_new_tokens!r}")
         ids = self.encode_prompt(prompt)
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)

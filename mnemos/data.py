@@ -4,9 +4,10 @@ The path from a user's file to the arrays the model eats:
 
 1. :func:`read_text` checks the file (exists, is a file, not empty, not binary, valid
    UTF-8) and returns its text; every problem is a one-line :class:`DataError`.
-2. :func:`load_tokens` encodes it with a tokenizer and caches the ids as a ``.npy`` file
-   keyed by the file's content hash and the tokenizer's fingerprint, memory-mapped on the
-   next run so that a second run on the same file starts at once.
+2. :func:`train_tokenizer` trains the BPE (cached by the text's hash and the vocabulary
+   size) and :func:`load_tokens` encodes the file with it, caching the ids as a ``.npy``
+   file keyed by the file's content hash and the tokenizer's fingerprint, memory-mapped on
+   the next run: a second run on the same file starts at once.
 3. :func:`get_batch` draws random windows with a seeded ``np.random.Generator`` (nanoGPT
    style): ``x`` is a window, ``y`` the same window shifted by one token.
 
@@ -30,7 +31,7 @@ from typing import Callable
 
 import numpy as np
 
-from mnemos.errors import DataError
+from mnemos.errors import DataError, MnemosError
 
 VAL_FRACTION = 0.1  # without --val-data, the last 10% of the training tokens validate
 CACHE_FORMAT = 1  # bump when the cache layout changes; old files are then ignored
@@ -176,6 +177,33 @@ def encode_text(text: str, tokenizer, progress: Progress | None = None) -> np.nd
         if progress is not None:
             progress(done, len(text))
     return np.concatenate(parts) if parts else np.zeros(0, np.int32)
+
+
+def train_tokenizer(text: str, vocab_size: int, cache_dir: str | os.PathLike | None = None, name: str = "text",
+                    progress: Progress | None = None):
+    """A BPE of ``vocab_size`` trained on ``text``, from the cache when the same text was
+    trained on before (training is deterministic, so the cached one is identical)."""
+    from mnemos.tokenizer import FORMAT_VERSION, BPETokenizer
+
+    if vocab_size == 256:
+        return BPETokenizer()
+    cached = Path(cache_dir or ".") / f"{name}-{content_hash(text)}-bpe{vocab_size}-v{FORMAT_VERSION}.json"
+    if cache_dir is not None and cached.is_file():
+        try:
+            tokenizer = BPETokenizer.load(cached)
+            if progress is not None:
+                progress(1, 1)
+            return tokenizer
+        except MnemosError:
+            pass  # a damaged cache file is retrained below
+    tokenizer = BPETokenizer.train(text, vocab_size, progress=progress)
+    if cache_dir is not None:
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tokenizer.save(cached)
+        except (OSError, MnemosError):
+            pass
+    return tokenizer
 
 
 def _token_dtype(vocab_size: int) -> np.dtype:

@@ -212,7 +212,6 @@ class Trainer:
     def _prepare(self) -> None:
         from mnemos.nn import GPT
         from mnemos.optim import AdamW
-        from mnemos.tokenizer import BPETokenizer
 
         cfg = self.train_cfg
         self._say("read", f"reading {self.data}")
@@ -220,13 +219,10 @@ class Trainer:
         val_text = data_mod.read_text(self.val_data) if self.val_data else None
         cut = len(text) if val_text is not None else int(len(text) * (1 - data_mod.VAL_FRACTION))
         if self._resume_from is None:
-            self._say("tokenizer", f"training a {cfg.vocab_size}-token tokenizer on {self.data} "
-                                   f"({len(text):,} characters)")
-            if cfg.vocab_size == 256:
-                self.tokenizer = BPETokenizer()
-            else:
-                self.tokenizer = BPETokenizer.train(text[:cut], cfg.vocab_size,
-                                                    progress=self._prepare_progress("tokenizer"))
+            self._say("tokenizer", f"tokenizer: {cfg.vocab_size} tokens learned from {self.data} "
+                                   f"({cut:,} characters; reused from the cache if trained before)")
+            self.tokenizer = data_mod.train_tokenizer(text[:cut], cfg.vocab_size, data_mod.default_cache_dir(self.data),
+                                                      self.data.stem, self._prepare_progress("tokenizer"))
             self.model_cfg = dataclasses.replace(self.model_cfg, vocab_size=self.tokenizer.vocab_size)
             self.model = GPT(self.model_cfg, seed=cfg.seed, device=cfg.device)
         else:

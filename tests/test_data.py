@@ -9,7 +9,7 @@ import pytest
 
 from mnemos import data
 from mnemos.data import (FileInfo, check_length, encode_text, get_batch, inspect_text_file, load_tokens, read_text,
-                         sample_corpus, split_train_val)
+                         sample_corpus, split_train_val, train_tokenizer)
 from mnemos.errors import DataError
 from mnemos.tokenizer import BPETokenizer
 
@@ -160,6 +160,17 @@ def test_default_cache_dir_is_next_to_the_file(tmp_path, bpe):
     f.write_text(TEXT, encoding="utf-8")
     load_tokens(f, bpe)
     assert len(list((tmp_path / ".cache").glob("train-*.npy"))) == 1
+
+
+def test_trained_tokenizer_is_cached_by_text_and_size(tmp_path, monkeypatch):
+    first = train_tokenizer(TEXT, 290, tmp_path, "train")
+    assert first.vocab_size == 291 and len(list(tmp_path.glob("train-*-bpe290-*.json"))) == 1
+    monkeypatch.setattr(BPETokenizer, "train", classmethod(lambda *a, **k: pytest.fail("retrained")))
+    assert train_tokenizer(TEXT, 290, tmp_path, "train") == first
+    monkeypatch.undo()
+    assert train_tokenizer(TEXT + "x", 290, tmp_path, "train") is not None
+    assert len(list(tmp_path.glob("train-*.json"))) == 2
+    assert train_tokenizer(TEXT, 256, tmp_path).merges == []  # byte level needs no training
 
 
 # --------------------------------------------------------------------------- batches

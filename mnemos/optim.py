@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from mnemos.backend import fused_kernels, to_numpy
 from mnemos.errors import CheckpointError
 
 
@@ -53,6 +54,7 @@ class AdamW:
         self.t = 0
         self._tmp = xp.empty_like(params.data)
         self._decay = params.decay_mask
+        self._fused = fused_kernels(xp)  # None on NumPy; one kernel for the whole update on CuPy
 
     def step(self, lr: float | None = None) -> None:
         """One update of ``params.data`` from ``params.grad`` with learning rate ``lr``."""
@@ -61,6 +63,9 @@ class AdamW:
         b1, b2 = self.betas
         p, g, m, v, tmp = self.params.data, self.params.grad, self.m, self.v, self._tmp
         self.t += 1
+        if self._fused is not None:
+            self._fused.adamw(p, g, m, v, self._decay, lr, self.weight_decay, b1, b2, self.eps, self.t)
+            return
         if self.weight_decay:  # decoupled decay first, as torch does: p *= 1 - lr * wd (masked)
             xp.multiply(self._decay, -lr * self.weight_decay, out=tmp)
             tmp += 1.0
@@ -82,7 +87,8 @@ class AdamW:
         p -= tmp
 
     def state_dict(self) -> dict:
-        return {"m": self.m.copy(), "v": self.v.copy(), "t": self.t}
+        """Host (NumPy) copies of the moments and the step count."""
+        return {"m": np.array(to_numpy(self.m)), "v": np.array(to_numpy(self.v)), "t": self.t}
 
     def load_state_dict(self, state: dict) -> None:
         for key in ("m", "v"):

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from mnemos import data as data_mod
+from mnemos.backend import get_array_module
 from mnemos.checkpoint import is_checkpoint, load_checkpoint, read_config, read_metrics, save_checkpoint
 from mnemos.config import ModelConfig, TrainConfig
 from mnemos.errors import CheckpointError, ConfigError, MnemosError
@@ -117,6 +118,7 @@ class Trainer:
         for path in (data, val_data):
             if path is not None:
                 data_mod._check_path(Path(path))
+        get_array_module(train_cfg.device)  # --device cuda without CuPy or a GPU: fail now, not after tokenizing
         return cls(model_cfg, train_cfg, str(data), val_data, str(out), callback)
 
     @classmethod
@@ -150,6 +152,7 @@ class Trainer:
         for path in (data, val_data):
             if path is not None:
                 data_mod._check_path(Path(path))
+        get_array_module(train_cfg.device)
         return cls(model_cfg, train_cfg, data, val_data, str(dir), callback, resume_from=ckpt)
 
     # ------------------------------------------------------------------ control (any thread)

@@ -47,7 +47,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from mnemos.backend import to_numpy
-from mnemos.errors import DataError, MnemosError
+from mnemos.errors import ConfigError, DataError, MnemosError
 
 DEFAULT_DATA = Path("data") / "testing" / "test.txt"
 REPORT_FILE = "eval-report.md"
@@ -125,6 +125,15 @@ class EvalReport:
 # --------------------------------------------------------------------------- windows
 
 
+def resolve_stride(W: int, stride: int | None) -> int:
+    """The stride actually used for windows of ``W`` tokens (default ``W // 2``)."""
+    if stride is None:
+        return max(1, W // 2)
+    if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
+        raise ConfigError(f"stride must be a positive integer, got {stride!r}")
+    return min(int(stride), W)
+
+
 def sliding_windows(n_targets: int, block_size: int, stride: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Windows that score each of ``n_targets`` predictions exactly once.
 
@@ -136,9 +145,7 @@ def sliding_windows(n_targets: int, block_size: int, stride: int | None = None) 
     if n_targets < 1:
         raise ValueError("nothing to score")
     W = min(block_size, n_targets)
-    stride = max(1, W // 2) if stride is None else min(int(stride), W)
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
+    stride = resolve_stride(W, stride)
     starts = np.arange(0, n_targets - W, stride, dtype=np.int64)
     starts = np.append(starts, n_targets - W)
     first = np.zeros(len(starts), dtype=np.int64)
@@ -197,7 +204,8 @@ def evaluate(model, tokenizer, text_or_tokens: str | Sequence[int] | np.ndarray,
         raise DataError("the text is too short to score: it needs at least one token (two without <|endoftext|>)")
     n_bytes = len(tokenizer.decode_bytes(scored))
     starts, first, W = sliding_windows(scored.size, model.config.block_size, stride)
-    stride_used = int(starts[1] - starts[0]) if len(starts) > 1 else W
+    stride_used = resolve_stride(W, stride)
+    min_context = int(first[1:].min()) + 1 if len(starts) > 1 else 1  # tokens seen by the worst-placed one
     per_batch = _batch_windows(W, V, batch_tokens)
     offsets = np.arange(W)
     total = 0.0
@@ -220,14 +228,14 @@ def evaluate(model, tokenizer, text_or_tokens: str | Sequence[int] | np.ndarray,
     loss = total / scored.size
     uni_loss, uni_method = _unigram(scored, V, train_tokens)
     method = (f"{'<|endoftext|> then ' if eot is not None else ''}sliding windows of {W} tokens with stride "
-              f"{stride_used}: every token scored once, with at least {W - stride_used + 1 if len(starts) > 1 else 1} "
-              f"tokens of context after the first window")
+              f"{stride_used}: every token scored once, with at least {min_context} tokens of context after "
+              f"the first window")
     return EvalReport(
         loss=loss, perplexity=math.exp(min(loss, 700.0)), bits_per_byte=total / LN2 / n_bytes,
         tokens=int(scored.size), bytes=n_bytes, seconds=time.perf_counter() - t0,
         unigram_loss=uni_loss, unigram_bits_per_byte=uni_loss * scored.size / LN2 / n_bytes,
         method=method, unigram_method=uni_method, block_size=model.config.block_size, stride=stride_used,
-        min_context=W - stride_used + 1 if len(starts) > 1 else 1,
+        min_context=min_context,
     )
 
 

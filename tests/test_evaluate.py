@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mnemos.config import ModelConfig, TrainConfig
-from mnemos.errors import DataError
+from mnemos.errors import ConfigError, DataError
 from mnemos.evaluate import (EvalCancelled, EvalReport, eval_history, evaluate, evaluate_checkpoint, save_report,
                              sliding_windows)
 from mnemos.nn import GPT
@@ -51,8 +51,16 @@ def test_windows_score_every_prediction_exactly_once(n, block, stride):
         if k > 0:  # every scored prediction sees at least W - stride + 1 tokens
             s = min(stride, W) if stride is not None else max(1, W // 2)
             assert f + 1 >= W - s + 1
+            assert a - starts[k - 1] <= s
     assert seen[0] == 0 and np.all(seen[1:] == 1)
     assert first[0] == 0 and starts[0] == 0 and starts[-1] == n - W
+
+
+def test_a_bad_stride_is_a_config_error():
+    with pytest.raises(ConfigError):
+        sliding_windows(100, 16, 0)
+    with pytest.raises(ConfigError):
+        sliding_windows(100, 16, 2.5)
 
 
 def test_windows_of_a_short_text_are_one_window():
@@ -85,6 +93,7 @@ def test_loss_equals_the_per_token_reference(tok, stride):
     assert report.loss == pytest.approx(reference_loss(model, ids, 16, report.stride), rel=1e-12)
     assert report.stride == (stride or 8)
     assert report.min_context == 16 - report.stride + 1
+    assert f"at least {report.min_context} tokens of context" in report.method
 
 
 def test_stride_changes_the_context_not_the_coverage(tok):

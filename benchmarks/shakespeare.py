@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mnemos import data as data_mod  # noqa: E402
-from mnemos.config import ModelConfig, TrainConfig  # noqa: E402
+from mnemos.config import ModelConfig, TrainConfig, default_workers  # noqa: E402
 from mnemos.nn import GPT  # noqa: E402
 from mnemos.optim import lr_at  # noqa: E402
 from mnemos.trainer import Trainer  # noqa: E402
@@ -123,7 +123,7 @@ def run_torch(corpus: Path, steps: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=2000, help="training steps (the recipe: 2000)")
-    ap.add_argument("--workers", type=int, default=1, help="Mnemos data-parallel workers")
+    ap.add_argument("--workers", type=int, default=default_workers(), help="Mnemos data-parallel workers")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch run")
     ap.add_argument("--no-bpe", action="store_true", help="skip the BPE-512 run")
     ap.add_argument("--json", action="store_true", help="also print the results as one JSON object")
@@ -131,7 +131,7 @@ def main() -> None:
     if not CORPUS.is_file():
         print(f"skipped: {CORPUS} is not here (it lives in the shared folder of the project's machines)")
         return
-    print(f"baby GPT recipe, {args.steps} steps, {os.cpu_count()} CPU cores, corpus {CORPUS.name} "
+    print(f"baby GPT recipe, {args.steps} steps, {os.cpu_count()} CPU cores, Mnemos workers {args.workers}, corpus {CORPUS.name} "
           f"({CORPUS.stat().st_size:,} bytes, 90/10 split)")
     results = {}
     print("Mnemos, byte level:")

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from mnemos.config import DEFAULT_PRESET, PRESETS, ModelConfig, TrainConfig, get_preset
+from mnemos.config import DEFAULT_PRESET, PRESETS, ModelConfig, TrainConfig, default_workers, get_preset
 from mnemos.errors import ConfigError, MnemosError
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 2, 130
@@ -86,7 +86,8 @@ def _add_train(sub) -> None:
     g.add_argument("--eval-steps", type=int, help="batches per evaluation")
     g.add_argument("--seed", type=int)
     g = p.add_argument_group("compute")
-    g.add_argument("--workers", type=int, help="data-parallel worker processes")
+    g.add_argument("--workers", type=int, help=f"data-parallel worker processes (default: the CPU cores, at most 4: "
+                                               f"{default_workers()} here; a resumed run keeps its own)")
     g.add_argument("--device", choices=("cpu", "cuda"))
     p.add_argument("--force", action="store_true", help="overwrite --out even if it holds another run")
     p.add_argument("--json", action="store_true", help="print one JSON object per event")
@@ -97,7 +98,7 @@ def train_configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
     """The preset's settings with every explicitly given flag on top (validated)."""
     preset = get_preset(args.preset or DEFAULT_PRESET)
     model = dict(preset.model)
-    train = dict(preset.train)
+    train = {"workers": default_workers(), **preset.train}
     model.update({k: getattr(args, k) for k in MODEL_FLAGS if getattr(args, k) is not None})
     train.update({k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None})
     train_cfg = TrainConfig(**train)

@@ -16,10 +16,11 @@ import pytest
 from mnemos import checkpoint as ck
 from mnemos.checkpoint import load_checkpoint
 from mnemos.cli import build_parser, main, train_configs
+from mnemos.config import default_workers
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "4",
-        "--eval-steps", "2", "--warmup-steps", "2", "--vocab-size", "256", "--seed", "3"]
+        "--eval-steps", "2", "--warmup-steps", "2", "--vocab-size", "256", "--seed", "3", "--workers", "1"]
 WORDS = "the king is dead long live the queen and all her men ride to the sea at dawn".split()
 
 
@@ -111,8 +112,9 @@ def test_preset_then_explicit_flags():
     model, train = train_configs(args)
     assert (model.n_layer, model.n_head, model.n_embd, model.block_size) == (3, 2, 64, 32)
     assert train.lr == 0.01 and train.max_steps == 300
-    default_model, _ = train_configs(build_parser().parse_args(["train"]))
+    default_model, default_train = train_configs(build_parser().parse_args(["train"]))
     assert (default_model.n_layer, default_model.n_embd) == (4, 128)  # the small preset (baby GPT)
+    assert default_train.workers == default_workers()
 
 
 # --------------------------------------------------------------------------- bad input

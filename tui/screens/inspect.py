@@ -18,11 +18,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, ScrollableContainer, VerticalScroll
 from textual.timer import Timer
-from textual.widgets import Input, Select, Static, TabbedContent, TabPane, Tree
+from textual.widgets import Input, Label, Select, Static, TabbedContent, TabPane, Tree
 
 from tui.screens.base import MnemosScreen
 from tui.widgets.anatomy import AnatomyTree, ComponentDetails
 from tui.widgets.attention_map import AttentionMap
+from tui.widgets.checkpoint_select import CheckpointSelect
 from tui.widgets.next_token import NextTokenPanel
 from tui.widgets.replay import ReplayView
 from tui.widgets.token_view import TokenDetails, TokenStrip
@@ -39,6 +40,7 @@ class InspectScreen(MnemosScreen):
     InspectScreen #inspect-bar { height: auto; }
     InspectScreen #inspect-checkpoint { width: 36; }
     InspectScreen #inspect-prompt { width: 1fr; }
+    InspectScreen #inspect-prompt-label { color: $text-muted; }
     InspectScreen #inspect-status { height: auto; padding: 0 1; color: $text-muted; }
     InspectScreen #inspect-tabs { height: 1fr; }
     InspectScreen #inspect-tabs ContentSwitcher { height: 1fr; }
@@ -69,8 +71,10 @@ class InspectScreen(MnemosScreen):
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="inspect-bar"):
-            yield Select([], prompt="checkpoint", id="inspect-checkpoint", allow_blank=True)
-            yield Input(DEFAULT_PROMPT, placeholder="a prompt to look inside with", id="inspect-prompt")
+            yield CheckpointSelect(id="inspect-checkpoint")
+            yield Label(" prompt ", id="inspect-prompt-label")
+            yield Input(DEFAULT_PROMPT, placeholder="a prompt to look inside with", id="inspect-prompt",
+                        compact=True)
         yield Static("", id="inspect-status")
         with TabbedContent(id="inspect-tabs", initial="tokens"):
             with TabPane("1 Tokens", id="tokens"):
@@ -100,36 +104,39 @@ class InspectScreen(MnemosScreen):
         self.anatomy_root = None
         self.token_text: str | None = None  # a loaded text shown in Tokens instead of the prompt
         self._debounce: Timer | None = None
+        self._loading: Path | None = None  # the checkpoint being loaded
         self.refresh_checkpoints()
         self.query_one(TokenStrip).focus()
 
     def on_screen_resume(self) -> None:
-        if self.workspace.checkpoint is not None and (self.ckpt is None or
-                                                      Path(self.ckpt.path) != Path(self.workspace.checkpoint)):
-            self.refresh_checkpoints()
+        self.refresh_checkpoints()
 
     # -- the checkpoint ---------------------------------------------------------------
 
     def refresh_checkpoints(self) -> None:
-        from mnemos.checkpoint import list_checkpoints
-
-        runs = [info for info in list_checkpoints(self.workspace.checkpoints_dir) if not info.problem]
-        select = self.query_one("#inspect-checkpoint", Select)
-        options = [(info.name, info.path) for info in runs]
-        chosen = self.workspace.checkpoint
-        if chosen is not None and str(chosen) not in {p for _, p in options}:
-            options.insert(0, (Path(chosen).name, str(chosen)))
-        select.set_options(options)
-        if not options:
+        """Refill the checkpoint list (runs may have appeared) and load the chosen one."""
+        select = self.query_one(CheckpointSelect)
+        try:
+            count = select.reload(self.workspace.checkpoints_dir, keep=self.workspace.checkpoint)
+        except OSError as exc:
+            self.report(exc)
+            return
+        if count == 0:
             self.set_status("No checkpoint yet: train a model on the Train screen (F3), then come back.")
             return
-        select.value = str(chosen) if chosen is not None else options[0][1]
+        self._open(Path(str(select.value)))
 
     @on(Select.Changed, "#inspect-checkpoint")
     def _checkpoint_chosen(self, event: Select.Changed) -> None:
-        if event.value is not Select.BLANK and event.value is not None:
-            self.set_status(f"loading {self.workspace.show(Path(str(event.value)))} …")
-            self.load(Path(str(event.value)))
+        if event.value != Select.NULL:
+            self._open(Path(str(event.value)))
+
+    def _open(self, path: Path) -> None:
+        if self._loading == path or (self.ckpt is not None and Path(self.ckpt.path).resolve() == path):
+            return
+        self._loading = path
+        self.set_status(f"loading {self.workspace.show(path)} …")
+        self.load(path)
 
     @work(thread=True, exclusive=True, group="inspect-load")
     def load(self, path: Path) -> None:
@@ -141,19 +148,23 @@ class InspectScreen(MnemosScreen):
             ckpt = load_checkpoint(path)
             root, frames = anatomy(ckpt.model), replay(path)
         except (MnemosError, OSError) as exc:
-            self.app.call_from_thread(self.report, exc, "Cannot open checkpoint")
-            self.app.call_from_thread(self.set_status, f"cannot open {path}: {exc}")
+            self.app.call_from_thread(self._load_failed, path, exc)
             return
         self.app.call_from_thread(self._loaded, ckpt, root, frames)
 
+    def _load_failed(self, path: Path, exc: Exception) -> None:
+        self._loading = None
+        self.report(exc, "Cannot open checkpoint")
+        self.set_status(f"cannot open {self.workspace.show(path)}: {exc}")
+
     def _loaded(self, ckpt, root, frames) -> None:
-        self.ckpt, self.anatomy_root = ckpt, root
+        self.ckpt, self.anatomy_root, self._loading = ckpt, root, None
         self.workspace.checkpoint = Path(ckpt.path)
         cfg, state = ckpt.model_config, ckpt.state
         best = state.get("best_val_loss")
-        self.set_status(f"{self.workspace.show(Path(ckpt.path))} · step {state.get('step', 0)} · "
+        self.set_status(f"step {state.get('step', 0)} · "
                         f"{cfg.n_layer} layers × {cfg.n_head} heads · n_embd {cfg.n_embd} · "
-                        f"context {cfg.block_size} · vocabulary {cfg.vocab_size} · {root.params:,} parameters"
+                        f"context {cfg.block_size} · vocab {cfg.vocab_size} · {root.params:,} params"
                         + (f" · best val loss {best:.3f}" if best is not None else ""))
         tree = self.query_one(AnatomyTree)
         tree.show(root)

@@ -13,6 +13,7 @@ import json
 import math
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -226,11 +227,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         interrupted.append(True)
         trainer.stop(reason="interrupt")
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signals only work there
+    previous = signal.signal(signal.SIGINT, on_sigint) if in_main_thread else None
     try:
         done = trainer.run()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
     if done.reason == "error":
         print(f"mnemos train: error: {printer.error}", file=sys.stderr)
         return EXIT_USER_ERROR

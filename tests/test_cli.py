@@ -107,6 +107,30 @@ def test_human_output_is_periodic_lines_when_not_a_terminal(proj, capsys):
     assert "\r" not in out
 
 
+def test_terminal_output_is_one_updating_line():
+    import io
+
+    from mnemos.cli import ProgressPrinter
+    from mnemos.events import EvalEvent, SampleEvent, StepEvent
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term = Terminal()
+    printer = ProgressPrinter(json_mode=False, stream=term)
+    for step in (1, 2, 3):
+        printer(StepEvent(step, 3, 2.5, 1e-3, 0.9, 1000.0, 1.0, 0.0, 100))
+    printer(EvalEvent(3, 2.4, 2.5, 2.5, True, 1.0))
+    printer(SampleEvent(3, "\n", "to be\x07 or not", 2.5))
+    out = term.getvalue()
+    assert out.startswith("\r\x1b[2Kstep      1/3")
+    assert "step      2/3" not in out  # throttled: at most ~10 updates a second
+    assert "\r\x1b[2Kstep      3/3" in out  # the last step is always shown
+    assert "\neval step 3: train loss 2.4000, val loss 2.5000  (best)\n" in out
+    assert "to be\N{MIDDLE DOT} or not" in out and "\x07" not in out
+
+
 def test_preset_then_explicit_flags():
     args = build_parser().parse_args(["train", "--preset", "tiny", "--n-layer", "3", "--lr", "0.01"])
     model, train = train_configs(args)

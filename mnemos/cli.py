@@ -200,6 +200,10 @@ class ProgressPrinter:
         best = "n/a" if e.best_val_loss is None else f"{e.best_val_loss:.4f}"
         self._say(f"done ({e.reason}) at step {e.step} in {_duration(e.elapsed_s)}: loss {loss}, "
                   f"best val loss {best}; checkpoint {e.checkpoint}")
+        if e.checkpoint and e.reason != "error":
+            more = f"; continue with `mnemos train --resume {e.checkpoint}`" if e.reason == "stopped" else ""
+            self._say(f"next: `mnemos generate --checkpoint {e.checkpoint}`, "
+                      f"`mnemos eval --checkpoint {e.checkpoint}`{more}")
 
     def _on_error(self, e) -> None:
         self._end_line()
@@ -219,6 +223,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer = Trainer.new(model_cfg, train_cfg, data=args.data or DEFAULT_TRAIN_DATA, val_data=args.val_data,
                               out_dir=out, callback=printer, force=args.force)
 
+    if not args.json:
+        print(f"run folder: {trainer.out_dir}", flush=True)
     interrupted = []
 
     def on_sigint(signum, frame):

@@ -103,7 +103,9 @@ def test_human_output_is_periodic_lines_when_not_a_terminal(proj, capsys):
     assert any(line.startswith("validation: the last 10% of the training tokens") for line in lines)
     assert [line.split("/")[0] for line in lines if line.startswith("step ")] == ["step     10", "step     20"]
     assert any(line.startswith("eval step 20: train loss") for line in lines)
-    assert lines[-1].startswith("done (finished) at step 20")
+    assert lines[0] == "run folder: run"
+    assert lines[-2].startswith("done (finished) at step 20")
+    assert lines[-1] == "next: `mnemos generate --checkpoint run`, `mnemos eval --checkpoint run`"
     assert "\r" not in out
 
 

@@ -1,0 +1,157 @@
+"""The CuPy backend against NumPy: the same model code on a GPU (with the fused kernels of
+mnemos.cuda_kernels) gives NumPy's loss, gradients, AdamW steps and checkpoints.
+Skipped, with the reason, where CuPy is missing or sees no GPU."""
+
+import numpy as np
+import pytest
+
+from mnemos.backend import get_array_module, to_numpy
+from mnemos.config import ModelConfig, TrainConfig
+from mnemos.errors import DeviceError
+from mnemos.nn import GPT
+from mnemos.optim import AdamW, clip_grad_norm
+
+cupy = pytest.importorskip("cupy", reason="CuPy is not installed (pip install 'mnemos[gpu]')")
+try:
+    get_array_module("cuda")
+except DeviceError as exc:
+    pytest.skip(str(exc), allow_module_level=True)
+
+CFG = ModelConfig(vocab_size=101, n_layer=2, n_head=4, n_embd=64, block_size=32, dropout=0.0)
+
+
+def batch(B=4, T=32, seed=0, vocab=101):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, vocab, (B, T)), rng.integers(0, vocab, (B, T))
+
+
+def pair(cfg=CFG, dtype=np.float32, seed=0):
+    cpu, gpu = GPT(cfg, dtype=dtype, seed=seed), GPT(cfg, dtype=dtype, seed=seed, device="cuda")
+    assert gpu.xp is cupy and isinstance(gpu.params.data, cupy.ndarray)
+    return cpu, gpu
+
+
+def loss_and_grad(model, x, y):
+    model.zero_grad()
+    _, loss = model.forward(x, y, train=True)
+    model.backward()
+    return loss, to_numpy(model.params.grad).copy()
+
+
+def test_same_initial_weights_on_both_devices():
+    cpu, gpu = pair()
+    np.testing.assert_array_equal(to_numpy(gpu.params.data), cpu.params.data)
+
+
+@pytest.mark.parametrize("B,T", [(4, 32), (3, 17)])  # full block, and a ragged one (rows not multiples of 32)
+def test_loss_and_gradients_match_numpy(B, T):
+    cpu, gpu = pair()
+    x, y = batch(B, T, seed=B)
+    loss_c, g_c = loss_and_grad(cpu, x, y)
+    loss_g, g_g = loss_and_grad(gpu, x, y)
+    assert loss_g == pytest.approx(loss_c, rel=1e-5)
+    np.testing.assert_allclose(g_g, g_c, rtol=1e-3, atol=1e-5)
+    assert np.abs(g_c).max() > 1e-2
+
+
+def test_eval_logits_and_the_kv_cache_match_numpy():
+    cpu, gpu = pair()
+    x, _ = batch(2, 20, seed=3)
+    logits_c, _ = cpu.forward(x)
+    logits_g, _ = gpu.forward(x)
+    np.testing.assert_allclose(to_numpy(logits_g), logits_c, rtol=1e-4, atol=1e-5)
+    cache = gpu.new_cache(batch=2)
+    gpu.forward_cached(x[:, :12], cache)
+    step = gpu.forward_cached(x[:, 12:13], cache)
+    np.testing.assert_allclose(to_numpy(step)[:, 0], logits_c[:, 12], rtol=1e-4, atol=1e-5)
+
+
+def test_attention_maps_are_causal_probabilities():
+    _, gpu = pair()
+    maps = gpu.attention_maps(batch(2, 16)[0])
+    for m in maps:
+        assert isinstance(m, np.ndarray) and m.shape == (2, 4, 16, 16)
+        np.testing.assert_allclose(m.sum(-1), 1.0, rtol=1e-5)
+        assert np.all(np.triu(m, k=1) == 0)
+
+
+def test_three_adamw_steps_match_numpy():
+    cpu, gpu = pair()
+    opts = [AdamW(m.params, lr=3e-3, weight_decay=0.1) for m in (cpu, gpu)]
+    for step in range(3):
+        x, y = batch(seed=10 + step)
+        losses = []
+        for model, opt in zip((cpu, gpu), opts):
+            loss, _ = loss_and_grad(model, x, y)
+            norm = clip_grad_norm(model.params.grad, 1.0)
+            opt.step(3e-3)
+            losses.append((loss, norm))
+        assert losses[1][0] == pytest.approx(losses[0][0], rel=1e-5)
+        assert losses[1][1] == pytest.approx(losses[0][1], rel=1e-4)
+    np.testing.assert_allclose(to_numpy(gpu.params.data), cpu.params.data, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(opts[1].state_dict()["v"], opts[0].state_dict()["v"], rtol=1e-3, atol=1e-12)
+    assert opts[1].t == 3 and isinstance(opts[1].state_dict()["m"], np.ndarray)
+
+
+def test_float64_gradients_on_the_device_match_finite_differences():
+    cfg = ModelConfig(vocab_size=23, n_layer=2, n_head=2, n_embd=16, block_size=8, dropout=0.0)
+    model = GPT(cfg, dtype=np.float64, seed=1, device="cuda")
+    x, y = batch(3, 8, seed=4, vocab=23)
+    _, grad = loss_and_grad(model, x, y)
+    rng = np.random.default_rng(0)
+    data = model.params.data
+    checked = 0
+    for name in model.params.names:  # a few coordinates of every parameter
+        start = model.params.offsets[name]
+        size = int(np.prod(model.params.shapes[name]))
+        for i in start + rng.choice(size, size=min(3, size), replace=False):
+            old = float(data[i])
+            data[i] = old + 1e-6
+            up = model.forward(x, y)[1]
+            data[i] = old - 1e-6
+            down = model.forward(x, y)[1]
+            data[i] = old
+            numeric = (up - down) / 2e-6
+            assert grad[i] == pytest.approx(numeric, rel=1e-5, abs=1e-8), name
+            checked += 1
+    assert checked > 50
+
+
+def test_dropout_on_the_device_is_reproducible_and_drops_at_rate_p():
+    cfg = ModelConfig(**{**CFG.to_dict(), "dropout": 0.3})
+    x, y = batch()
+    a, b = GPT(cfg, seed=2, device="cuda"), GPT(cfg, seed=2, device="cuda")
+    la, _ = loss_and_grad(a, x, y)
+    lb, _ = loss_and_grad(b, x, y)
+    mask = a.blocks[0].mlp.drop.mask
+    assert la == lb and bool((mask == b.blocks[0].mlp.drop.mask).all())  # the same seed: the same masks
+    assert abs(float((mask == 0).mean()) - 0.3) < 0.02
+    assert float(mask.max()) == pytest.approx(1 / 0.7, rel=1e-6)
+    first = mask.copy()
+    lc, _ = loss_and_grad(a, x, y)
+    assert lc != la and not bool((a.blocks[0].mlp.drop.mask == first).all())  # the generator moved on
+
+
+def test_a_gpu_run_checkpoints_numpy_and_resumes_on_the_cpu(tmp_path):
+    from mnemos.checkpoint import load_checkpoint
+    from mnemos.trainer import Trainer
+
+    text = tmp_path / "t.txt"
+    rng = np.random.default_rng(0)
+    words = "the king is dead long live the queen and all her men ride".split()
+    text.write_text("\n".join(" ".join(rng.choice(words, 8)) for _ in range(200)), encoding="utf-8")
+    cfg = ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=16)
+    train = TrainConfig(vocab_size=256, batch_size=4, max_steps=10, warmup_steps=2, eval_interval=5, eval_steps=1,
+                        sample_tokens=4, device="cuda", workers=1)
+    trainer = Trainer.new(cfg, train, text, out_dir=tmp_path / "run")
+    assert trainer.run().reason == "finished"
+    ckpt = load_checkpoint(tmp_path / "run")
+    assert ckpt.model.xp is np
+    np.testing.assert_array_equal(ckpt.model.params.data, to_numpy(trainer.model.params.data))
+    x, _ = batch(2, 16, vocab=257)
+    np.testing.assert_allclose(to_numpy(trainer.model.forward(x)[0]), ckpt.model.forward(x)[0], rtol=1e-4,
+                               atol=1e-5)
+    resumed = Trainer.resume(tmp_path / "run", overrides={"max_steps": 12, "device": "cpu"})
+    assert resumed.run().reason == "finished" and resumed.model.xp is np
+    back = Trainer.resume(tmp_path / "run", overrides={"max_steps": 14, "device": "cuda"})
+    assert back.run().reason == "finished" and back.model.xp is cupy

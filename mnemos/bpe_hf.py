@@ -46,10 +46,6 @@ def token_strings(tok: BPETokenizer) -> list[str]:
 
 
 def _vocab_and_merges(tok: BPETokenizer) -> tuple[dict[str, int], list[str]]:
-    from mnemos.tokenizer import GPT2_PATTERN
-
-    if tok.pattern != GPT2_PATTERN:
-        raise TokenizerError("only tokenizers using the GPT-2 pre-tokenizer pattern can be exported to Hugging Face")
     strings = token_strings(tok)
     vocab = {s: i for i, s in enumerate(strings)}
     if len(vocab) != len(strings):

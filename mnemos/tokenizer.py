@@ -50,11 +50,12 @@ MAX_VOCAB = 1 << 20  # token ids are stored as characters internally (chr() stop
 _BLOCK_CHARS = 1 << 20  # texts are split into ~1 MB blocks: bounded memory, same chunks
 # A cut between a non-space and a space character never changes the GPT-2 chunks: no
 # alternative matches across it except through ``\s+(?!\S)``, which starts after it.
+_GPT2 = regex.compile(GPT2_PATTERN)
 _SAFE_CUT = regex.compile(r"(?<=\S)(?=\s)")
 _SURROGATE = regex.compile(r"[\ud800-\udfff]")
 _NO_RANK = sys.maxsize
-_CACHE_LIMIT = 500_000
-_LONG_WORD = 64  # bytes; longer chunks are encoded with a heap of pair ranks  # distinct chunks kept in the encoding cache
+_CACHE_LIMIT = 500_000  # distinct chunks kept in the encoding cache
+_LONG_WORD = 64  # bytes; longer chunks are encoded with a heap of pair ranks
 
 
 def text_blocks(text: str, block_chars: int = _BLOCK_CHARS) -> Iterator[str]:
@@ -81,14 +82,12 @@ def _check_utf8(text: str) -> None:
 
 
 class BPETokenizer:
-    """A trained byte-level BPE: ``merges`` (in rank order), special tokens, pattern."""
+    """A trained byte-level BPE: ``merges`` (in rank order) and special tokens.
 
-    def __init__(
-        self,
-        merges: Iterable[tuple[int, int]] = (),
-        special_tokens: Iterable[str] = (EOT,),
-        pattern: str = GPT2_PATTERN,
-    ) -> None:
+    ``BPETokenizer()`` is the pure byte-level tokenizer (256 bytes + ``<|endoftext|>``).
+    """
+
+    def __init__(self, merges: Iterable[tuple[int, int]] = (), special_tokens: Iterable[str] = (EOT,)) -> None:
         self._pairs: list[tuple[int, int]] = []
         self._bytes: list[bytes] = [bytes([b]) for b in range(BYTE_VOCAB)]
         seen = set(self._bytes)
@@ -112,10 +111,7 @@ class BPETokenizer:
             self._bytes.append(name.encode("utf-8"))
         if len(self._bytes) > MAX_VOCAB:
             raise TokenizerError(f"vocabulary of {len(self._bytes)} tokens is too large (max {MAX_VOCAB})")
-        try:
-            self._pattern = regex.compile(pattern)
-        except (regex.error, TypeError) as e:
-            raise TokenizerError(f"invalid pre-tokenizer pattern: {e}") from None
+        self._pattern = _GPT2
         # rank of each merge, keyed by the pair as a 2-character string
         self._ranks = {chr(a) + chr(b): r for r, (a, b) in enumerate(self._pairs)}
         self._rank_pairs = list(self._ranks)
@@ -369,9 +365,11 @@ class BPETokenizer:
                 raise TypeError
             if not all(type(a) is int and type(b) is int for a, b in merges):
                 raise TypeError
+            if pattern != GPT2_PATTERN:
+                raise TokenizerError(f"{source} uses a pre-tokenizer pattern this Mnemos does not know: {pattern[:40]!r}")
         except (KeyError, TypeError, ValueError):
             raise TokenizerError(f"{source} is corrupt (missing or malformed merges / special_tokens / pattern)") from None
-        tok = cls(merges, list(specials), pattern)
+        tok = cls(merges, list(specials))
         if tok._special != specials or data.get("vocab_size", tok.vocab_size) != tok.vocab_size:
             raise TokenizerError(f"{source} is corrupt (special token ids or vocab_size do not match the merges)")
         return tok

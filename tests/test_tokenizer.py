@@ -371,6 +371,13 @@ def _write(path, content):
     return path
 
 
+GOOD = {"format": "mnemos-bpe", "version": 1, "pattern": GPT2_PATTERN, "special_tokens": {}, "merges": []}
+
+
+def _with(**changes):
+    return json.dumps({**GOOD, **changes})
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
@@ -379,15 +386,18 @@ def _write(path, content):
         ('{"format": "mnemos-bpe", "version": 1, "merges": [[97, 9', "not valid JSON"),
         ("[1, 2, 3]", "not a Mnemos tokenizer"),
         ('{"version": "1.0", "model": {"type": "BPE"}}', "Hugging Face"),
-        ('{"format": "mnemos-bpe", "version": 2}', "version"),
+        (_with(version=2), "version"),
         ('{"format": "mnemos-bpe", "version": 1}', "corrupt"),
-        ('{"format": "mnemos-bpe", "version": 1, "pattern": "x", "special_tokens": {}, "merges": [[1]]}', "corrupt"),
-        ('{"format": "mnemos-bpe", "version": 1, "pattern": "x", "special_tokens": {}, "merges": [[97, 300]]}', "unknown token"),
-        ('{"format": "mnemos-bpe", "version": 1, "pattern": "x", "special_tokens": {}, "merges": [["a", "b"]]}', "corrupt"),
-        ('{"format": "mnemos-bpe", "version": 1, "pattern": "x", "special_tokens": {}, "merges": [[97.0, 98]]}', "corrupt"),
-        ('{"format": "mnemos-bpe", "version": 1, "pattern": "x", "special_tokens": {}, "merges": [[97, 98], [97, 98]]}', "repeats"),
-        ('{"format": "mnemos-bpe", "version": 1, "pattern": "(", "special_tokens": {}, "merges": []}', "pattern"),
-        ('{"format": "mnemos-bpe", "version": 1, "pattern": "x", "special_tokens": {"<|e|>": 7}, "merges": []}', "corrupt"),
+        (_with(merges=[[1]]), "corrupt"),
+        (_with(merges=[["a", "b"]]), "corrupt"),
+        (_with(merges=[[97.0, 98]]), "corrupt"),
+        (_with(merges=5), "corrupt"),
+        (_with(merges=[[97, 300]]), "unknown token"),
+        (_with(merges=[[97, 98], [97, 98]]), "repeats"),
+        (_with(pattern=r"\w+|\s+"), "pattern"),
+        (_with(special_tokens={"<|e|>": 7}), "corrupt"),
+        (_with(special_tokens={"": 256}), "non-empty"),
+        (_with(vocab_size=300), "corrupt"),
     ],
 )
 def test_bad_files_give_one_line_errors(tmp_path, content, message):
@@ -396,6 +406,11 @@ def test_bad_files_give_one_line_errors(tmp_path, content, message):
         BPETokenizer.load(path)
     assert isinstance(err.value, MnemosError)
     assert "\n" not in str(err.value)
+
+
+def test_good_minimal_file_loads(tmp_path):
+    tok = BPETokenizer.load(_write(tmp_path / "tokenizer.json", _with(merges=[[97, 98]], special_tokens={EOT: 257})))
+    assert tok.merges == [((97, 98), 256)] and tok.eot_id == 257
 
 
 def test_truncated_saved_file(tok, tmp_path):

@@ -241,12 +241,15 @@ class BPETokenizer:
             unknown = allowed - set(self._special)
             if unknown:
                 raise TokenizerError(f"unknown special token(s) {sorted(unknown)}; this tokenizer has {list(self._special)}")
+        if not allowed:
+            return self._encode_ordinary(text)
+        # longest first, so that a special token that extends another one wins
+        allowed_re = regex.compile("|".join(regex.escape(s) for s in sorted(allowed, key=len, reverse=True)))
         out, start = [], 0
-        for m in self._special_re.finditer(text):
-            if m.group() in allowed:
-                out.append(self._encode_ordinary(text[start : m.start()]))
-                out.append(chr(self._special[m.group()]))
-                start = m.end()
+        for m in allowed_re.finditer(text):
+            out.append(self._encode_ordinary(text[start : m.start()]))
+            out.append(chr(self._special[m.group()]))
+            start = m.end()
         out.append(self._encode_ordinary(text[start:]))
         return "".join(out)
 

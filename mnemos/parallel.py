@@ -29,7 +29,8 @@ an *unlinked* temporary file in ``/dev/shm`` that both sides memory-map (the wei
 one gradient buffer per worker, the batch). The file has no name, so nothing can leak:
 the kernel frees it when the last process holding it exits, however it exits.
 
-Workers never outlive the trainer: they ignore Ctrl+C (the parent decides when to stop),
+Workers never outlive the trainer: they run in a session of their own and ignore Ctrl+C
+(the parent decides when to stop, after saving a checkpoint),
 exit as soon as their socket reports the parent gone (closed, crashed or killed) or their
 parent process id changes, and :meth:`DataParallel.close` (also run on garbage collection
 and at interpreter exit) asks them to stop, then terminates and kills them. A worker that
@@ -55,6 +56,7 @@ from mnemos.errors import ConfigError, WorkerError
 
 POLL_S = 0.2  # how often a waiting parent checks that its workers live, and vice versa
 _SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _ADVICE = "resume from the last checkpoint, with --workers 1 if it happens again"
 _ALIGN = 64  # bytes: every shared array starts on a cache line
 
@@ -76,6 +78,7 @@ class _Layout:
 
     def __init__(self, n_params: int, dtype, workers: int, max_tokens: int):
         self.n_params, self.dtype, self.workers, self.max_tokens = n_params, np.dtype(dtype).str, workers, max_tokens
+        self.args = (n_params, self.dtype, workers, max_tokens)  # what a worker rebuilds it from
         size = lambda n, dt: -(-n * np.dtype(dt).itemsize // _ALIGN) * _ALIGN  # noqa: E731
         p = size(n_params, dtype)
         self.data = 0
@@ -106,7 +109,8 @@ def _worker_main(sock_fd: int, mem_fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's to handle
     conn = Connection(sock_fd)
     try:
-        _, layout, config, seed, rank, parent_pid = conn.recv()
+        _, layout_args, config, seed, rank, parent_pid = conn.recv()
+        layout = _Layout(*layout_args)
         with mmap.mmap(mem_fd, layout.nbytes) as buf:
             _serve(conn, buf, layout, config, seed, rank, parent_pid)
     except (EOFError, OSError):
@@ -160,12 +164,15 @@ class _Worker:
         self.rank = rank
         parent_end, child_end = socket.socketpair()
         self.stderr = tempfile.TemporaryFile()
-        env = {**os.environ, **_SINGLE_THREADED}
+        # the worker imports this very copy of mnemos, whatever the current directory
+        path = os.pathsep.join(p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, **_SINGLE_THREADED, "PYTHONPATH": path}
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mnemos.parallel", str(child_end.fileno()), str(mem_fd)],
                 pass_fds=(child_end.fileno(), mem_fd), env=env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=self.stderr)
+                stdout=subprocess.DEVNULL, stderr=self.stderr,
+                start_new_session=True)  # out of the terminal's process group: Ctrl+C is for the parent
         finally:
             child_end.close()
         self.conn = Connection(parent_end.detach())
@@ -211,7 +218,7 @@ class DataParallel:
             for rank in range(workers):
                 self._workers.append(_Worker(rank, self._file.fileno()))
             for w in self._workers:
-                self._send(w, ("init", self.layout, cfg.to_dict(), seed, w.rank, os.getpid()))
+                self._send(w, ("init", self.layout.args, cfg.to_dict(), seed, w.rank, os.getpid()))
             self.pids = [self._receive(w)[1] for w in self._workers]
         except BaseException:
             self.close()

@@ -225,3 +225,35 @@ def test_two_worker_runs_are_deterministic_and_resume_bit_for_bit(text_file, tmp
     assert resumed.run().reason == "finished" and resumed.step == 12
     assert np.array_equal(resumed.model.params.data, straight.model.params.data)
     assert np.array_equal(resumed.optimizer.m, straight.optimizer.m)
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc to find the workers")
+def test_ctrl_c_on_the_cli_saves_stops_the_workers_and_exits_130(text_file, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "mnemos", "train", "--data", str(text_file), "--out", str(out), "--workers", "2",
+           "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "8", "--batch-size", "4",
+           "--vocab-size", "256", "--max-steps", "100000", "--eval-interval", "100000", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        for line in proc.stdout:  # wait until training runs
+            if '"event": "step"' in line:
+                break
+        workers = children(proc.pid)
+        assert len(workers) == 2
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl+C: the whole foreground group
+        rest, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert '"reason": "interrupt"' in rest  # the checkpoint event
+    assert (out / "model.npz").exists()
+    assert all(gone(pid) for pid in workers)

@@ -312,13 +312,23 @@ def eval_history(dir: str | os.PathLike) -> list[dict]:
 
 
 def _history_markdown(rows: list[dict]) -> str:
+    def num(row, key, fmt):
+        value = row.get(key)
+        return format(value, fmt) if isinstance(value, (int, float)) and not isinstance(value, bool) else "?"
+
     lines = ["## History", "", "| When | Step | Text | Loss | Bits/byte | Unigram bits/byte | Tokens |",
              "|---|---:|---|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r.get('timestamp', '')} | {r.get('step', '')} | `{r.get('data', '')}` | "
-                     f"{r.get('loss', float('nan')):.4f} | {r.get('bits_per_byte', float('nan')):.4f} | "
-                     f"{r.get('unigram_bits_per_byte', float('nan')):.4f} | {r.get('tokens', 0):,} |")
+        lines.append(f"| {r.get('timestamp', '?')} | {r.get('step', '?')} | `{r.get('data', '?')}` | "
+                     f"{num(r, 'loss', '.4f')} | {num(r, 'bits_per_byte', '.4f')} | "
+                     f"{num(r, 'unigram_bits_per_byte', '.4f')} | {num(r, 'tokens', ',')} |")
     return "\n".join(lines) + "\n"
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
 
 
 def save_report(dir: str | os.PathLike, report: EvalReport) -> Path:
@@ -328,8 +338,11 @@ def save_report(dir: str | os.PathLike, report: EvalReport) -> Path:
     if not folder.is_dir():
         raise MnemosError(f"{folder} is not a folder; pass the checkpoint folder the report belongs to")
     try:
-        with open(folder / HISTORY_FILE, "a", encoding="utf-8") as f:
-            f.write(json.dumps(report.to_dict(), allow_nan=False) + "\n")
+        history = folder / HISTORY_FILE
+        torn = history.is_file() and history.stat().st_size > 0 and _last_byte(history) != b"\n"
+        with open(history, "a", encoding="utf-8") as f:
+            # after a crash mid-line, start a new line so this report is not glued to the torn one
+            f.write(("\n" if torn else "") + json.dumps(report.to_dict(), allow_nan=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
         md = folder / REPORT_FILE

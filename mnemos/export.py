@@ -221,7 +221,7 @@ def _write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _model_card(model_cfg: ModelConfig, source: Path, state: dict) -> str:
+def _model_card(model_cfg: ModelConfig, source: Path, state: dict, out: Path) -> str:
     step = state.get("step")
     return (
         "---\nlibrary_name: transformers\npipeline_tag: text-generation\ntags: [gpt2, mnemos]\n---\n\n"
@@ -232,8 +232,8 @@ def _model_card(model_cfg: ModelConfig, source: Path, state: dict) -> str:
         f"{model_cfg.num_params():,} parameters"
         + (f", {step} training steps" if isinstance(step, int) else "") + ").\n\n"
         "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
-        'model = AutoModelForCausalLM.from_pretrained("PATH")\n'
-        'tokenizer = AutoTokenizer.from_pretrained("PATH")\n```\n\n'
+        f'model = AutoModelForCausalLM.from_pretrained("{out}")\n'
+        f'tokenizer = AutoTokenizer.from_pretrained("{out}")\n```\n\n'
         f"The context is {model_cfg.block_size} tokens: GPT-2 has learned position embeddings, "
         "so keep `input_ids` at most that long.\n"
     )
@@ -286,7 +286,7 @@ def export_hf(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike) -> 
         tok_config, special = _tokenizer_config(ckpt.tokenizer, cfg.block_size)
         _write_json(tmp / "tokenizer_config.json", tok_config)
         _write_json(tmp / "special_tokens_map.json", special)
-        (tmp / "README.md").write_text(_model_card(cfg, ckpt.path, ckpt.state), encoding="utf-8")
+        (tmp / "README.md").write_text(_model_card(cfg, ckpt.path, ckpt.state, out), encoding="utf-8")
         out.mkdir(exist_ok=True)
         for path in sorted(tmp.iterdir()):
             os.replace(path, out / path.name)

@@ -244,6 +244,8 @@ def test_save_report_writes_markdown_and_history(run):
     md = path.read_text(encoding="utf-8")
     assert md.startswith("# Evaluation") and "## History" in md and md.count(f"`{test_file}`") >= 3
     with open(folder / "evals.jsonl", "a", encoding="utf-8") as f:
-        f.write('{"loss": 1.0, "torn')  # a crash mid-write
-    assert len(eval_history(folder)) == 2
+        f.write('{"loss": "odd"}\n{"loss": 1.0, "torn')  # a hand-edited line, then a crash mid-write
+    assert len(eval_history(folder)) == 3
+    save_report(folder, first)  # the odd line shows as "?" in the table
+    assert "| ? |" in path.read_text(encoding="utf-8") and len(eval_history(folder)) == 4
     assert EvalReport(**history[1]).to_dict() == history[1]

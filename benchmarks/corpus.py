@@ -119,16 +119,18 @@ def _debian_text() -> str | None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        got = subprocess.run(["apt-get", "download", *PACKAGES], cwd=tmp, capture_output=True, text=True)
-        if got.returncode != 0:
-            return None
         texts = []
-        for package in PACKAGES:
-            deb = next(tmp_path.glob(f"{package}_*.deb"))
+        for package in PACKAGES:  # one by one: a package missing from this release is skipped
+            subprocess.run(["apt-get", "download", package], cwd=tmp, capture_output=True)
+            deb = next(tmp_path.glob(f"{package}_*.deb"), None)
+            if deb is None:
+                continue
             folder = tmp_path / package
             subprocess.run(["dpkg-deb", "-x", str(deb), str(folder)], check=True)
             texts.append(_package_text(package, folder))
     text = "".join(texts)
+    if not text:
+        return None
     CACHE.mkdir(exist_ok=True)
     cached.write_text(text, "utf-8")
     return text

@@ -372,7 +372,10 @@ class BPETokenizer:
                 raise TokenizerError(f"{source} uses a pre-tokenizer pattern this Mnemos does not know: {pattern[:40]!r}")
         except (KeyError, TypeError, ValueError):
             raise TokenizerError(f"{source} is corrupt (missing or malformed merges / special_tokens / pattern)") from None
-        tok = cls(merges, list(specials))
+        try:
+            tok = cls(merges, list(specials))
+        except TokenizerError as e:
+            raise TokenizerError(f"{source} is corrupt: {e}") from None
         if tok._special != specials or data.get("vocab_size", tok.vocab_size) != tok.vocab_size:
             raise TokenizerError(f"{source} is corrupt (special token ids or vocab_size do not match the merges)")
         return tok

@@ -80,6 +80,18 @@ def test_inspect_text_file_counts(tmp_path):
     assert info == FileInfo(str(f), 8, 7, 3, 6, 8, None)  # é is two bytes: 8 byte-level tokens
 
 
+def test_inspect_text_file_reads_in_pieces(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "ENCODE_CHUNK", 5)  # split multi-byte characters between reads
+    f = tmp_path / "a.txt"
+    f.write_text("\ufeff" + TEXT, encoding="utf-8")
+    info = inspect_text_file(f)
+    assert (info.chars, info.lines, info.distinct_chars) == (len(TEXT), TEXT.count("\n"), len(set(TEXT)))
+    assert info.problem is None
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(TEXT.encode() + b"\xc3(")
+    assert f"offset {len(TEXT.encode())}" in inspect_text_file(bad).problem
+
+
 def test_inspect_text_file_estimates_fewer_tokens_with_merges(tmp_path):
     f = tmp_path / "a.txt"
     f.write_text(TEXT, encoding="utf-8")

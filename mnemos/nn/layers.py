@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import math
 
-from mnemos.backend import scatter_add
+import numpy as np
+
+from mnemos.backend import dropout_mask, fused_kernels, scatter_add
 
 GELU_C = math.sqrt(2.0 / math.pi)
 GELU_A = 0.044715
@@ -41,9 +43,7 @@ class Dropout:
         if out is None:
             out = x
         m = self.ws.get(self.name + ".mask", x.shape)
-        self.rng.random(out=m, dtype=m.dtype)
-        self.xp.greater_equal(m, self.p, out=m)
-        m *= 1.0 / (1.0 - self.p)
+        dropout_mask(self.rng, m, self.p)  # [u >= p] / (1 - p)
         self.mask = m
         self.xp.multiply(x, m, out=out)
         return out
@@ -101,6 +101,7 @@ class LayerNorm:
         self.w, self.b = params.view(name + ".weight"), params.view(name + ".bias")
         self.dw, self.db = params.grad_view(name + ".weight"), params.grad_view(name + ".bias")
         self.xhat = self.rstd = None
+        self.fused = fused_kernels(self.xp)  # one GPU kernel each way on CuPy; None on NumPy
 
     def forward(self, x):  # (N, C) -> (N, C)
         xp, ws = self.xp, self.ws
@@ -108,8 +109,12 @@ class LayerNorm:
         ones_c = ws.ones(C)
         xhat = ws.get(self.name + ".xhat", (N, C))
         y = ws.get(self.name + ".y", (N, C))
-        mean = ws.get(self.name + ".mean", (N,))
         rstd = ws.get(self.name + ".rstd", (N,))
+        if self.fused is not None:
+            self.fused.layernorm_forward(x, self.w, self.b, self.eps, xhat, y, rstd)
+            self.xhat, self.rstd = xhat, rstd
+            return y
+        mean = ws.get(self.name + ".mean", (N,))
         xp.matmul(x, ones_c, out=mean)
         mean *= 1.0 / C
         xp.subtract(x, mean[:, None], out=xhat)
@@ -132,6 +137,11 @@ class LayerNorm:
         ones_n, ones_c = ws.ones(N), ws.ones(C)
         g = ws.get(self.name + ".g", (N, C))
         dx = ws.get(self.name + ".dx", (N, C))
+        if self.fused is not None:  # dx, and dy * xhat into g
+            self.fused.layernorm_backward(dy, xhat, self.w, rstd, dx, g)
+            self.dw += ones_n @ g
+            self.db += ones_n @ dy
+            return dx
         xp.multiply(dy, xhat, out=g)
         self.dw += ones_n @ g
         self.db += ones_n @ dy
@@ -151,45 +161,51 @@ class LayerNorm:
 class GELU:
     """tanh-GELU: ``y = x/2 * (1 + t)``, ``t = tanh(u)``, ``u = c (x + a x^3)``.
 
-    Backward: ``dy/dx = (1 + t)/2 + x/2 * (1 - t^2) * c (1 + 3 a x^2)``. Cubes are
-    written as products into buffers (float32 ``x ** 3`` is a slow generic power).
+    Backward: ``dy/dx = (1 + t)/2 + x/2 * (1 - t^2) * c (1 + 3 a x^2)``. In training the
+    forward computes this derivative from its own intermediates (``x^2``, ``t``), so the
+    backward is one product. Cubes are products into buffers (float32 ``x ** 3`` is a
+    slow generic power).
     """
 
     def __init__(self, name, ws):
         self.name, self.ws, self.xp = name, ws, ws.xp
-        self.x = self.t = None
+        self.dydx = None
+        self.fused = fused_kernels(self.xp)  # one GPU kernel on CuPy; None on NumPy
 
-    def forward(self, x):  # (N, D) -> (N, D)
+    def forward(self, x, train=True):  # (N, D) -> (N, D)
         xp, ws = self.xp, self.ws
+        if self.fused is not None:
+            y = ws.get(self.name + ".y", x.shape)
+            self.dydx = ws.get(self.name + ".dydx", x.shape) if train else None
+            self.fused.gelu(x, y, self.dydx)
+            return y
+        x2 = ws.get(self.name + ".x2", x.shape)
         t = ws.get(self.name + ".t", x.shape)
         y = ws.get(self.name + ".y", x.shape)
-        xp.multiply(x, x, out=t)
-        t *= GELU_C * GELU_A
+        xp.multiply(x, x, out=x2)
+        xp.multiply(x2, GELU_C * GELU_A, out=t)
         t += GELU_C
         t *= x  # u = c x + c a x^3
         xp.tanh(t, out=t)
         xp.add(t, 1.0, out=y)
+        y *= 0.5  # (1 + t) / 2
+        self.dydx = None
+        if train:
+            d = ws.get(self.name + ".dydx", x.shape)
+            x2 *= 1.5 * GELU_C * GELU_A
+            x2 += 0.5 * GELU_C
+            x2 *= x  # x/2 * c (1 + 3 a x^2)
+            xp.multiply(t, t, out=d)
+            xp.subtract(1.0, d, out=d)
+            d *= x2
+            d += y
+            self.dydx = d
         y *= x
-        y *= 0.5
-        self.x, self.t = x, t
         return y
 
     def backward(self, dy):  # (N, D) -> (N, D)
-        xp, ws = self.xp, self.ws
-        x, t = self.x, self.t
-        dx = ws.get(self.name + ".dx", x.shape)
-        s = ws.get(self.name + ".s", x.shape)
-        xp.multiply(x, x, out=s)
-        s *= 3.0 * GELU_C * GELU_A
-        s += GELU_C  # c (1 + 3 a x^2)
-        s *= x
-        xp.multiply(t, t, out=dx)
-        xp.subtract(1.0, dx, out=dx)
-        dx *= s  # x (1 - t^2) c (1 + 3 a x^2)
-        dx += t
-        dx += 1.0
-        dx *= 0.5
-        dx *= dy
+        dx = self.ws.get(self.name + ".dx", dy.shape)
+        self.xp.multiply(dy, self.dydx, out=dx)
         return dx
 
 
@@ -227,15 +243,32 @@ class Embedding:
         scatter_add(xp, self.dwte.reshape(-1), flat.reshape(-1), dx.reshape(-1))
 
 
-def softmax_rows_(a, ones, xp):
-    """In-place softmax over the last axis of ``a`` (rows may contain -inf)."""
-    m = a.max(axis=-1, keepdims=True)
-    a -= m
-    xp.exp(a, out=a)
-    s = a @ ones
-    xp.reciprocal(s, out=s)
-    a *= s[..., None]
-    return a
+def exp_shifted(src, out, groups, ones, xp):
+    """``out = exp(src - shift)`` for ``src`` of shape ``(..., n)``; returns the row sums
+    of ``out`` (shape ``src.shape[:-1]``) and the shift (broadcastable against
+    ``sums.reshape(groups, -1)``).
+
+    The shift is one maximum per group of rows (``groups`` = how many; e.g. one per
+    (batch, head) slice of attention scores): a max over a whole slice is ~10x cheaper
+    than one per short row. It is exact unless a row's maximum lies far below its
+    group's and the row underflows; rows whose sum falls under ``sqrt(tiny)`` are then
+    redone with a per-row maximum, so results match a per-row shift to rounding.
+    """
+    flat_src, flat_out = src.reshape(groups, -1), out.reshape(groups, -1)
+    shift = flat_src.max(axis=1)[:, None]
+    xp.subtract(flat_src, shift, out=flat_out)
+    xp.exp(out, out=out)
+    sums = out @ ones
+    if sums.min() < _SAFE_SUM[out.dtype.char]:
+        row_max = src.max(axis=-1, keepdims=True)
+        xp.subtract(src, row_max, out=out)
+        xp.exp(out, out=out)
+        sums = out @ ones
+        shift = row_max.reshape(groups, -1)
+    return sums, shift
+
+
+_SAFE_SUM = {"f": float(np.sqrt(np.finfo(np.float32).tiny)), "d": float(np.sqrt(np.finfo(np.float64).tiny))}
 
 
 class CausalSelfAttention:
@@ -262,6 +295,7 @@ class CausalSelfAttention:
         causal = xp.triu(xp.ones((block_size, block_size), dtype=bool), k=1)
         self.mask = xp.where(causal, -xp.inf, 0.0).astype(ws.dtype)
         self.shape = self.qkv = self.P = self.Pd = None
+        self.fused = fused_kernels(xp)  # one GPU kernel per softmax (and backward) on CuPy
 
     def _heads(self, qkv, B, T):
         """q, k, v as (B, H, T, hd) views of the fused (B*T, 3C) projection."""
@@ -276,11 +310,17 @@ class CausalSelfAttention:
         hd = C // H
         qkv = self.c_attn.forward(x)
         q, k, v = self._heads(qkv, B, T)
+        S = ws.get("attn.scores", (B, H, T, T))  # scratch shared by all layers
         P = ws.get(n + ".P", (B, H, T, T))
-        xp.matmul(q, k.swapaxes(-1, -2), out=P)
-        P *= 1.0 / math.sqrt(hd)
-        P += self.mask[:T, :T]
-        softmax_rows_(P, ws.ones(T), xp)
+        xp.matmul(q, k.swapaxes(-1, -2), out=S)
+        if self.fused is not None:
+            self.fused.causal_softmax(S, P, 1.0 / math.sqrt(hd))
+        else:
+            S *= 1.0 / math.sqrt(hd)
+            S += self.mask[:T, :T]
+            sums, _ = exp_shifted(S, P, B * H, ws.ones(T), xp)
+            xp.reciprocal(sums, out=sums)
+            P *= sums[..., None]
         if record is not None:
             record.append(P.copy())
         drop_out = ws.get(n + ".Pd", P.shape) if train and self.attn_drop.p > 0 else None
@@ -307,12 +347,15 @@ class CausalSelfAttention:
         xp.matmul(self.Pd.swapaxes(-1, -2), dy, out=dv)
         self.attn_drop.backward(dP)
         P = self.P
-        tmp = ws.get(n + ".tmp", P.shape)
-        xp.multiply(dP, P, out=tmp)
-        rowsum = tmp @ ws.ones(T)
-        dP -= rowsum[..., None]
-        dP *= P
-        dP *= 1.0 / math.sqrt(hd)
+        if self.fused is not None:
+            self.fused.softmax_backward(dP, P, 1.0 / math.sqrt(hd))
+        else:
+            tmp = ws.get(n + ".tmp", P.shape)
+            xp.multiply(dP, P, out=tmp)
+            rowsum = tmp @ ws.ones(T)
+            dP -= rowsum[..., None]
+            dP *= P
+            dP *= 1.0 / math.sqrt(hd)
         xp.matmul(dP, k, out=dq)
         xp.matmul(dP.swapaxes(-1, -2), q, out=dk)
         return self.c_attn.backward(dqkv)
@@ -327,10 +370,11 @@ class CausalSelfAttention:
         end = start + t
         k_cache[:, :, start:end] = k
         v_cache[:, :, start:end] = v
-        P = xp.matmul(q, k_cache[:, :, :end].swapaxes(-1, -2))  # (B, H, t, end)
-        P *= 1.0 / math.sqrt(hd)
-        P += self.mask[start:end, :end]
-        softmax_rows_(P, xp.ones(end, dtype=P.dtype), xp)
+        S = xp.matmul(q, k_cache[:, :, :end].swapaxes(-1, -2))  # (B, H, t, end)
+        S *= 1.0 / math.sqrt(hd)
+        S += self.mask[start:end, :end]
+        P = xp.empty_like(S)
+        P /= exp_shifted(S, P, B * H, xp.ones(end, dtype=S.dtype), xp)[0][..., None]
         y = xp.matmul(P, v_cache[:, :, :end])  # (B, H, t, hd)
         y = xp.ascontiguousarray(y.transpose(0, 2, 1, 3)).reshape(B * t, C)
         return self.c_proj.forward(y)
@@ -347,7 +391,7 @@ class MLP:
         self.drop = Dropout(name + ".drop", dropout, ws, rng)
 
     def forward(self, x, train):  # (N, C) -> (N, C)
-        out = self.c_proj.forward(self.gelu.forward(self.c_fc.forward(x)))
+        out = self.c_proj.forward(self.gelu.forward(self.c_fc.forward(x), train))
         return self.drop.forward(out, train)
 
     def backward(self, dout):  # (N, C) -> (N, C); dout is not modified
@@ -357,7 +401,8 @@ class MLP:
 
 class CrossEntropy:
     """Mean cross-entropy of logits ``z`` (N, V) against targets ``y`` (N,), fused with
-    a numerically stable log-softmax: ``loss = mean_n(logsumexp(z_n) - z_n[y_n])``.
+    a numerically stable log-softmax: ``loss = mean_n(logsumexp(z_n) - z_n[y_n])``
+    (one shift for all rows, per-row where a row would underflow: see ``exp_shifted``).
 
     Backward: ``dz = (softmax(z) - onehot(y)) / N``, written over the softmax buffer.
     """
@@ -365,20 +410,25 @@ class CrossEntropy:
     def __init__(self, ws):
         self.ws, self.xp = ws, ws.xp
         self.probs = self.targets = None
+        self.fused = fused_kernels(self.xp)  # one GPU kernel each way on CuPy; None on NumPy
 
     def forward(self, z, targets, keep=True):  # (N, V), (N,) -> float
         xp, ws = self.xp, self.ws
         N, V = z.shape
-        m = z.max(axis=1)
         p = ws.get("ce.probs", (N, V))
-        xp.subtract(z, m[:, None], out=p)
-        xp.exp(p, out=p)
-        s = p @ ws.ones(V)
-        rows = xp.arange(N)
-        nll = xp.log(s) + m - z[rows, targets]
+        if self.fused is not None:
+            nll = ws.get("ce.nll", (N,), dtype=xp.float64)
+            self.fused.cross_entropy(z, targets, p, nll, keep)
+            if keep:
+                self.probs, self.targets = p, targets
+            return float(nll.mean())
+        s, shift = exp_shifted(z, p, 1, ws.ones(V), xp)  # p = exp(z - shift), row sums s
+        logsumexp = xp.log(s) + shift.reshape(-1)
+        nll = logsumexp - z[xp.arange(N), targets]
         loss = float(nll.astype(xp.float64).mean())
         if keep:
-            p *= (1.0 / s)[:, None]
+            xp.reciprocal(s, out=s)
+            p *= s[:, None]
             self.probs, self.targets = p, targets
         return loss
 
@@ -386,7 +436,10 @@ class CrossEntropy:
         xp = self.xp
         dz, targets = self.probs, self.targets
         N = dz.shape[0]
-        dz[xp.arange(N), targets] -= 1.0
-        dz *= 1.0 / N
+        if self.fused is not None:
+            self.fused.cross_entropy_backward(dz, targets)
+        else:
+            dz[xp.arange(N), targets] -= 1.0
+            dz *= 1.0 / N
         self.probs = None
         return dz

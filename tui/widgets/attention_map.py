@@ -88,7 +88,7 @@ class AttentionMap(Widget, can_focus=True):
         self._moved()
 
     def _moved(self) -> None:
-        self.refresh(layout=True)
+        self.refresh()  # same size: no new layout needed
         self.post_message(self.Moved(self.layer, None if self.mean_heads else self.head, self.query))
 
     # -- drawing ----------------------------------------------------------------------
@@ -136,8 +136,12 @@ class AttentionMap(Widget, can_focus=True):
             line = Text()
             line.append(f"{lab[:LABEL_WIDTH]:>{LABEL_WIDTH}} ", style=query_style if i == q else "")
             line.append("▶" if i == q else " ")
-            for j in range(T):
-                line.append("·" if j > i else " ", style=palette[shade[i, j]] if j <= i else "dim")
+            # one segment per run of equal shades (far fewer than T cells to draw)
+            row = shade[i, :i + 1]
+            cuts = np.flatnonzero(np.diff(row)) + 1
+            for a, b in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [i + 1]))):
+                line.append(" " * int(b - a), style=palette[row[a]])
+            line.append("·" * (T - i - 1), style="dim")  # the future: masked
             rows.append(line)
         top = np.argsort(-w[q], kind="stable")[:5]
         reads = Text()

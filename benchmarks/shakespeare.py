@@ -62,6 +62,8 @@ def run_mnemos(corpus: Path, steps: int, vocab_size: int, workers: int) -> dict:
     marks = {}
 
     def on_event(event):
+        if event.kind == "error":
+            print(f"  mnemos error: {event.message}", flush=True)
         if event.kind == "state" and event.state == "running":
             marks["start"] = time.perf_counter()
         if event.kind == "step" and event.step % max(1, steps // 10) == 0:

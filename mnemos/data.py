@@ -200,10 +200,18 @@ def content_hash(data: bytes | str) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
+def _writable(folder: Path) -> bool:
+    """Writable by us, and not marked read-only (root ignores the mode bits otherwise)."""
+    try:
+        return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & 0o200)
+    except OSError:
+        return False
+
+
 def default_cache_dir(path: Path) -> Path:
-    """``.cache/`` next to the data file, or ``~/.cache/mnemos`` if that is not writable."""
-    local = path.resolve().parent / ".cache"
-    if os.access(local if local.exists() else local.parent, os.W_OK):
+    """``.cache/`` next to the data file, or ``~/.cache/mnemos`` if that folder is read-only."""
+    local = Path(path).resolve().parent / ".cache"
+    if _writable(local) if local.exists() else _writable(local.parent):
         return local
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mnemos"
 

@@ -189,6 +189,19 @@ def test_trained_tokenizer_is_cached_by_text_and_size(tmp_path, monkeypatch):
     assert train_tokenizer(TEXT, 256, tmp_path).merges == []  # byte level needs no training
 
 
+def test_read_only_data_folder_caches_in_the_home_cache(tmp_path, monkeypatch):
+    folder = tmp_path / "corpora"
+    folder.mkdir()
+    (folder / "train.txt").write_text(TEXT)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
+    assert data.default_cache_dir(folder / "train.txt") == folder / ".cache"
+    folder.chmod(0o555)
+    try:
+        assert data.default_cache_dir(folder / "train.txt") == tmp_path / "home-cache" / "mnemos"
+    finally:
+        folder.chmod(0o755)
+
+
 # --------------------------------------------------------------------------- batches
 
 

@@ -85,6 +85,29 @@ def test_backward_accumulates_over_micro_batches():
     np.testing.assert_allclose(model.params.grad / 2, whole, rtol=1e-12, atol=1e-15)
 
 
+def test_replica_shares_weights_and_keeps_its_own_gradient():
+    """The data-parallel seam: a replica built on the same data buffer, own grad buffer."""
+    from mnemos.nn import ParamStore
+    model = randomised(TINY)
+    replica = GPT(TINY, dtype=np.float64, params=ParamStore(param_specs(TINY), np.float64,
+                                                            data=model.params.data,
+                                                            grad=np.zeros(model.params.size)))
+    assert replica.params.data is model.params.data
+    idx, targets = batch(TINY, 4, 6)
+    model.zero_grad()
+    model.forward(idx, targets, train=True)
+    model.backward()
+    whole = model.params.grad.copy()
+    model.zero_grad()
+    model.forward(idx[:2], targets[:2], train=True)
+    replica.forward(idx[2:], targets[2:], train=True)  # interleaved: separate scratch buffers
+    model.backward()
+    replica.backward()
+    np.testing.assert_allclose((model.params.grad + replica.params.grad) / 2, whole, rtol=1e-12, atol=1e-15)
+    model.params.view("wte")[0, 0] = 5.0
+    assert replica.params.view("wte")[0, 0] == 5.0
+
+
 def test_backward_needs_a_training_forward():
     model = GPT(TINY)
     idx, targets = batch(TINY, 1, 4)

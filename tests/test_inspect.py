@@ -240,7 +240,7 @@ def test_attention_keeps_the_last_block_size_tokens(model, tok):
     np.testing.assert_allclose(view.weights.sum(-1), 1.0, atol=1e-5)
 
 
-def test_attention_matches_hugging_face_gpt2(model, tok):
+def test_attention_and_logits_match_hugging_face_gpt2(model, tok):
     torch = pytest.importorskip("torch", reason="PyTorch runs the Hugging Face reference")
     transformers = pytest.importorskip("transformers", reason="GPT2LMHeadModel is the reference")
     export = pytest.importorskip("mnemos.export", reason="the export mapping is not written yet")
@@ -253,6 +253,7 @@ def test_attention_matches_hugging_face_gpt2(model, tok):
         out = hf(torch.tensor([view.ids]), output_attentions=True)
     want = np.stack([a[0].numpy() for a in out.attentions])
     np.testing.assert_allclose(view.weights, want, atol=2e-5)
+    np.testing.assert_allclose(next_token_logits(model, view.ids), out.logits[0, -1].numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_format_attention(model, tok):

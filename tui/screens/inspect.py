@@ -10,6 +10,7 @@ so typing stays smooth.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,7 @@ class InspectScreen(MnemosScreen):
         self.token_text: str | None = None  # a loaded text shown in Tokens instead of the prompt
         self._debounce: Timer | None = None
         self._loading: Path | None = None  # the checkpoint being loaded
+        self._model_lock = threading.Lock()
         self.refresh_checkpoints()
         self.query_one(TokenStrip).focus()
 
@@ -213,29 +215,32 @@ class InspectScreen(MnemosScreen):
         tree = merge_tree(tok, token.id) if token is not None else None
         self.query_one(TokenDetails).show(self.token_view, token, tree, tok.vocab_size, len(tok.merges))
 
-    def run_model(self, chosen: int | None = None) -> None:
+    def run_model(self) -> None:
         if self.ckpt is not None:
-            self.forward(self.prompt, chosen)
+            self.forward(self.ckpt, self.prompt)
 
     @work(thread=True, exclusive=True, group="inspect-model")
-    def forward(self, prompt: str, chosen: int | None) -> None:
-        """Next-token logits and attention maps of the prompt, off the UI thread."""
+    def forward(self, ckpt, prompt: str) -> None:
+        """Next-token logits and attention maps of the prompt, off the UI thread. One
+        forward at a time (the model's buffers are shared between calls)."""
         from mnemos.errors import MnemosError
         from mnemos.generate import Generator
         from mnemos.inspect import attention_view, next_token_logits
 
-        ckpt = self.ckpt
         try:
-            ids = Generator(ckpt.model, ckpt.tokenizer).encode_prompt(prompt)
-            logits = next_token_logits(ckpt.model, ids)
-            attention = attention_view(ckpt.model, ckpt.tokenizer, prompt) if prompt else None
+            with self._model_lock:
+                ids = Generator(ckpt.model, ckpt.tokenizer).encode_prompt(prompt)
+                logits = next_token_logits(ckpt.model, ids)
+                attention = attention_view(ckpt.model, ckpt.tokenizer, prompt) if prompt else None
         except MnemosError as exc:
             self.app.call_from_thread(self.report, exc)
             return
-        self.app.call_from_thread(self._forward_done, logits, attention, chosen)
+        self.app.call_from_thread(self._forward_done, ckpt, prompt, logits, attention)
 
-    def _forward_done(self, logits: np.ndarray, attention, chosen: int | None) -> None:
-        self.query_one(NextTokenPanel).show_logits(logits, self.ckpt.tokenizer, chosen)
+    def _forward_done(self, ckpt, prompt: str, logits: np.ndarray, attention) -> None:
+        if ckpt is not self.ckpt or prompt != self.prompt:
+            return  # the prompt (or checkpoint) changed meanwhile: a newer result is on its way
+        self.query_one(NextTokenPanel).show_logits(logits, ckpt.tokenizer)
         if attention is not None:
             self.query_one(AttentionMap).show(attention)
 

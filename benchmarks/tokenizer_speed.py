@@ -39,14 +39,21 @@ def run_mnemos(corpus: Path, vocab_size: int, out: Path) -> dict:
     from mnemos.tokenizer import BPETokenizer
 
     text = corpus.read_text("utf-8")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     tok = BPETokenizer.train(text, vocab_size)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     ids = tok.encode_array(text)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     tok.export_hf(out / "tokenizer.json")
     ids.tofile(out / "mnemos_ids.bin")
-    return {"train_s": t1 - t0, "encode_s": t2 - t1, "tokens": int(ids.size), "vocab": tok.vocab_size}
+    return {
+        "train_s": t1 - t0,
+        "encode_s": t2 - t1,
+        "train_cpu_s": c1 - c0,  # one thread: on a busy machine, CPU time is the quiet wall time
+        "encode_cpu_s": c2 - c1,
+        "tokens": int(ids.size),
+        "vocab": tok.vocab_size,
+    }
 
 
 def run_hf(corpus: Path, vocab_size: int, out: Path) -> dict:
@@ -73,6 +80,7 @@ def run_hf(corpus: Path, vocab_size: int, out: Path) -> dict:
     t2 = time.perf_counter()
     n_batch = sum(len(e.ids) for e in tok.encode_batch(blocks))
     t3 = time.perf_counter()
+    tok.save(str(out / "hf_tokenizer.json"))
     return {
         "train_s": t1 - t0,
         "encode_s": t2 - t1,
@@ -155,7 +163,8 @@ def main() -> None:
 
         ours = child("mnemos", corpus, args.vocab_size, out)
         print(
-            f"mnemos:       train {ours['train_s']:6.2f} s   encode {ours['encode_s']:6.2f} s   "
+            f"mnemos:       train {ours['train_s']:6.2f} s (cpu {ours['train_cpu_s']:.2f})   "
+            f"encode {ours['encode_s']:6.2f} s (cpu {ours['encode_cpu_s']:.2f})   "
             f"{n_bytes / ours['tokens']:.3f} bytes/token   peak RSS {ours['peak_rss_mb']:.0f} MB"
         )
         if tokenizers is None:
@@ -171,6 +180,20 @@ def main() -> None:
             f"ratios mnemos/hf: train {ours['train_s'] / hf['train_s']:.2f}x   "
             f"encode {ours['encode_s'] / hf['encode_s']:.2f}x (vs batch {ours['encode_s'] / hf['encode_batch_s']:.2f}x)   "
             f"bytes/token {hf['tokens'] / ours['tokens']:.4f} ({(hf['tokens'] / ours['tokens'] - 1) * 100:+.2f}%)"
+        )
+        vocabs = [set(json.loads((out / name).read_text("utf-8"))["model"]["vocab"]) for name in ("tokenizer.json", "hf_tokenizer.json")]
+        print(f"learned vocabulary: {len(vocabs[0] & vocabs[1])} of {len(vocabs[0])} tokens the same as HF's")
+        print(
+            "targets: "
+            + "   ".join(
+                f"{name} {'ok' if ok else 'MISSED'}"
+                for name, ok in [
+                    ("train <= 15 s", ours["train_s"] <= 15),
+                    ("encode <= 15 s", ours["encode_s"] <= 15),
+                    ("bytes/token within 1% of HF", abs(hf["tokens"] / ours["tokens"] - 1) <= 0.01),
+                    ("peak RSS < 2 GB", ours["peak_rss_mb"] < 2048),
+                ]
+            )
         )
         if args.parity:
             par = child("parity", corpus, args.vocab_size, out)

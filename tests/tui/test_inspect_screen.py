@@ -181,6 +181,9 @@ async def test_attention_map_walks_layers_heads_and_queries(root):
         await pilot.press("comma", "comma")
         assert amap.query == T - 3
         assert f"(position {T - 3}) reads" in _text(amap.render())
+        screen.query_one("#inspect-prompt").value = ""  # nothing to attend to: the map clears
+        await _settle(app, pilot)
+        assert amap.view is None and "no attention maps" in _text(amap.render())
 
 
 @sync

@@ -241,8 +241,7 @@ class InspectScreen(MnemosScreen):
         if ckpt is not self.ckpt or prompt != self.prompt:
             return  # the prompt (or checkpoint) changed meanwhile: a newer result is on its way
         self.query_one(NextTokenPanel).show_logits(logits, ckpt.tokenizer)
-        if attention is not None:
-            self.query_one(AttentionMap).show(attention)
+        self.query_one(AttentionMap).show(attention)
 
     # -- actions ----------------------------------------------------------------------
 

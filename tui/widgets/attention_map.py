@@ -57,8 +57,12 @@ class AttentionMap(Widget, can_focus=True):
         super().__init__(id=id, classes=classes)
         self.view: AttentionView | None = None
 
-    def show(self, view: AttentionView) -> None:
+    def show(self, view: AttentionView | None) -> None:
+        """Draw ``view`` (None: nothing to draw, e.g. an empty prompt)."""
         self.view = view
+        if view is None:
+            self.refresh(layout=True)
+            return
         self.layer = min(self.layer, view.n_layer - 1)
         self.head = min(self.head, view.n_head - 1)
         self.query = -1
@@ -108,7 +112,7 @@ class AttentionMap(Widget, can_focus=True):
 
     def render(self):
         if self.view is None:
-            return Text("(no attention maps yet)", style="dim")
+            return Text("(no attention maps: type a prompt)", style="dim")
         view, w = self.view, self.weights
         T = w.shape[0]
         q = self.query % T

@@ -66,10 +66,8 @@ class AdamW:
         if self._fused is not None:
             self._fused.adamw(p, g, m, v, self._decay, lr, self.weight_decay, b1, b2, self.eps, self.t)
             return
-        if self.weight_decay:  # decoupled decay first, as torch does: p *= 1 - lr * wd (masked)
-            xp.multiply(self._decay, -lr * self.weight_decay, out=tmp)
-            tmp += 1.0
-            p *= tmp
+        if self.weight_decay:  # decoupled decay first, as torch does; decaying params lead the buffer
+            p[:self.params.decay_end] *= 1.0 - lr * self.weight_decay
         m *= b1
         xp.multiply(g, 1.0 - b1, out=tmp)
         m += tmp
@@ -77,13 +75,13 @@ class AdamW:
         xp.multiply(g, g, out=tmp)
         tmp *= 1.0 - b2
         v += tmp
+        # lr/bc1 * m / (sqrt(v/bc2) + eps) = (lr sqrt(bc2)/bc1) * m / (sqrt(v) + eps sqrt(bc2))
         bc1 = 1.0 - b1 ** self.t
-        bc2 = 1.0 - b2 ** self.t
+        sqrt_bc2 = math.sqrt(1.0 - b2 ** self.t)
         xp.sqrt(v, out=tmp)
-        tmp *= 1.0 / math.sqrt(bc2)
-        tmp += self.eps
+        tmp += self.eps * sqrt_bc2
         xp.divide(m, tmp, out=tmp)
-        tmp *= lr / bc1
+        tmp *= lr * sqrt_bc2 / bc1
         p -= tmp
 
     def state_dict(self) -> dict:

@@ -95,6 +95,15 @@ def test_adamw_matches_reference_formula():
         np.testing.assert_allclose(store.view(n), ref[n], rtol=1e-13, atol=1e-15)
 
 
+def test_decaying_parameters_lead_the_buffer():
+    store = make_store(np.random.default_rng(4))
+    assert store.names == ["w", "b", "e"]  # names keep the model's order
+    assert store.decay_end >= 12 + 10
+    assert not store.decay_mask[store.decay_end:].any()
+    assert store.offsets["b"] >= store.decay_end
+    assert store.offsets["w"] + 12 <= store.decay_end and store.offsets["e"] + 10 == store.decay_end
+
+
 def test_weight_decay_only_where_masked():
     store = make_store(np.random.default_rng(1))
     before = {n: store.view(n).copy() for n in store.names}
@@ -107,8 +116,7 @@ def test_weight_decay_only_where_masked():
 def test_state_dict_resume_is_bit_exact():
     rng = np.random.default_rng(2)
     a = make_store(rng, np.float32)
-    b = ParamStore([(n, a.shapes[n], False) for n in a.names], dtype=np.float32)
-    b.decay_mask[:] = a.decay_mask
+    b = make_store(rng, np.float32)
     b.data[:] = a.data
     grads = [rng.normal(size=a.size).astype(np.float32) for _ in range(6)]
     opt_a = AdamW(a, weight_decay=0.1)

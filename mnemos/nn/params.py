@@ -17,7 +17,9 @@ class ParamStore:
     """Flat ``data`` / ``grad`` buffers with named views.
 
     ``specs`` is a list of ``(name, shape, decay)``; ``decay`` says whether weight decay
-    applies to that parameter. ``data`` and ``grad`` may be given (e.g. shared memory);
+    applies to that parameter. ``names`` keep the order of ``specs``; in the buffers the
+    decaying parameters come first, so weight decay is one slice ``[0, decay_end)`` (the
+    alignment padding between parameters is never read by the model). ``data`` and ``grad`` may be given (e.g. shared memory);
     otherwise they are allocated (zeros).
     """
 
@@ -27,15 +29,21 @@ class ParamStore:
         self.names: list[str] = []
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.offsets: dict[str, int] = {}
-        offset = 0
         for name, shape, _ in specs:
             if name in self.shapes:
                 raise ValueError(f"duplicate parameter name {name!r}")
-            offset = -(-offset // _ALIGN) * _ALIGN
             self.names.append(name)
             self.shapes[name] = tuple(shape)
-            self.offsets[name] = offset
-            offset += int(np.prod(shape))
+        # Layout: the decaying parameters first, so weight decay is one slice [0, decay_end).
+        offset = 0
+        for want in (True, False):
+            for name, shape, decay in specs:
+                if bool(decay) == want:
+                    offset = -(-offset // _ALIGN) * _ALIGN
+                    self.offsets[name] = offset
+                    offset += int(np.prod(shape))
+            if want:
+                self.decay_end = offset
         self.size = offset
         self.count = sum(int(np.prod(s)) for s in self.shapes.values())
         self.data = xp.zeros(self.size, dtype=self.dtype) if data is None else data

@@ -296,10 +296,12 @@ def test_decode_invalid_utf8_replaces(tok):
     assert tok.decode([]) == ""
 
 
-@pytest.mark.parametrize("bad", [-1, 400 + 1, 10**9])
+@pytest.mark.parametrize("bad", [-1, "vocab_size", 10**9, 2.0])
 def test_decode_unknown_id(tok, bad):
+    bad = tok.vocab_size if bad == "vocab_size" else bad  # the first id past the end
     with pytest.raises(TokenizerError, match="not in this tokenizer"):
         tok.decode([1, bad])
+    assert tok.decode([1, tok.vocab_size - 1]) == "\x01" + EOT
 
 
 def test_token_bytes(tok):

@@ -1,0 +1,141 @@
+"""mnemos.backend: choosing the array module, one-line device errors, and the helpers
+that hide the few calls where NumPy and CuPy differ (their NumPy side; tests/test_gpu.py
+checks the CuPy side on a GPU)."""
+
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from mnemos import backend
+from mnemos.backend import (device_of, dropout_mask, fused_kernels, get_array_module, scatter_add, to_device,
+                            to_numpy)
+from mnemos.config import ModelConfig, TrainConfig
+from mnemos.errors import DeviceError
+from mnemos.nn import GPT
+from mnemos.optim import AdamW
+
+
+def one_line(exc) -> str:
+    text = str(exc.value)
+    assert "\n" not in text and text
+    return text
+
+
+def test_cpu_is_numpy():
+    assert get_array_module("cpu") is np and get_array_module() is np
+    assert device_of(np) == "cpu"
+    assert GPT(ModelConfig(vocab_size=11, n_layer=1, n_head=1, n_embd=8, block_size=4)).xp is np
+
+
+def test_an_unknown_device_is_a_device_error():
+    with pytest.raises(DeviceError) as exc:
+        get_array_module("tpu")
+    assert "'tpu'" in one_line(exc) and "--device cpu" in one_line(exc)
+
+
+def test_cuda_without_cupy_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ImportError
+    with pytest.raises(DeviceError) as exc:
+        get_array_module("cuda")
+    msg = one_line(exc)
+    assert "CuPy" in msg and "pip install 'mnemos[gpu]'" in msg and "--device cpu" in msg
+
+
+def fake_cupy(get_count):
+    runtime = types.SimpleNamespace(getDeviceCount=get_count)
+    return types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime))
+
+
+def test_cuda_without_a_gpu_is_a_device_error(monkeypatch):
+    def no_driver():
+        raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(no_driver))
+    with pytest.raises(DeviceError) as exc:
+        get_array_module("cuda")
+    assert "no usable NVIDIA GPU" in one_line(exc) and "no CUDA-capable device" in one_line(exc)
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(lambda: 0))
+    with pytest.raises(DeviceError, match="finds no NVIDIA GPU"):
+        get_array_module("cuda")
+
+
+def test_the_model_and_the_trainer_refuse_cuda_up_front(monkeypatch, tmp_path):
+    from mnemos.trainer import Trainer
+
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    cfg = ModelConfig(vocab_size=11, n_layer=1, n_head=1, n_embd=8, block_size=4)
+    with pytest.raises(DeviceError):
+        GPT(cfg, device="cuda")
+    text = tmp_path / "t.txt"
+    text.write_text("some text to train on\n" * 20, encoding="utf-8")
+    with pytest.raises(DeviceError):  # before any tokenizer training or encoding
+        Trainer.new(cfg, TrainConfig(device="cuda"), text, out_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_cli_exits_2_with_one_line_for_cuda_without_cupy(monkeypatch, tmp_path, capsys):
+    from mnemos.cli import main
+
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    text = tmp_path / "t.txt"
+    text.write_text("some text to train on\n" * 20, encoding="utf-8")
+    assert main(["train", "--data", str(text), "--out", str(tmp_path / "run"), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "CuPy" in err and "Traceback" not in err
+
+
+def test_scatter_add_sums_repeated_indices():
+    target = np.zeros(5, dtype=np.float32)
+    idx = np.array([0, 3, 3, 1, 3, 0])
+    vals = np.array([1, 2, 4, 8, 16, 32], dtype=np.float32)
+    scatter_add(np, target, idx, vals)
+    expect = np.zeros(5, dtype=np.float32)
+    for i, v in zip(idx, vals):
+        expect[i] += v
+    np.testing.assert_array_equal(target, expect)
+    assert target[3] == 22  # buffered fancy-index += would have kept only the last value
+
+
+def test_dropout_mask_on_numpy_draws_from_the_generator_exactly():
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    out = np.empty((64, 128), dtype=np.float32)
+    dropout_mask(a, out, 0.25)
+    u = b.random((64, 128), dtype=np.float32)
+    np.testing.assert_array_equal(out, (u >= 0.25).astype(np.float32) / np.float32(0.75))
+    assert set(np.unique(out)) == {0.0, np.float32(1 / 0.75)}
+    assert abs((out == 0).mean() - 0.25) < 0.02  # 8192 draws: 5 standard deviations
+    assert a.bit_generator.state == b.bit_generator.state  # the generator advanced alike
+
+
+def test_to_numpy_and_to_device():
+    a = np.arange(6, dtype=np.float32)
+    assert to_numpy(a) is a
+    assert to_device(a, np) is a
+
+    class DeviceArray:  # what CuPy offers: .get() copies to the host
+        def get(self):
+            return np.ones(3)
+
+    np.testing.assert_array_equal(to_numpy(DeviceArray()), np.ones(3))
+
+
+def test_numpy_has_no_fused_kernels_and_the_layers_keep_their_numpy_code():
+    assert fused_kernels(np) is None
+    model = GPT(ModelConfig(vocab_size=11, n_layer=1, n_head=1, n_embd=8, block_size=4))
+    block = model.blocks[0]
+    assert block.ln_1.fused is None and block.mlp.gelu.fused is None and block.attn.fused is None
+    assert model.ce.fused is None and AdamW(model.params)._fused is None
+    assert backend._KERNELS == {}  # nothing compiled or imported for the CPU
+
+
+def test_optimizer_state_is_host_numpy_and_a_copy():
+    model = GPT(ModelConfig(vocab_size=11, n_layer=1, n_head=1, n_embd=8, block_size=4))
+    opt = AdamW(model.params)
+    model.params.grad[...] = 1.0
+    opt.step(1e-3)
+    state = opt.state_dict()
+    assert isinstance(state["m"], np.ndarray) and state["m"] is not opt.m
+    state["m"][...] = 0.0
+    assert opt.m.max() > 0

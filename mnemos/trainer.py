@@ -21,6 +21,7 @@ stream: 20 steps + resume + 20 steps give the weights of 40 straight steps, bit 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import threading
@@ -96,6 +97,7 @@ class Trainer:
         self.last_good: str | None = None
         self._elapsed_before = 0.0
         self._t_start = time.perf_counter()
+        self._eval_s = 0.0  # seconds the last evaluation took
         self._saved_step = -1
         self._saved_once = False
         self._fingerprints: dict = {}
@@ -357,6 +359,7 @@ class Trainer:
             top_k=SAMPLE_TOP_K, seed=cfg.seed)
 
     def _evaluate(self, save: bool) -> None:
+        t0 = time.perf_counter()
         train_loss = self._estimate_loss(self.train_tokens, 0)
         val_loss = self._estimate_loss(self.val_tokens, 1)
         is_best = save and math.isfinite(val_loss) and (self.best_val_loss is None or val_loss < self.best_val_loss)
@@ -367,6 +370,7 @@ class Trainer:
         self._emit(SampleEvent(self.step, self.train_cfg.sample_prompt, self._sample(), val_loss))
         if save:
             self._save_checkpoint("best" if is_best else "latest", is_best)
+        self._eval_s = time.perf_counter() - t0  # for the ETA
 
     def _state_dict(self) -> dict:
         return {"step": self.step, "best_val_loss": _finite_or_none(self.best_val_loss),
@@ -434,7 +438,7 @@ class Trainer:
     def _loop(self) -> float | None:
         cfg = self.train_cfg
         loss = None
-        rate = None  # smoothed seconds per step (training only)
+        recent = collections.deque(maxlen=20)  # seconds of the last training steps
         while self.step < cfg.max_steps:
             self._wait_while_paused()
             if self._stop.is_set():
@@ -442,12 +446,15 @@ class Trainer:
                 break
             t0 = time.perf_counter()
             loss, lr, norm = self._train_step()
-            dt = time.perf_counter() - t0
-            rate = dt if rate is None else 0.9 * rate + 0.1 * dt
+            recent.append(time.perf_counter() - t0)
             if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
+                rate = sum(recent) / len(recent)
                 tokens = cfg.grad_accum * cfg.batch_size * self.model_cfg.block_size
+                evals_left = (cfg.max_steps // cfg.eval_interval - self.step // cfg.eval_interval
+                              + (cfg.max_steps % cfg.eval_interval != 0))
+                eta = rate * (cfg.max_steps - self.step) + evals_left * self._eval_s
                 self._emit(StepEvent(self.step, cfg.max_steps, loss, lr, norm, tokens / rate, self.elapsed_s,
-                                     rate * (cfg.max_steps - self.step), self.tokens_seen))
+                                     eta, self.tokens_seen))
             if self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps:
                 self._evaluate(save=True)
             if self._save.is_set() and self._saved_step != self.step:

@@ -245,7 +245,7 @@ class Generator:
             logits = model.forward_cached(np.asarray([ids[start:]], dtype=np.int64), cache)
         else:
             logits = model.forward_cached(np.asarray([ids[-1:]], dtype=np.int64), cache)
-        return np.array(to_numpy(logits[0, -1]), dtype=np.float32), cache
+        return np.array(to_numpy(logits[0, -1])), cache  # a copy the step may keep
 
 
 def generate(model, tokenizer, prompt: str | Sequence[int] = "", **kwargs) -> str:

@@ -133,7 +133,8 @@ def main() -> None:
     if not CORPUS.is_file():
         print(f"skipped: {CORPUS} is not here (it lives in the shared folder of the project's machines)")
         return
-    print(f"baby GPT recipe, {args.steps} steps, {os.cpu_count()} CPU cores, Mnemos workers {args.workers}, corpus {CORPUS.name} "
+    print(f"baby GPT recipe, {args.steps} steps, {os.cpu_count()} CPU cores, Mnemos workers {args.workers}, "
+          f"corpus {CORPUS.name} "
           f"({CORPUS.stat().st_size:,} bytes, 90/10 split)")
     results = {}
     print("Mnemos, byte level:")
@@ -157,7 +158,8 @@ def main() -> None:
               f"{r['tokens_per_s']:>10,.0f} {r['prepare_s']:>10.1f}")
     if "torch_bytes" in results:
         m, t = results["mnemos_bytes"], results["torch_bytes"]
-        print(f"\nMnemos vs PyTorch {t['torch']} ({t['threads']} threads): val loss {m['val_loss'] - t['val_loss']:+.4f} "
+        print(f"\nMnemos vs PyTorch {t['torch']} ({t['threads']} threads): "
+              f"val loss {m['val_loss'] - t['val_loss']:+.4f} "
               f"(target within 0.02), wall time ratio {m['train_s'] / t['train_s']:.2f}x (target <= 1.00x), "
               f"speed {m['tokens_per_s'] / t['tokens_per_s']:.2f}x")
     if "mnemos_bpe512" in results:

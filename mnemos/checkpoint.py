@@ -196,7 +196,8 @@ def save_checkpoint(dir: str | os.PathLike, model, tokenizer, model_cfg: ModelCo
         what = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror or str(exc)
         if had_previous:
             raise CheckpointError(f"could not save the checkpoint to {run} ({what}); the previous checkpoint is "
-                                  f"intact; free some space or fix the folder, then resume with --resume {run}") from None
+                                  f"intact; free some space or fix the folder, then resume with --resume {run}"
+                                  ) from None
         raise CheckpointError(f"could not save the checkpoint to {run} ({what}); nothing was saved; free some space "
                               f"or choose another --out, then start again") from None
     except BaseException:

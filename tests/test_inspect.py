@@ -421,3 +421,43 @@ def test_cli_inspect_user_errors(run_dir, capsys, tmp_path, args):
     code, out, err = _cli(capsys, *args)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and err.startswith("mnemos inspect: error:")
+
+
+# --------------------------------------------------------------------------- the guide
+
+
+def test_the_guide_names_code_that_exists():
+    """Every file, class, method and function the how-it-works guide points to exists."""
+    import importlib
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    guide = root / "docs" / "how-it-works.md"
+    if not guide.is_file():
+        pytest.skip("docs/ is not next to the tests (installed package)")
+    text = guide.read_text(encoding="utf-8")
+    bullets = re.findall(r"^- Code:(.*?)(?=^\S|^- |\Z)", text, flags=re.M | re.S)
+    assert len(bullets) >= 9  # one per step at least
+    checked = 0
+    for bullet in bullets:
+        tokens = re.findall(r"`([^`]+)`", bullet)
+        paths = [t for t in tokens if re.fullmatch(r"[\w/]+\.py", t)]
+        for path in paths:
+            assert (root / path).is_file(), path
+        modules = [importlib.import_module(p[:-3].replace("/", ".")) for p in paths if p.startswith("mnemos/")]
+        owner = None
+        for token in tokens:
+            if re.fullmatch(r"[A-Z]\w*(\.\w+)?", token) or re.fullmatch(r"_?[a-z0-9]+(_[a-z0-9]+)+_?", token):
+                name, _, attr = token.partition(".")
+                found = [getattr(m, name) for m in modules if hasattr(m, name)]
+                if not found and owner is not None and hasattr(owner, name):  # a method of the class before
+                    found = [owner]
+                assert found, f"{token} is in none of {paths}"
+                owner = found[0] if found[0] is not owner else owner
+                assert not attr or hasattr(owner, attr), token
+                checked += 1
+            elif re.fullmatch(r"\.\w+", token):
+                assert owner is not None and hasattr(owner, token[1:]), token
+                checked += 1
+    assert checked >= 30

@@ -192,9 +192,11 @@ class Generator:
 
         Stops after ``<|endoftext|>`` (that step is yielded, with no text of its own),
         or as soon as ``should_stop()`` is true (checked before every token; the TUI's
-        Esc). ``seed`` (an int or a ``np.random.Generator``) makes sampling
-        reproducible; ``None`` draws fresh entropy. Bad settings raise ``ConfigError``
-        here, before anything runs.
+        Esc; a character still incomplete at that moment is dropped). ``seed`` (an int
+        or a ``np.random.Generator``) makes sampling reproducible; ``None`` draws fresh
+        entropy. ``use_cache=False`` recomputes the whole context at every token (same
+        tokens, slower: the reference for tests and benchmarks). Bad settings raise
+        ``ConfigError`` here, before anything runs. One stream at a time per Generator.
         """
         check_sampling(temperature, top_k, top_p)
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, Integral) or max_new_tokens < 0:

@@ -205,6 +205,29 @@ def test_sequences_longer_than_block_size_are_refused():
     assert isinstance(info.value, MnemosError) and "block_size" in str(info.value)
 
 
+def test_any_integer_dtype_and_out_of_range_ids():
+    model = randomised(TINY)
+    idx, targets = batch(TINY, 2, 6)
+    model.zero_grad()
+    ref_logits, ref_loss = model.forward(idx, targets, train=True)
+    ref_logits = ref_logits.copy()
+    model.backward()
+    ref_grad = model.params.grad.copy()
+    for dtype in (np.uint8, np.uint16, np.int32):
+        model.zero_grad()
+        logits, loss = model.forward(idx.astype(dtype), targets.astype(dtype), train=True)
+        model.backward()
+        assert loss == ref_loss
+        np.testing.assert_array_equal(logits, ref_logits)
+        np.testing.assert_array_equal(model.params.grad, ref_grad)
+    with pytest.raises(ValueError, match="outside"):
+        model.forward(np.array([[1, 2, TINY.vocab_size]]))
+    with pytest.raises(ValueError, match="outside"):
+        model.forward(np.array([[1, -1]]))
+    with pytest.raises(ValueError, match="2-D"):
+        model.forward(np.array([1, 2]))
+
+
 def test_attention_maps():
     model = randomised(TINY)
     idx, _ = batch(TINY, 2, 5)

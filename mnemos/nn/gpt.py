@@ -109,12 +109,18 @@ class GPT:
 
     # ---- training -------------------------------------------------------------------
 
-    def _check_idx(self, idx, what="idx"):
-        if idx.ndim != 2:
-            raise ValueError(f"{what} must be 2-D (batch, time), got shape {idx.shape}")
+    def _tokens(self, idx, what="idx"):
+        """``idx`` as a 2-D index array of the model's device (any integer dtype in)."""
+        idx = self.xp.asarray(idx)
+        if idx.ndim != 2 or idx.dtype.kind not in "iu":
+            raise ValueError(f"{what} must be 2-D (batch, time) integers, got {idx.dtype} of shape {idx.shape}")
         if idx.shape[1] > self.config.block_size:
             raise ContextError(f"{idx.shape[1]} tokens exceed the model's block_size of "
                                f"{self.config.block_size}; crop the input to the last {self.config.block_size}")
+        if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= self.config.vocab_size):
+            raise ValueError(f"{what} holds token ids outside [0, {self.config.vocab_size}): "
+                             "was the text encoded with another tokenizer?")
+        return idx.astype(self.xp.intp, copy=False)
 
     def forward(self, idx, targets=None, train: bool = False, _record=None):
         """``(B, T)`` token ids -> ``(logits (B, T, V), mean cross-entropy or None)``.
@@ -124,8 +130,7 @@ class GPT:
         them to keep them). With ``train=False`` the logits are a fresh array.
         """
         xp = self.xp
-        idx = xp.asarray(idx)
-        self._check_idx(idx)
+        idx = self._tokens(idx)
         B, T = idx.shape
         N, C, V = B * T, self.config.n_embd, self.config.vocab_size
         self._ready = False
@@ -138,7 +143,7 @@ class GPT:
         xp.matmul(xf, self.params.view("wte").T, out=logits)
         loss = None
         if targets is not None:
-            targets = xp.asarray(targets)
+            targets = self._tokens(targets, "targets")
             if targets.shape != idx.shape:
                 raise ValueError(f"targets shape {targets.shape} does not match idx shape {idx.shape}")
             loss = self.ce.forward(logits, targets.reshape(-1), keep=train)
@@ -182,8 +187,7 @@ class GPT:
         """Logits ``(B, t, V)`` for ``t`` new tokens after the ``cache.length`` cached ones
         (appends them to the cache). Equals the matching rows of a full ``forward``."""
         xp = self.xp
-        idx_new = xp.asarray(idx_new)
-        self._check_idx(idx_new, "idx_new")
+        idx_new = self._tokens(idx_new, "idx_new")
         B, t = idx_new.shape
         if B != cache.batch:
             raise ValueError(f"idx_new has batch {B} but the cache was made for batch {cache.batch}")

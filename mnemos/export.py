@@ -81,7 +81,8 @@ def from_hf_state_dict(d: dict, config: ModelConfig, **gpt_kwargs):
             try:
                 state[mnemos_name(key)] = np.asarray(value, dtype=np.float32)
             except KeyError:
-                raise CheckpointError(f"{key!r} is not a GPT-2 weight name; pass a GPT2LMHeadModel state dict") from None
+                raise CheckpointError(f"{key!r} is not a GPT-2 weight name; "
+                                      f"pass a GPT2LMHeadModel state dict") from None
     if head is not None and "wte" in state and not np.array_equal(np.asarray(head, dtype=np.float32), state["wte"]):
         raise CheckpointError("lm_head.weight differs from transformer.wte.weight; Mnemos needs a tied output head")
     model = GPT(config, **gpt_kwargs)
@@ -194,7 +195,8 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
             dtype = np.dtype(_DTYPES[info["dtype"]]).newbyteorder("<")
             if not 0 <= begin <= end <= len(body):
                 raise ValueError("data offsets outside the file")
-            out[name] = np.frombuffer(body[begin:end], dtype=dtype).reshape(info["shape"]).astype(dtype.newbyteorder("="))
+            array = np.frombuffer(body[begin:end], dtype=dtype).reshape(info["shape"])
+            out[name] = array.astype(dtype.newbyteorder("="))  # native byte order, and a writable copy
         return out
     except (struct.error, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path} is not a valid safetensors file ({type(exc).__name__}: {exc})") from None

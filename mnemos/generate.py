@@ -178,7 +178,8 @@ class Generator:
             ids = [int(i) for i in prompt]
             bad = [i for i in ids if not 0 <= i < self.tokenizer.vocab_size]
             if bad:
-                raise MnemosError(f"prompt token id {bad[0]} is outside the vocabulary (0..{self.tokenizer.vocab_size - 1})")
+                raise MnemosError(f"prompt token id {bad[0]} is outside the vocabulary "
+                                  f"(0..{self.tokenizer.vocab_size - 1})")
         if not ids:
             eot = self.tokenizer.eot_id
             ids = [eot if eot is not None else ord("\n")]

@@ -99,19 +99,29 @@ class InspectScreen(MnemosScreen):
                 with VerticalScroll(classes="pane"):
                     yield ReplayView(id="replay-view")
 
-    def on_mount(self) -> None:
-        super().on_mount()
-        self.ckpt = None
+    def __init__(self) -> None:
+        super().__init__()
+        self.ckpt = None  # the loaded Checkpoint
         self.anatomy_root = None
+        self.token_view = None
         self.token_text: str | None = None  # a loaded text shown in Tokens instead of the prompt
         self._debounce: Timer | None = None
         self._loading: Path | None = None  # the checkpoint being loaded
         self._model_lock = threading.Lock()
+
+    def on_mount(self) -> None:
+        super().on_mount()
         self.refresh_checkpoints()
         self.query_one(TokenStrip).focus()
 
     def on_screen_resume(self) -> None:
+        """Back on this screen: new runs may be listed, and a run still training may have
+        recorded more replay samples."""
         self.refresh_checkpoints()
+        if self.ckpt is not None:
+            from mnemos.inspect import replay
+
+            self.query_one(ReplayView).show(replay(self.ckpt.path))
 
     # -- the checkpoint ---------------------------------------------------------------
 

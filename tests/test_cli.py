@@ -5,9 +5,11 @@ import errno
 import hashlib
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -300,3 +302,22 @@ def test_ctrl_c_saves_and_exits_130(proj):
     assert saved and saved[-1]["reason"] == "interrupt"
     assert events[-1]["event"] == "done" and events[-1]["reason"] == "stopped"
     assert load_checkpoint(proj / "run").state["step"] == saved[-1]["step"] > 0
+
+
+def test_sigkill_while_training_leaves_a_resumable_run(proj, capsys):
+    """Kill `mnemos train` (saving at every step) at a random moment: the run loads and resumes."""
+    proc = _mnemos("train", "--data", "train.txt", "--out", "run", "--max-steps", "100000", "--eval-interval", "1",
+                   "--json", *TINY)
+    saves = 0
+    for line in proc.stdout:
+        saves += json.loads(line)["event"] == "checkpoint"
+        if saves == 3:
+            break
+    time.sleep(random.Random(7).uniform(0.0, 0.2))
+    proc.kill()
+    proc.communicate()
+    step = load_checkpoint(proj / "run").state["step"]
+    assert step >= 3
+    rc, out, err = run_main(capsys, "train", "--resume", "run", "--max-steps", str(step + 2), "--json")
+    assert rc == 0, err
+    assert [e["step"] for e in json_lines(out) if e["event"] == "step"] == [step + 1, step + 2]

@@ -36,6 +36,7 @@ from __future__ import annotations
 import codecs
 from numbers import Integral, Real
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -131,30 +132,36 @@ class GenerationStep:
 
     ``text`` is what this token makes newly readable: ``""`` while a multi-byte
     character is incomplete, several characters when a held-back one completes.
-    ``probs_top`` are the most likely candidates of the distribution the token was drawn
-    from (after temperature / top-k / top-p), ``prob`` the chosen token's probability in
-    it, and ``logits`` the model's raw scores (V,) so a view can reshape them with other
-    settings (``mnemos.inspect.next_token_distribution``).
+    ``probs`` is the distribution the token was drawn from (after temperature / top-k /
+    top-p), ``prob`` the chosen token's probability in it, ``probs_top`` its most likely
+    candidates (computed on first use, so a caller that does not look pays nothing), and
+    ``logits`` the model's raw scores (V,) so a view can reshape them with other settings
+    (``mnemos.inspect.next_token_distribution``).
     """
 
     token_id: int
     text: str
-    probs_top: tuple[tuple[int, float], ...]
     prob: float
+    probs: np.ndarray
     logits: np.ndarray
     index: int  # 0 for the first new token
+
+    @cached_property
+    def probs_top(self) -> tuple[tuple[int, float], ...]:
+        """The ``TOP_N`` most likely ``(id, probability)`` pairs, most likely first."""
+        return top_candidates(self.probs, TOP_N)
 
 
 class Generator:
     """Samples text from ``model`` token by token (see the module docstring).
 
     ``keep`` is how many tokens of context survive a window slide (1 .. block_size;
-    default ``block_size // 2``); ``top_n`` how many candidates each step reports.
+    default ``block_size // 2``).
     After a stream ends, ``stop_reason`` says why: ``"eot"`` (the model wrote
     ``<|endoftext|>``), ``"max_tokens"`` or ``"stopped"`` (``should_stop()`` said so).
     """
 
-    def __init__(self, model, tokenizer, keep: int | None = None, top_n: int = TOP_N):
+    def __init__(self, model, tokenizer, keep: int | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.block_size = model.config.block_size
@@ -164,7 +171,6 @@ class Generator:
         if tokenizer.vocab_size != model.config.vocab_size:
             raise MnemosError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model expects "
                               f"{model.config.vocab_size}; load both from the same checkpoint")
-        self.top_n = top_n
         self.stop_reason: str | None = None
         self.slides = 0  # window slides in the last stream
 
@@ -227,8 +233,7 @@ class Generator:
             text = "" if token == eot else decoder.decode(self.tokenizer.token_bytes(token))
             if token == eot or index == max_new_tokens - 1:
                 text += decoder.decode(b"", final=True)  # a trailing incomplete character: U+FFFD
-            yield GenerationStep(token, text, top_candidates(probs, self.top_n), float(probs[token]),
-                                 logits, index)
+            yield GenerationStep(token, text, float(probs[token]), probs, logits, index)
             if token == eot:
                 self.stop_reason = "eot"
                 return

@@ -214,6 +214,7 @@ def test_logits_and_probabilities_of_each_step(tok):
     assert step.prob == pytest.approx(probs[step.token_id])
     assert [i for i, _ in step.probs_top][:5] == list(np.argsort(-probs, kind="stable")[:5])
     assert len(step.probs_top) == 10 and sum(p for _, p in step.probs_top) == pytest.approx(1.0)
+    np.testing.assert_array_equal(step.probs, probs)
 
 
 def test_seeds_reproduce_and_differ(tok):

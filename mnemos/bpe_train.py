@@ -26,9 +26,9 @@ sequence) costs per occurrence, not per character.
 Tie-break rule (documented and deterministic): the most frequent pair is merged;
 among pairs equally frequent, the one with the smallest ``(a, b)`` token ids.
 
-A pair whose merged bytes already exist as a token (``(a, bc)`` after ``(ab, c)``) is
-skipped rather than creating a second id for the same bytes, so that every token is a
-distinct byte string, as vocabularies keyed by strings (Hugging Face, tiktoken) need.
+Every token is a distinct byte string (vocabularies keyed by strings, like Hugging
+Face's, need that): a span of a word between two token boundaries is always split as if
+it were a word of its own, so once bytes are one token, no other pair can make them.
 """
 
 from __future__ import annotations
@@ -79,8 +79,6 @@ def learn_merges(
     heap = [(-count, pair) for pair, count in pair_counts.items()]
     heapq.heapify(heap)
 
-    token_bytes = [bytes([b]) for b in range(BYTE_VOCAB)]
-    known = set(token_bytes)
     merges: list[tuple[int, int]] = []
     report_every = max(1, num_merges // 100)
     if progress is not None:
@@ -90,14 +88,8 @@ def learn_merges(
         neg_count, pair = heapq.heappop(heap)
         if pair_counts[pair] != -neg_count:
             continue  # stale heap entry: the count changed after it was pushed
-        a, b = ord(pair[0]), ord(pair[1])
-        merged = token_bytes[a] + token_bytes[b]
-        if merged in known:
-            continue  # these bytes are a token already (see module docstring)
         new = chr(BYTE_VOCAB + len(merges))
-        merges.append((a, b))
-        token_bytes.append(merged)
-        known.add(merged)
+        merges.append((ord(pair[0]), ord(pair[1])))
 
         delta: dict[str, int] = defaultdict(int)
         for i in where.pop(pair):

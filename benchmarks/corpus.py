@@ -1,7 +1,7 @@
 """A 20 MB benchmark text of real French and English, built from Debian packages.
 
 The original Mnemos was measured on 20 MB of French. No such file ships with the
-project, so this helper assembles one, the same on every machine, from:
+project, so this helper assembles one (the same on every machine of one Debian release) from:
 
 - French documentation shipped as Debian packages (the Debian handbook and reference,
   the developers' reference, the new maintainers' guide, the Debian FAQ, the aptitude,

@@ -30,10 +30,10 @@ one gradient buffer per worker, the batch). The file has no name, so nothing can
 the kernel frees it when the last process holding it exits, however it exits.
 
 Workers never outlive the trainer: they run in a session of their own and ignore Ctrl+C
-(the parent decides when to stop, after saving a checkpoint),
-exit as soon as their socket reports the parent gone (closed, crashed or killed) or their
-parent process id changes, and :meth:`DataParallel.close` (also run on garbage collection
-and at interpreter exit) asks them to stop, then terminates and kills them. A worker that
+(the parent decides when to stop, after saving a checkpoint), exit as soon as their
+socket reports the parent gone (closed, crashed or killed) or their parent process id
+changes, and :meth:`DataParallel.close` (also run on garbage collection and at
+interpreter exit) asks them to stop, then terminates and kills them. A worker that
 dies or fails raises :class:`~mnemos.errors.WorkerError` in the parent within ``POLL_S``
 seconds, with the worker's last error line, instead of hanging it.
 """
@@ -173,6 +173,9 @@ class _Worker:
                 pass_fds=(child_end.fileno(), mem_fd), env=env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=self.stderr,
                 start_new_session=True)  # out of the terminal's process group: Ctrl+C is for the parent
+        except BaseException:
+            parent_end.close()
+            raise
         finally:
             child_end.close()
         self.conn = Connection(parent_end.detach())

@@ -44,11 +44,11 @@ LR = 1e-3
 
 def corpus() -> tuple[np.ndarray, str]:
     if SHAKESPEARE.exists():
-        return np.frombuffer(SHAKESPEARE.read_bytes(), dtype=np.uint8).astype(np.int64), str(SHAKESPEARE)
+        return np.frombuffer(SHAKESPEARE.read_bytes(), dtype=np.uint8), str(SHAKESPEARE)
     rng = np.random.default_rng(0)
     words = "the of and to a in that is was he for it with as his on be at by i this had not".split()
     text = " ".join(rng.choice(words, 400_000))
-    return np.frombuffer(text.encode(), dtype=np.uint8).astype(np.int64), "generated text"
+    return np.frombuffer(text.encode(), dtype=np.uint8), "generated text"
 
 
 def batches(data, n, seed):
@@ -57,7 +57,9 @@ def batches(data, n, seed):
     out = []
     for _ in range(n):
         starts = rng.integers(0, len(data) - T - 1, BATCH)
-        out.append((np.stack([data[s:s + T] for s in starts]), np.stack([data[s + 1:s + T + 1] for s in starts])))
+        x = np.stack([data[s:s + T] for s in starts]).astype(np.int64)
+        y = np.stack([data[s + 1:s + T + 1] for s in starts]).astype(np.int64)
+        out.append((x, y))
     return out
 
 

@@ -169,7 +169,8 @@ class GPT:
         dW = ws.get("dwte", wte.shape)
         xp.matmul(dlogits.T, self._xf, out=dW)
         dwte += dW
-        dx = self.ln_f.backward(dxf)
+        dx = ws.get("dresidual", dxf.shape)  # the residual stream's gradient, updated in place
+        dx[...] = self.ln_f.backward(dxf)
         for block in reversed(self.blocks):
             block.backward(dx)
         self.emb.backward(dx)

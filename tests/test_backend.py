@@ -139,3 +139,101 @@ def test_optimizer_state_is_host_numpy_and_a_copy():
     assert isinstance(state["m"], np.ndarray) and state["m"] is not opt.m
     state["m"][...] = 0.0
     assert opt.m.max() > 0
+
+
+class NumpyKernels:
+    """The interface of mnemos.cuda_kernels.CudaKernels, computed with NumPy, so the CPU
+    suite checks how the layers and AdamW use the fused kernels (which buffers go in,
+    which come out) without a GPU. The formulas are the CUDA kernels', written per row.
+    ``calls`` records which kernels ran."""
+
+    def __init__(self):
+        self.calls = set()
+
+    def __getattribute__(self, name):
+        if not name.startswith("_") and name != "calls":
+            object.__getattribute__(self, "calls").add(name)
+        return object.__getattribute__(self, name)
+
+    def gelu(self, x, y, dydx=None):
+        c, a = np.sqrt(2 / np.pi), 0.044715
+        t = np.tanh(c * (x + a * x ** 3))
+        y[...] = 0.5 * x * (1 + t)
+        if dydx is not None:
+            dydx[...] = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * a * x * x)
+
+    def layernorm_forward(self, x, w, b, eps, xhat, y, rstd):
+        mean = x.mean(1, keepdims=True)
+        rstd[...] = 1 / np.sqrt(((x - mean) ** 2).mean(1) + eps)
+        xhat[...] = (x - mean) * rstd[:, None]
+        y[...] = xhat * w + b
+
+    def layernorm_backward(self, dy, xhat, w, rstd, dx, dy_xhat):
+        g = dy * w
+        dx[...] = rstd[:, None] * (g - g.mean(1, keepdims=True) - xhat * (g * xhat).mean(1, keepdims=True))
+        dy_xhat[...] = dy * xhat
+
+    def causal_softmax(self, S, P, scale):
+        T = S.shape[-1]
+        z = np.where(np.tril(np.ones((T, T), bool)), S * scale, -np.inf)
+        e = np.exp(z - z.max(-1, keepdims=True))
+        P[...] = e / e.sum(-1, keepdims=True)
+
+    def softmax_backward(self, dP, P, scale):
+        dP[...] = P * (dP - (dP * P).sum(-1, keepdims=True)) * scale
+
+    def cross_entropy(self, z, targets, probs, nll, keep):
+        m = z.max(1, keepdims=True)
+        e = np.exp(z - m)
+        s = e.sum(1)
+        nll[...] = np.log(s) + m[:, 0] - z[np.arange(len(z)), targets]
+        if keep:
+            probs[...] = e / s[:, None]
+
+    def cross_entropy_backward(self, dz, targets):
+        dz[np.arange(len(dz)), targets] -= 1
+        dz *= 1 / len(dz)
+
+    def adamw(self, p, g, m, v, mask, lr, weight_decay, b1, b2, eps, t):
+        p *= 1 - lr * weight_decay * mask
+        m[...] = b1 * m + (1 - b1) * g
+        v[...] = b2 * v + (1 - b2) * g * g
+        p -= lr / (1 - b1 ** t) * m / (np.sqrt(v / (1 - b2 ** t)) + eps)
+
+
+def with_kernels(model, kernels):
+    layers = [model.ln_f, model.ce]
+    for block in model.blocks:
+        layers += [block.ln_1, block.ln_2, block.attn, block.mlp.gelu]
+    for layer in layers:
+        assert layer.fused is None
+        layer.fused = kernels
+    return model
+
+
+def test_the_layers_and_adamw_use_fused_kernels_correctly():
+    """The seam the GPU path takes, on the CPU: a model whose layers call the kernels'
+    interface (NumPy stand-ins) trains like the plain NumPy model, in float64."""
+    cfg = ModelConfig(vocab_size=31, n_layer=2, n_head=2, n_embd=16, block_size=8, dropout=0.0)
+    plain = GPT(cfg, dtype=np.float64, seed=4)
+    kernels = NumpyKernels()
+    fused = with_kernels(GPT(cfg, dtype=np.float64, seed=4), kernels)
+    opts = [AdamW(plain.params, lr=1e-2), AdamW(fused.params, lr=1e-2)]
+    opts[1]._fused = kernels
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        x, y = rng.integers(0, 31, (3, 7)), rng.integers(0, 31, (3, 7))
+        losses = []
+        for model, opt in zip((plain, fused), opts):
+            model.zero_grad()
+            _, loss = model.forward(x, y, train=True)
+            model.backward()
+            losses.append(loss)
+            opt.step(1e-2)
+        assert losses[1] == pytest.approx(losses[0], rel=1e-12)
+        np.testing.assert_allclose(fused.params.grad, plain.params.grad, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fused.params.data, plain.params.data, rtol=1e-9, atol=1e-12)
+    x = rng.integers(0, 31, (2, 8))
+    np.testing.assert_allclose(fused.forward(x)[0], plain.forward(x)[0], rtol=1e-9, atol=1e-12)
+    assert kernels.calls == {"gelu", "layernorm_forward", "layernorm_backward", "causal_softmax", "softmax_backward",
+                             "cross_entropy", "cross_entropy_backward", "adamw"}

@@ -257,3 +257,18 @@ def test_ctrl_c_on_the_cli_saves_stops_the_workers_and_exits_130(text_file, tmp_
     assert '"reason": "interrupt"' in rest  # the checkpoint event
     assert (out / "model.npz").exists()
     assert all(gone(pid) for pid in workers)
+
+
+def test_an_exception_in_the_training_loop_stops_the_workers(text_file, tmp_path):
+    cfg = TrainConfig(**{**TRAIN.to_dict(), "workers": 2})
+    holder = {}
+
+    def callback(event):
+        if event.kind == "step" and event.step == 2:
+            holder["pids"] = list(holder["t"].parallel.pids)
+            raise RuntimeError("the user interface fell over")
+
+    trainer = holder["t"] = Trainer.new(CFG, cfg, text_file, out_dir=tmp_path / "run", callback=callback)
+    with pytest.raises(RuntimeError, match="fell over"):
+        trainer.run()
+    assert trainer.parallel.closed and all(gone(pid) for pid in holder["pids"])

@@ -13,20 +13,23 @@ A run folder (contract, see ARCHITECTURE)::
 
 Atomicity. Every save writes a complete new folder ``.<run>.saving-<pid>`` next to the
 run (each file fsynced), then swaps it in with two renames: ``<run>`` ->
-``.<run>.previous``, ``.<run>.saving-<pid>`` -> ``<run>``. A POSIX rename is atomic, so a
-kill at any moment leaves either the old ``<run>``, or no ``<run>`` but a whole
-``.<run>.previous`` (between the two renames), which every reader here renames back
-(:func:`recover`). ``best/`` and unchanged files are hard links into the previous folder,
-so keeping ``best`` costs no copy. Files are never modified in place, which is what makes
-the sharing of inodes safe. Loading uses ``np.load(allow_pickle=False)`` only.
+``.<run>.previous-<pid>``, ``.<run>.saving-<pid>`` -> ``<run>``. A POSIX rename is
+atomic, so a kill at any moment leaves either the old ``<run>``, or no ``<run>`` but a
+whole ``.<run>.previous-<pid>`` (between the two renames), which every reader here
+renames back once that process is gone (:func:`recover`). ``best/`` and unchanged files
+are hard links into the previous folder, so keeping ``best`` costs no copy; checkpoint
+files are never modified in place, which is what makes sharing inodes safe. Loading
+uses ``np.load(allow_pickle=False)`` only.
 """
 
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import shutil
+import threading
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -41,6 +44,7 @@ from mnemos.errors import CheckpointError, ConfigError, MnemosError
 FORMAT_VERSION = 1
 CHECKPOINT_FILES = ("config.json", "tokenizer.json", "model.npz", "optimizer.npz", "state.json")
 BEST = "best"
+_SWAP_LOCK = threading.RLock()  # one swap or recovery at a time in this process (the TUI lists while it trains)
 
 
 # --------------------------------------------------------------------------- low-level writing
@@ -93,20 +97,6 @@ def _carry_extras(src: Path, dst: Path, skip: tuple[str, ...]) -> None:
             _link_or_copy(item, dst / item.name)
 
 
-def _previous(run: Path) -> Path:
-    return run.parent / f".{run.name}.previous"
-
-
-def recover(run: str | os.PathLike) -> None:
-    """Finish the swap of a save that was killed between its two renames: put the
-    whole previous checkpoint back in place. A no-op for a healthy folder."""
-    run = Path(run)
-    old = _previous(run)
-    if old.is_dir() and not run.exists() and (old / "config.json").is_file():
-        os.rename(old, run)
-        _fsync_dir(run.parent)
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -117,23 +107,57 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _pid_of(path: Path) -> int | None:
+    """The process id at the end of a ``.<run>.saving-<pid>`` / ``.previous-<pid>`` name."""
+    tail = path.name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def _gone(pid: int | None) -> bool:
+    """Whether the process that made a temporary folder is no longer saving: dead, or
+    this process (whose own swaps hold ``_SWAP_LOCK``, so none is half done)."""
+    return pid is not None and (pid == os.getpid() or not _pid_alive(pid))
+
+
+def recover(run: str | os.PathLike) -> None:
+    """Finish the swap of a save that was killed between its two renames: put the
+    whole previous checkpoint back in place. A no-op for a healthy folder. If the
+    saving process is alive (it is between its two renames, for microseconds), wait
+    for it instead."""
+    run = Path(run)
+    if run.exists():
+        return
+    with _SWAP_LOCK:
+        for old in sorted(run.parent.glob(f".{run.name}.previous-*")):
+            if not (old / "config.json").is_file():
+                continue
+            if not _gone(_pid_of(old)):
+                deadline = time.monotonic() + 2.0
+                while not run.exists() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            if not run.exists():
+                os.rename(old, run)
+                _fsync_dir(run.parent)
+            return
+
+
 def _remove_stale_saves(run: Path) -> None:
-    """Delete half-written folders left by saves that were killed (their process is gone)."""
-    for tmp in run.parent.glob(f".{run.name}.saving-*"):
-        pid = tmp.name.rsplit("-", 1)[1]
-        if pid.isdigit() and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
-            shutil.rmtree(tmp, ignore_errors=True)
+    """Delete what killed saves left behind: half-written folders, and previous
+    checkpoints already replaced (only those whose process is gone)."""
+    for pattern in (f".{run.name}.saving-*", f".{run.name}.previous-*"):
+        for tmp in run.parent.glob(pattern):
+            if _gone(_pid_of(tmp)) and (pattern.endswith("saving-*") or run.exists()):
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _swap_in(tmp: Path, run: Path) -> None:
-    old = _previous(run)
-    recover(run)
-    if old.exists():
-        shutil.rmtree(old)
-    if run.exists():
-        os.rename(run, old)
-    os.rename(tmp, run)
-    _fsync_dir(run.parent)
+    """``run`` -> ``.run.previous-<pid>``, ``tmp`` -> ``run`` (two atomic renames)."""
+    old = run.parent / f".{run.name}.previous-{os.getpid()}"
+    with _SWAP_LOCK:
+        if run.exists():
+            os.rename(run, old)
+        os.rename(tmp, run)
+        _fsync_dir(run.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -222,47 +246,83 @@ class Checkpoint:
     mnemos_version: str = ""
 
     def optimizer_state(self) -> dict:
-        arrays = _read_npz(self.path / "optimizer.npz", self.path)
+        name = "optimizer.npz"
+        arrays = _parse_npz(_snapshot(self.path, (name,))[name], self.path, name)
         missing = {"m", "v", "t"} - set(arrays)
         if missing:
-            raise CheckpointError(f"{self.path / 'optimizer.npz'} lacks {', '.join(sorted(missing))}; "
+            raise CheckpointError(f"{self.path / name} lacks {', '.join(sorted(missing))}; "
                                   f"it is not a Mnemos optimizer state")
         return {"m": arrays["m"], "v": arrays["v"], "t": int(arrays["t"])}
 
 
-def _read_json(path: Path, run: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{run} is not a complete checkpoint ({path.name} is missing); "
-                              f"pass a folder written by `mnemos train`") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path} is corrupt ({type(exc).__name__}); use {run}/best or start a new run") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} is corrupt (not a JSON object); use {run}/best or start a new run")
-    return data
+def _check_folder(run: Path) -> None:
+    """Raise unless ``run`` is a checkpoint folder (looking again while a save swaps it)."""
+    with _SWAP_LOCK:
+        for _ in range(3):
+            recover(run)
+            if run.is_dir() and (run / "config.json").is_file():
+                return
+            if not any(run.parent.glob(f".{run.name}.previous-*")):
+                break
+    what = "does not exist" if not run.exists() else "is not a Mnemos checkpoint (no config.json)"
+    raise CheckpointError(f"{run} {what}; pass a folder written by `mnemos train` (see `mnemos list`)")
 
 
-def _read_npz(path: Path, run: Path) -> dict[str, np.ndarray]:
+def _snapshot(run: Path, names: tuple[str, ...]) -> dict[str, bytes]:
+    """The bytes of ``names``, all from one and the same checkpoint: they are read
+    through a handle on the folder, so a save that swaps a new folder in meanwhile (in
+    another process) cannot mix two checkpoints; if the old folder is deleted under us,
+    read the new one. This process's own saves wait (``_SWAP_LOCK``)."""
+    opener_ok = os.open in os.supports_dir_fd
+    for _ in range(50):
+        recover(run)
+        with _SWAP_LOCK:
+            try:
+                dfd = os.open(run, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if opener_ok else None
+            except FileNotFoundError:
+                time.sleep(0.01)
+                continue
+            try:
+                out = {}
+                for name in names:
+                    opener = (lambda p, flags: os.open(p, flags, dir_fd=dfd)) if dfd is not None else None
+                    with open(name if dfd is not None else run / name, "rb", opener=opener) as f:
+                        out[name] = f.read()
+                return out
+            except FileNotFoundError:
+                same = dfd is None or (run.exists() and os.stat(run).st_ino == os.fstat(dfd).st_ino)
+                if same:  # really missing, not swapped away
+                    raise CheckpointError(f"{run} is not a complete checkpoint ({name} is missing); "
+                                          f"pass a folder written by `mnemos train`") from None
+            finally:
+                if dfd is not None:
+                    os.close(dfd)
+        time.sleep(0.01)
+    raise CheckpointError(f"{run} keeps changing while it is read; try again")
+
+
+def _parse_json(data: bytes, run: Path, name: str) -> dict:
     try:
-        with np.load(path, allow_pickle=False) as z:
+        obj = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{run / name} is corrupt ({type(exc).__name__}); use {run}/best or start a new run"
+                              ) from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{run / name} is corrupt (not a JSON object); use {run}/best or start a new run")
+    return obj
+
+
+def _parse_npz(data: bytes, run: Path, name: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise CheckpointError(f"{run} is not a complete checkpoint ({path.name} is missing); "
-                              f"pass a folder written by `mnemos train`") from None
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, AttributeError) as exc:
-        raise CheckpointError(f"{path} is truncated or corrupt ({type(exc).__name__}: {str(exc)[:80]}); "
+        raise CheckpointError(f"{run / name} is truncated or corrupt ({type(exc).__name__}: {str(exc)[:80]}); "
                               f"use {run}/best or start a new run") from None
 
 
-def read_config(dir: str | os.PathLike) -> tuple[ModelConfig, TrainConfig, dict]:
-    """The configs of a checkpoint folder (cheap: no weights), checking the format."""
-    run = Path(dir)
-    recover(run)
-    if not run.is_dir() or not (run / "config.json").is_file():
-        what = "does not exist" if not run.exists() else "is not a Mnemos checkpoint (no config.json)"
-        raise CheckpointError(f"{run} {what}; pass a folder written by `mnemos train` (see `ls checkpoints`)")
-    raw = _read_json(run / "config.json", run)
+def _parse_config(data: bytes, run: Path) -> tuple[ModelConfig, TrainConfig, dict]:
+    raw = _parse_json(data, run, "config.json")
     version = raw.get("format_version")
     if not isinstance(version, int):
         raise CheckpointError(f"{run}/config.json has no format_version; it was not written by Mnemos")
@@ -275,6 +335,20 @@ def read_config(dir: str | os.PathLike) -> tuple[ModelConfig, TrainConfig, dict]
         raise CheckpointError(f"{run}/config.json is invalid ({exc}); use another checkpoint") from None
 
 
+def read_config(dir: str | os.PathLike) -> tuple[ModelConfig, TrainConfig, dict]:
+    """The configs of a checkpoint folder (cheap: no weights), checking the format."""
+    run = Path(dir)
+    _check_folder(run)
+    return _parse_config(_snapshot(run, ("config.json",))["config.json"], run)
+
+
+def read_state(dir: str | os.PathLike) -> dict:
+    """The ``state.json`` of a checkpoint folder (cheap: no weights)."""
+    run = Path(dir)
+    _check_folder(run)
+    return _parse_json(_snapshot(run, ("state.json",))["state.json"], run, "state.json")
+
+
 def load_checkpoint(dir: str | os.PathLike) -> Checkpoint:
     """Load a checkpoint folder (the run's latest, or its ``best/``) into a model.
 
@@ -285,19 +359,19 @@ def load_checkpoint(dir: str | os.PathLike) -> Checkpoint:
     from mnemos.tokenizer import BPETokenizer
 
     run = Path(dir)
-    model_cfg, train_cfg, raw = read_config(run)
-    state = _read_json(run / "state.json", run)
-    if not (run / "tokenizer.json").is_file():
-        raise CheckpointError(f"{run} is not a complete checkpoint (tokenizer.json is missing); "
-                              f"pass a folder written by `mnemos train`")
+    _check_folder(run)
+    files = _snapshot(run, ("config.json", "state.json", "tokenizer.json", "model.npz"))
+    model_cfg, train_cfg, raw = _parse_config(files["config.json"], run)
+    state = _parse_json(files["state.json"], run, "state.json")
     try:
-        tokenizer = BPETokenizer.load(run / "tokenizer.json")
+        tokenizer = BPETokenizer.from_dict(_parse_json(files["tokenizer.json"], run, "tokenizer.json"),
+                                           source=str(run / "tokenizer.json"))
     except MnemosError as exc:
-        raise CheckpointError(f"{run}/tokenizer.json: {exc}") from None
+        raise CheckpointError(str(exc)) from None
     if tokenizer.vocab_size != model_cfg.vocab_size:
         raise CheckpointError(f"{run}: tokenizer.json has {tokenizer.vocab_size} tokens but the model expects "
                               f"{model_cfg.vocab_size}; the folder mixes two runs, use another checkpoint")
-    weights = _read_npz(run / "model.npz", run)
+    weights = _parse_npz(files["model.npz"], run, "model.npz")
     model = GPT(model_cfg)
     try:
         model.load_state_dict(weights)
@@ -349,6 +423,12 @@ def _folder_size(path: Path) -> int:
 def checkpoint_info(dir: str | os.PathLike) -> CheckpointInfo:
     run = Path(dir)
     info = CheckpointInfo(path=str(run), name=run.name)
+    with _SWAP_LOCK:  # one consistent look (this process's saves wait)
+        _fill_info(info, run)
+    return info
+
+
+def _fill_info(info: CheckpointInfo, run: Path) -> None:
     try:
         info.modified = (run / "config.json").stat().st_mtime
         info.size_bytes = _folder_size(run)
@@ -356,13 +436,12 @@ def checkpoint_info(dir: str | os.PathLike) -> CheckpointInfo:
         model_cfg, train_cfg, _ = read_config(run)
         info.model_config, info.train_config = model_cfg.to_dict(), train_cfg.to_dict()
         info.num_params, info.max_steps = model_cfg.num_params(), train_cfg.max_steps
-        state = _read_json(run / "state.json", run)
+        state = read_state(run)
         info.step = int(state.get("step", 0))
         info.best_val_loss = state.get("best_val_loss")
         info.data = state.get("data")
     except (MnemosError, OSError, ValueError, TypeError) as exc:
         info.problem = str(exc)
-    return info
 
 
 def list_checkpoints(root: str | os.PathLike = "checkpoints") -> list[CheckpointInfo]:
@@ -370,10 +449,13 @@ def list_checkpoints(root: str | os.PathLike = "checkpoints") -> list[Checkpoint
     root = Path(root)
     if not root.is_dir():
         return []
-    for old in root.glob(".*.previous"):
-        recover(root / old.name[1:-len(".previous")])
-    runs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "config.json").is_file()]
-    return sorted((checkpoint_info(p) for p in runs), key=lambda i: i.modified, reverse=True)
+    with _SWAP_LOCK:  # this process's saves wait while the folder is scanned
+        for old in root.glob(".*.previous-*"):
+            recover(root / old.name[1:].rsplit(".previous-", 1)[0])
+        runs = [p for p in root.iterdir()
+                if p.is_dir() and not p.name.startswith(".") and (p / "config.json").is_file()]
+        infos = [checkpoint_info(p) for p in runs]
+    return sorted(infos, key=lambda i: i.modified, reverse=True)
 
 
 def delete_checkpoint(dir: str | os.PathLike) -> None:

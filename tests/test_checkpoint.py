@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -210,9 +211,38 @@ def test_disk_full_on_the_first_save_says_nothing_was_saved(tmp_path, monkeypatc
 def test_a_kill_between_the_two_renames_is_recovered(tmp_path):
     model, tok, opt = make_parts()
     run = save(tmp_path / "run", model, tok, opt, 7)
-    os.rename(run, tmp_path / ".run.previous")  # as if killed right after the first rename
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    os.rename(run, tmp_path / f".run.previous-{dead.pid}")  # as if that process was killed between its renames
     assert load_checkpoint(run).state["step"] == 7
     assert [i.name for i in list_checkpoints(tmp_path)] == ["run"]
+
+
+def test_reading_while_another_thread_saves(tmp_path):
+    """The TUI lists and loads checkpoints while its trainer thread saves them."""
+    model, tok, opt = make_parts()
+    run = save(tmp_path / "run", model, tok, opt, 0)
+    done, errors = threading.Event(), []
+
+    def saver():
+        try:
+            for step in range(1, 40):
+                save(run, model, tok, opt, step, best="update" if step % 2 else "keep")
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=saver)
+    thread.start()
+    steps = []
+    while not done.is_set():
+        (info,) = list_checkpoints(tmp_path)
+        assert info.problem is None
+        steps.append(load_checkpoint(run).state["step"])
+    thread.join()
+    assert errors == [] and steps == sorted(steps)
+    assert load_checkpoint(run).state["step"] == 39
 
 
 KILLER = textwrap.dedent("""
@@ -261,6 +291,26 @@ def test_sigkill_at_a_random_moment_leaves_a_whole_checkpoint(tmp_path):
     model, tok, opt = make_parts()
     save(run, model, tok, opt, 10**6)  # the next save clears what the killed ones left
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_reading_while_another_process_saves_never_mixes_checkpoints(tmp_path):
+    script = tmp_path / "saver.py"
+    script.write_text(KILLER)
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(script), str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        proc.stdout.readline()
+        steps = []
+        for _ in range(15):
+            ckpt = load_checkpoint(run)
+            step = ckpt.state["step"]
+            assert np.all(ckpt.model.params.data == step)  # weights and state of one and the same save
+            steps.append(step)
+        assert steps == sorted(steps) and steps[-1] > steps[0]
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
 
 
 # --------------------------------------------------------------------------- browsing

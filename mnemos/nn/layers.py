@@ -255,8 +255,8 @@ def exp_shifted(src, out, groups, ones, xp):
     The shift is one maximum per group of rows (``groups`` = how many; e.g. one per
     (batch, head) slice of attention scores): a max over a whole slice is ~10x cheaper
     than one per short row. It is exact unless a row's maximum lies far below its
-    group's and the row underflows; rows whose sum falls under ``sqrt(tiny)`` are then
-    redone with a per-row maximum, so results match a per-row shift to rounding.
+    group's and the row underflows; if any row's sum falls under ``sqrt(tiny)``, all
+    rows are redone with their own maximum, so results match a per-row shift to rounding.
     """
     flat_src, flat_out = src.reshape(groups, -1), out.reshape(groups, -1)
     shift = flat_src.max(axis=1)[:, None]

@@ -10,7 +10,6 @@ from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
 from textual.color import Color
-from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 
@@ -45,13 +44,6 @@ class AttentionMap(Widget, can_focus=True):
     head: reactive[int] = reactive(0)
     query: reactive[int] = reactive(-1)  # -1: the last token
     mean_heads: reactive[bool] = reactive(False)
-
-    class Moved(Message):
-        """The layer, head or query row changed."""
-
-        def __init__(self, layer: int, head: int | None, query: int) -> None:
-            super().__init__()
-            self.layer, self.head, self.query = layer, head, query
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -93,7 +85,6 @@ class AttentionMap(Widget, can_focus=True):
 
     def _moved(self) -> None:
         self.refresh()  # same size: no new layout needed
-        self.post_message(self.Moved(self.layer, None if self.mean_heads else self.head, self.query))
 
     # -- drawing ----------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 from textual.binding import Binding
-from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 
@@ -84,13 +83,6 @@ class NextTokenPanel(Widget, can_focus=True):
     top_k: reactive[int | None] = reactive(None)
     top_p: reactive[float | None] = reactive(None)
 
-    class Changed(Message):
-        """The sampling settings moved (the screen may keep them)."""
-
-        def __init__(self, panel: "NextTokenPanel") -> None:
-            super().__init__()
-            self.panel = panel
-
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.logits: np.ndarray | None = None
@@ -135,21 +127,17 @@ class NextTokenPanel(Widget, can_focus=True):
 
     def action_temperature(self, delta: int) -> None:
         self.temperature = round(min(3.0, max(0.1, self.temperature + 0.1 * delta)), 2)
-        self.post_message(self.Changed(self))
 
     def action_top_k(self, delta: int) -> None:
         self.top_k = _step(TOP_K_STEPS, self.top_k, delta)
-        self.post_message(self.Changed(self))
 
     def action_top_p(self, delta: int) -> None:
         current = 1.0 if self.top_p is None else self.top_p
         new = round(min(1.0, max(0.05, current + 0.05 * delta)), 2)
         self.top_p = None if new >= 1.0 else new
-        self.post_message(self.Changed(self))
 
     def action_reset(self) -> None:
         self.temperature, self.top_k, self.top_p = 1.0, None, None
-        self.post_message(self.Changed(self))
 
     def render(self):
         if self.view is None:

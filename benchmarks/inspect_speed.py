@@ -19,6 +19,7 @@ with offsets, from Mnemos' exported tokenizer. Ratios > 1 mean Mnemos is slower.
 from __future__ import annotations
 
 import argparse
+import io
 import statistics
 import sys
 import tempfile
@@ -50,8 +51,7 @@ def render(renderable) -> None:
     """Lay the renderable out as the terminal would (Rich, 120 columns, no output)."""
     from rich.console import Console
 
-    console = Console(width=120, file=open("/dev/null", "w"), color_system="truecolor", force_terminal=True)
-    console.print(renderable)
+    Console(width=120, file=io.StringIO(), color_system="truecolor", force_terminal=True).print(renderable)
 
 
 def setup(corpus: Path, workdir: Path):

@@ -52,7 +52,7 @@ class GenerateScreen(MnemosScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.loaded = None  # (path, Checkpoint) once a checkpoint is loaded
+        self.loaded = None  # (path, Checkpoint, mtime of its state.json) once loaded
         self.generating = False
         self._stop = False  # Esc was pressed: the worker's should_stop() sees it
 
@@ -89,8 +89,9 @@ class GenerateScreen(MnemosScreen):
         if count == 0:
             self.query_one("#model-info", Label).update("No checkpoints yet: train one on the Train screen (F3).")
         value = select.value
-        if value != Select.NULL and (self.loaded is None or self.loaded[0] != Path(str(value))):
-            self.load_model(Path(str(value)))
+        if value != Select.NULL and (self.loaded is None or self.loaded[0] != Path(str(value))
+                                     or self.loaded[2] != _saved_at(Path(str(value)))):
+            self.load_model(Path(str(value)))  # another checkpoint, or this one saved again
 
     @on(Select.Changed, "#checkpoint")
     def _checkpoint_chosen(self, event: Select.Changed) -> None:
@@ -109,10 +110,10 @@ class GenerateScreen(MnemosScreen):
             self.app.call_from_thread(self.report, exc, "Cannot load the checkpoint")
             self.app.call_from_thread(self.query_one("#model-info", Label).update, "")
             return
-        self.app.call_from_thread(self._model_loaded, path, checkpoint)
+        self.app.call_from_thread(self._model_loaded, path, checkpoint, _saved_at(path))
 
-    def _model_loaded(self, path: Path, checkpoint) -> None:
-        self.loaded = (path, checkpoint)
+    def _model_loaded(self, path: Path, checkpoint, saved_at: float) -> None:
+        self.loaded = (path, checkpoint, saved_at)
         self.query_one(ChatLog).tokenizer = checkpoint.tokenizer
         cfg = checkpoint.model_config
         step = checkpoint.state.get("step", 0)
@@ -149,7 +150,7 @@ class GenerateScreen(MnemosScreen):
         from mnemos.generate import Generator
 
         worker = get_current_worker()
-        _, checkpoint = self.loaded
+        checkpoint = self.loaded[1]
         ids, pieces, steps, due = [], [], [], time.monotonic() + POST_INTERVAL
         status = "error"
         try:
@@ -231,3 +232,11 @@ class GenerateScreen(MnemosScreen):
             self.report(exc, "Export failed")
             return
         self.notify(f"Transcript saved: {self.workspace.show(path)}")
+
+
+def _saved_at(path: Path) -> float:
+    """When the checkpoint was last saved (training may save it again while we chat)."""
+    try:
+        return (path / "state.json").stat().st_mtime
+    except OSError:
+        return 0.0

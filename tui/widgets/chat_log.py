@@ -15,7 +15,6 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-BOUNDARY_STYLES = ("on #264f78", "on #5a3d6b")  # two backgrounds that read on light and dark themes
 
 
 @dataclass
@@ -45,6 +44,7 @@ class ChatLog(VerticalScroll, can_focus=True):
         self.tokenizer = None
 
     def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.set_show_tokens(self.show_tokens))
         self.mount(Static(Text("Type a prompt below and press Enter. The model continues your text.",
                                style="italic"), classes="chat-hint"))
 
@@ -84,23 +84,35 @@ class ChatLog(VerticalScroll, can_focus=True):
 
     # -- rendering --------------------------------------------------------------------
 
+    def _boundary_styles(self) -> tuple[str, str]:
+        """Two backgrounds from the current theme (primary and secondary, faded into the
+        background), so token boundaries read on light and dark themes alike."""
+        from textual.color import Color
+
+        theme = self.app.current_theme
+        background = Color.parse(theme.background or ("#000000" if theme.dark else "#ffffff"))
+        return tuple(f"on {background.blend(Color.parse(c), 0.45).hex}"
+                     for c in (theme.primary, theme.secondary or theme.accent or theme.primary))
+
     def _tokens(self, ids: list[int]) -> Text:
         from mnemos.inspect import token_text
 
+        styles = self._boundary_styles()
         text = Text()
         specials = {i: s for s, i in self.tokenizer.special_tokens.items()}
         for n, token_id in enumerate(ids):
             piece = specials.get(token_id) or token_text(self.tokenizer.token_bytes(token_id))
-            text.append(piece, style=BOUNDARY_STYLES[n % 2])
+            text.append(piece, style=styles[n % 2])
         return text
 
     def _prompt_tokens(self, prompt: str) -> Text:
         from mnemos.inspect import tokenize_view
 
+        styles = self._boundary_styles()
         view = tokenize_view(self.tokenizer, prompt)
         text = Text()
         for n, token in enumerate(view.tokens):
-            text.append(token.text, style=BOUNDARY_STYLES[n % 2])
+            text.append(token.text, style=styles[n % 2])
         return text
 
     def _render_turn(self, turn: Turn) -> Group:

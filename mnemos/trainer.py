@@ -291,6 +291,7 @@ class Trainer:
         self.metrics = [row for row in read_metrics(ckpt.path) if row.get("step", 0) <= self.step]
         self.last_good = str(ckpt.path)
         self._saved_step, self._saved_once = self.step, True
+        self._say("resume", f"resuming {ckpt.path} at step {self.step} of {self.train_cfg.max_steps}")
         for key, what in (("data_hash", self.data), ("val_hash", self.val_data)):
             if s.get(key) and self._fingerprints.get(key) and s[key] != self._fingerprints[key]:
                 self._say("data", f"note: {what} changed since this run started; training goes on with its new "

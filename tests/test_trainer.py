@@ -102,6 +102,7 @@ def test_resume_is_bit_exact(text_file, tmp_path):
     resumed = Trainer.resume(tmp_path / "split", callback=rec2)
     assert resumed.run().reason == "finished"
     assert [e.step for e in rec2.of("step")] == list(range(18, 41))
+    assert any(e.message == f"resuming {tmp_path / 'split'} at step 17 of 40" for e in rec2.of("prepare"))
     assert [e.step for e in rec2.of("eval")] == [20, 30, 40]  # no second baseline evaluation
 
     a, opt_a = _params(tmp_path / "straight")

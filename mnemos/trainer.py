@@ -128,6 +128,9 @@ class Trainer:
         """Continue the run saved in ``dir``. ``overrides`` may change the training
         settings (``max_steps``, learning rates, ``data`` ...) but not the model shape."""
         model_cfg, train_cfg, _ = read_config(dir)
+        if Path(dir).name == "best" and is_checkpoint(Path(dir).parent):
+            raise ConfigError(f"{dir} is the best checkpoint inside the run {Path(dir).parent}; resume the run "
+                              f"itself, or copy {dir} to a new folder to branch off from it")
         overrides = dict(overrides or {})
         data = overrides.pop("data", None)
         val_data = overrides.pop("val_data", None)

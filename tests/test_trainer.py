@@ -186,6 +186,8 @@ def test_resume_refuses_a_shape_change_and_takes_new_settings(text_file, tmp_pat
     train(text_file, tmp_path / "run", cfg)
     with pytest.raises(ConfigError, match="cannot change n-embd on resume"):
         Trainer.resume(tmp_path / "run", overrides={"n_embd": 32})
+    with pytest.raises(ConfigError, match="best checkpoint inside the run"):
+        Trainer.resume(tmp_path / "run" / "best", overrides={"max_steps": 20})
     with pytest.raises(ConfigError, match="already at step 10 of 10"):
         Trainer.resume(tmp_path / "run")
     trainer = Trainer.resume(tmp_path / "run", overrides={"max_steps": 12, "lr": 1e-3, "n_embd": 16})

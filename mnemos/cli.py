@@ -26,7 +26,8 @@ DEFAULT_TEST_DATA = "data/testing/test.txt"
 
 MODEL_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
 TRAIN_FLAGS = ("vocab_size", "batch_size", "lr", "min_lr", "warmup_steps", "max_steps", "weight_decay",
-               "grad_clip", "eval_interval", "eval_steps", "seed", "workers", "device")
+               "grad_clip", "eval_interval", "eval_steps", "seed", "workers", "device", "grad_accum",
+               "sample_prompt", "sample_tokens")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,7 +86,10 @@ def _add_train(sub) -> None:
     g.add_argument("--grad-clip", type=float, help="max global gradient norm (0 = off)")
     g.add_argument("--eval-interval", type=int, help="evaluate and checkpoint every N steps")
     g.add_argument("--eval-steps", type=int, help="batches per evaluation")
+    g.add_argument("--grad-accum", type=int, help="micro-batches per step (gradient accumulation)")
     g.add_argument("--seed", type=int)
+    g.add_argument("--sample-prompt", help="prompt completed at each evaluation (default: a newline)")
+    g.add_argument("--sample-tokens", type=int, help="tokens of that sample (0 = none)")
     g = p.add_argument_group("compute")
     g.add_argument("--workers", type=int, help=f"data-parallel worker processes (default: the CPU cores, at most 4: "
                                                f"{default_workers()} here; a resumed run keeps its own)")

@@ -136,8 +136,10 @@ def test_terminal_output_is_one_updating_line():
 
 
 def test_preset_then_explicit_flags():
-    args = build_parser().parse_args(["train", "--preset", "tiny", "--n-layer", "3", "--lr", "0.01"])
+    args = build_parser().parse_args(["train", "--preset", "tiny", "--n-layer", "3", "--lr", "0.01",
+                                      "--sample-prompt", "ROMEO:", "--grad-accum", "2"])
     model, train = train_configs(args)
+    assert train.sample_prompt == "ROMEO:" and train.grad_accum == 2
     assert (model.n_layer, model.n_head, model.n_embd, model.block_size) == (3, 2, 64, 32)
     assert train.lr == 0.01 and train.max_steps == 300
     default_model, default_train = train_configs(build_parser().parse_args(["train"]))

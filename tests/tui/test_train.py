@@ -70,7 +70,7 @@ async def test_parameter_count_follows_the_fields(workspace):
 async def test_start_pause_resume_save_stop_by_keys(workspace):
     app = MnemosApp(root=workspace)
     async with app.run_test(size=SIZE) as pilot:
-        await open_train(pilot, app, max_steps="100000")
+        await open_train(pilot, app, max_steps="100000", eval_interval="100000")
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: app.screen.query_one("#loss-plot")._train_steps, "the first steps")
         assert state(app) == "running"
@@ -117,7 +117,7 @@ async def test_a_run_to_the_end_shows_a_sample_and_the_validation_curve(workspac
 async def test_quit_while_training_asks_and_cancel_keeps_training(workspace):
     app = MnemosApp(root=workspace)
     async with app.run_test(size=SIZE) as pilot:
-        await open_train(pilot, app, max_steps="100000")
+        await open_train(pilot, app, max_steps="100000", eval_interval="100000")
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: state(app) == "running", "the run to start")
         await pilot.press("ctrl+q")

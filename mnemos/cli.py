@@ -310,8 +310,11 @@ def _add_generate(sub) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from mnemos.checkpoint import load_checkpoint
-    from mnemos.generate import Generator
+    from mnemos.generate import Generator, check_sampling
 
+    check_sampling(args.temperature, args.top_k, args.top_p)
+    if args.max_new_tokens < 0:
+        raise ConfigError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
     ckpt = load_checkpoint(args.checkpoint)
     gen = Generator(ckpt.model, ckpt.tokenizer)
     sys.stdout.write(args.prompt)

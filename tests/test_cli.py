@@ -229,6 +229,12 @@ def test_truncated_and_corrupt_model_npz(trained, capsys):
     assert (trained / "model.npz").read_bytes() == blob[:1000]  # nothing rewritten
 
 
+def test_bad_sampling_settings(trained, capsys):
+    assert "temperature" in _bad(capsys, ["generate", "--checkpoint", "run", "--temperature", "-1"])
+    assert "top-p" in _bad(capsys, ["generate", "--checkpoint", "run", "--top-p", "1.5"])
+    assert "--max-new-tokens" in _bad(capsys, ["generate", "--checkpoint", "run", "--max-new-tokens", "-5"])
+
+
 def test_newer_format_version(trained, capsys):
     config = json.loads((trained / "config.json").read_text())
     config["format_version"] = 99

@@ -149,7 +149,7 @@ def test_controls_from_another_thread(text_file, tmp_path):
         assert trainer.step == step  # nothing trained while paused
         assert load_checkpoint(tmp_path / "run").state["step"] == step
         trainer.resume()
-        while trainer.step < step + 2:
+        while trainer.step < step + 2 and worker.is_alive():
             worker.join(0.01)
         trainer.stop()
     finally:

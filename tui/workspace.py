@@ -6,7 +6,7 @@ snapshots can point it at a temporary folder and show paths relative to it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 TRAIN_DEFAULT = Path("data/training/train.txt")
@@ -21,7 +21,6 @@ class Workspace:
     train_file: Path | None = None
     test_file: Path | None = None
     checkpoint: Path | None = None
-    _created: list[Path] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -42,9 +41,7 @@ class Workspace:
         """Create ``data/training``, ``data/testing`` and ``checkpoints`` if missing."""
         for folder in (self.root / TRAIN_DEFAULT.parent, self.root / TEST_DEFAULT.parent,
                        self.checkpoints_dir):
-            if not folder.is_dir():
-                folder.mkdir(parents=True, exist_ok=True)
-                self._created.append(folder)
+            folder.mkdir(parents=True, exist_ok=True)
 
     def resolve(self, text: str | Path) -> Path:
         """A path typed by the user: ``~`` expanded, relative to the root."""

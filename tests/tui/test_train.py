@@ -103,8 +103,11 @@ async def test_a_run_to_the_end_shows_a_sample_and_the_validation_curve(workspac
     app = MnemosApp(root=workspace)
     async with app.run_test(size=SIZE) as pilot:
         await open_train(pilot, app, max_steps="50")
+        app.screen.query_one("#run-name").value = "mine"
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: state(app) == "done", "the run to finish")
+        assert app.workspace.checkpoint == workspace / "checkpoints" / "mine"
+        assert checkpoint_info(workspace / "checkpoints" / "mine").step == 50
         await pilot.pause()
         plot = app.screen.query_one("#loss-plot")
         assert plot._val_steps == [0, 25, 50]
@@ -112,6 +115,11 @@ async def test_a_run_to_the_end_shows_a_sample_and_the_validation_curve(workspac
         assert app.screen.query_one("#train-stats").values["step"] == "50 / 50"
         await pilot.press("ctrl+l")
         assert plot.log_scale
+        # The same name again: the engine refuses to overwrite the run, the app says why.
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: any("already holds a run" in n.message for n in app._notifications),
+                         "the refusal")
+        assert checkpoint_info(workspace / "checkpoints" / "mine").step == 50
 
 
 async def test_quit_while_training_asks_and_cancel_keeps_training(workspace):

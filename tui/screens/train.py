@@ -19,7 +19,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Label, ProgressBar, Select, Sparkline, Static
+from textual.widgets import Input, Label, ProgressBar, Select, Sparkline, Static
 from textual.worker import get_current_worker
 
 from tui.bridge import EngineEvents, EventBridge
@@ -61,6 +61,9 @@ class TrainScreen(MnemosScreen):
                     yield Label("start from", classes="form-label")
                     yield Select([("new run", NEW_RUN)], value=NEW_RUN, allow_blank=False,
                                  id="start-from", compact=True)
+                with Horizontal(classes="form-row"):
+                    yield Label("run name", classes="form-label")
+                    yield Input(placeholder="date and time", id="run-name", compact=True)
                 yield HyperparamForm(id="hparams")
             with Vertical(id="train-live", classes="pane") as live:
                 live.border_title = "Live"
@@ -163,11 +166,17 @@ class TrainScreen(MnemosScreen):
             self.notify("No training file: choose one on Datasets (F2) or fetch the sample corpus there",
                         title="Cannot start", severity="error")
             return
+        run_name = self.query_one("#run-name", Input).value.strip()
+        if run_name and (Path(run_name).name != run_name or run_name.startswith(".")):
+            self.notify("A run name is a plain folder name (no / or leading dot)", title="Cannot start",
+                        severity="error")
+            return
         self._reset_live()
         self.query_one(HyperparamForm).disabled = True
         self.query_one("#start-from", Select).disabled = True
+        self.query_one("#run-name", Input).disabled = True
         self.trainer = None
-        self.run_training(model_cfg, train_cfg, None if resume == NEW_RUN else Path(str(resume)))
+        self.run_training(model_cfg, train_cfg, None if resume == NEW_RUN else Path(str(resume)), run_name)
         self.refresh_bindings()
 
     def action_pause(self) -> None:
@@ -215,7 +224,7 @@ class TrainScreen(MnemosScreen):
     # -- the worker -------------------------------------------------------------------
 
     @work(thread=True, exclusive=True, group="train", exit_on_error=False)
-    def run_training(self, model_cfg, train_cfg, resume_dir: Path | None) -> None:
+    def run_training(self, model_cfg, train_cfg, resume_dir: Path | None, run_name: str = "") -> None:
         from mnemos.trainer import Trainer
 
         worker = get_current_worker()
@@ -229,7 +238,7 @@ class TrainScreen(MnemosScreen):
         ws = self.workspace
         try:
             if resume_dir is None:
-                out_dir = ws.checkpoints_dir / datetime.now().strftime("%Y%m%d-%H%M%S")
+                out_dir = ws.checkpoints_dir / (run_name or datetime.now().strftime("%Y%m%d-%H%M%S"))
                 trainer = Trainer.new(model_cfg, train_cfg, str(ws.train_file),
                                       val_data=str(ws.test_file) if ws.test_file else None,
                                       out_dir=str(out_dir), callback=callback)
@@ -329,6 +338,7 @@ class TrainScreen(MnemosScreen):
     def _run_ended(self) -> None:
         self.query_one(HyperparamForm).disabled = False
         self.query_one("#start-from", Select).disabled = False
+        self.query_one("#run-name", Input).disabled = False
         state = self.trainer.state if self.trainer is not None else "idle"
         self._set_state(state if state != "idle" else "idle")
         self.refresh_sources()

@@ -65,7 +65,6 @@ class LossPlot(PlotextPlot):
         plt.clear_figure()
         plt.title("loss" + (" (log scale)" if self.log_scale else ""))
         plt.xlabel("step")
-        plt.yscale("log" if self.log_scale else "linear")
         columns = max(10, self.size.width - 10)
         drawn = False
         if self._train_steps:
@@ -79,6 +78,8 @@ class LossPlot(PlotextPlot):
         if finite:
             plt.plot([s for s, _ in finite], [v for _, v in finite], label="val", marker="dot")
             drawn = True
+        # plotext cannot draw empty log axes: the log scale applies once there are points
+        plt.yscale("log" if self.log_scale and drawn else "linear")
         if not drawn:
             plt.title("loss: no steps yet")
         self.refresh()

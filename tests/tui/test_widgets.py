@@ -1,0 +1,69 @@
+"""The small pure pieces of the widgets: plot binning, the memory estimate, which field
+a ConfigError is about, the sampling form's parsing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mnemos.config import ModelConfig
+from mnemos.errors import ConfigError
+from tui.widgets.hparam_form import HyperparamForm, memory_estimate
+from tui.widgets.loss_plot import bin_means
+from tui.widgets.train_stats import clock
+
+
+def test_bin_means_averages_consecutive_points_and_keeps_short_series():
+    x = np.arange(1.0, 11.0)
+    assert bin_means(x, x * 2, 20)[0] is x  # fewer points than bins: unchanged
+    bx, by = bin_means(x, x * 2, 5)
+    np.testing.assert_allclose(bx, [1.5, 3.5, 5.5, 7.5, 9.5])
+    np.testing.assert_allclose(by, 2 * bx)
+
+
+def test_memory_estimate_counts_16_bytes_a_parameter_plus_activations():
+    cfg = ModelConfig(vocab_size=257, n_layer=4, n_head=4, n_embd=128, block_size=64)
+    small, big = memory_estimate(cfg, 1), memory_estimate(cfg, 12)
+    assert small > 16 * cfg.num_params()
+    B, T, C, H, L, V = 12, 64, 128, 4, 4, 257
+    activations = 4 * (L * (16 * B * T * C + 2 * B * H * T * T) + 2 * B * T * V + 4 * B * T * C)
+    assert big == 16 * cfg.num_params() + activations
+
+
+@pytest.mark.parametrize("message, field", [
+    ("n_embd (30) must be divisible by n_head (4); try n_head in [1, 2]", "n_embd"),
+    ("min_lr (0.1) must not exceed lr (0.01)", "min_lr"),
+    ("device must be 'cpu' or 'cuda', got 'tpu'", "device"),
+])
+def test_a_config_error_is_shown_next_to_the_field_it_names_first(message, field):
+    assert HyperparamForm._blame(message) == field
+
+
+def test_clock_formats_durations():
+    assert clock(5) == "0:05" and clock(3725) == "1:02:05"
+    assert clock(None) == "-" and clock(float("inf")) == "-" and clock(float("nan")) == "-"
+
+
+@pytest.mark.anyio
+async def test_sampling_form_parses_blank_as_off_and_refuses_bad_values():
+    from textual.app import App
+
+    from tui.widgets.sampling_form import SamplingForm
+
+    class Host(App):
+        def compose(self):
+            yield SamplingForm()
+
+    app = Host()
+    async with app.run_test() as pilot:
+        form = app.query_one(SamplingForm)
+        form.query_one("#s-top_k").value = ""
+        form.query_one("#s-seed").value = "42"
+        await pilot.pause()
+        settings = form.settings()
+        assert settings.top_k is None and settings.seed == 42 and settings.temperature == 0.8
+        form.query_one("#s-temperature").value = "-1"
+        await pilot.pause()
+        with pytest.raises(ConfigError, match="temperature"):
+            form.settings()
+        assert form.has_class("-invalid")

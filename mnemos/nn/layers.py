@@ -105,26 +105,26 @@ class LayerNorm:
         self.w, self.b = params.view(name + ".weight"), params.view(name + ".bias")
         self.dw, self.db = params.grad_view(name + ".weight"), params.grad_view(name + ".bias")
         self.xhat = self.rstd = None
+        self.keys = (name + ".xhat", name + ".y", name + ".rstd")
+        C = self.w.shape[0]
+        self.inv_c = self.xp.full(C, 1.0 / C, dtype=ws.dtype)  # x @ inv_c = row means
         self.fused = fused_kernels(self.xp)  # one GPU kernel each way on CuPy; None on NumPy
 
     def forward(self, x):  # (N, C) -> (N, C)
         xp, ws = self.xp, self.ws
         N, C = x.shape
-        ones_c = ws.ones(C)
-        xhat = ws.get(self.name + ".xhat", (N, C))
-        y = ws.get(self.name + ".y", (N, C))
-        rstd = ws.get(self.name + ".rstd", (N,))
+        xhat = ws.get(self.keys[0], (N, C))
+        y = ws.get(self.keys[1], (N, C))
+        rstd = ws.get(self.keys[2], (N,))
         if self.fused is not None:
             self.fused.layernorm_forward(x, self.w, self.b, self.eps, xhat, y, rstd)
             self.xhat, self.rstd = xhat, rstd
             return y
         mean = ws.get("ln.mean", (N,))
-        xp.matmul(x, ones_c, out=mean)
-        mean *= 1.0 / C
+        xp.matmul(x, self.inv_c, out=mean)  # row means as a matrix-vector product
         xp.subtract(x, mean[:, None], out=xhat)
         xp.multiply(xhat, xhat, out=y)  # y as scratch for the squares
-        xp.matmul(y, ones_c, out=rstd)
-        rstd *= 1.0 / C
+        xp.matmul(y, self.inv_c, out=rstd)  # variances
         rstd += self.eps
         xp.sqrt(rstd, out=rstd)
         xp.reciprocal(rstd, out=rstd)
@@ -365,8 +365,13 @@ class CausalSelfAttention:
         return self.c_attn.backward(dqkv)
 
     def forward_cached(self, x, B, t, k_cache, v_cache, start):  # (B*t, C) -> (B*t, C)
-        """Inference on ``t`` new positions after ``start`` cached ones; appends k, v."""
-        xp = self.xp
+        """Inference on ``t`` new positions after ``start`` cached ones; appends k, v.
+
+        One new position (``t == 1``, every generated token) sees all cached ones, so
+        it needs no causal mask, and each (batch, head) group is a single row: its
+        maximum is the row's own, so the softmax is exact without ``exp_shifted``'s
+        underflow check."""
+        xp, ws = self.xp, self.ws
         C = x.shape[1]
         H = self.n_head
         hd = C // H
@@ -376,12 +381,17 @@ class CausalSelfAttention:
         v_cache[:, :, start:end] = v
         S = xp.matmul(q, k_cache[:, :, :end].swapaxes(-1, -2))  # (B, H, t, end)
         S *= 1.0 / math.sqrt(hd)
-        S += self.mask[start:end, :end]
-        P = xp.empty_like(S)
-        P /= exp_shifted(S, P, B * H, xp.ones(end, dtype=S.dtype), xp)[0][..., None]
-        y = xp.matmul(P, v_cache[:, :, :end])  # (B, H, t, hd)
-        y = xp.ascontiguousarray(y.transpose(0, 2, 1, 3)).reshape(B * t, C)
-        return self.c_proj.forward(y)
+        if t == 1:
+            S -= S.max(axis=-1, keepdims=True)
+            P = xp.exp(S, out=S)
+            P /= (P @ ws.ones(end))[..., None]
+        else:
+            S += self.mask[start:end, :end]
+            P = xp.empty_like(S)
+            P /= exp_shifted(S, P, B * H, ws.ones(end), xp)[0][..., None]
+        y = ws.get("attn.y_cached", (B, t, H, hd))
+        xp.matmul(P, v_cache[:, :, :end], out=y.transpose(0, 2, 1, 3))  # (B, H, t, hd) into (B, t, H, hd)
+        return self.c_proj.forward(y.reshape(B * t, C))
 
 
 class MLP:

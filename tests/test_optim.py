@@ -154,3 +154,30 @@ def test_adamw_minimises_a_quadratic():
         store.grad[:] = 2 * (store.data - target)
         opt.step(0.05)
     np.testing.assert_allclose(store.data, target, atol=1e-3)
+
+
+def test_update_split_over_threads_is_bit_identical(monkeypatch):
+    """AdamW runs its elementwise update in chunks on helper threads; each element sees
+    the same operations, so the result must equal one pass over the buffer exactly
+    (weight decay ends mid-chunk here)."""
+    import mnemos.optim as optim
+
+    rng = np.random.default_rng(5)
+    specs = [("w", (300, 7), True), ("b", (1001,), False), ("u", (64, 9), True)]
+    stores = [ParamStore(specs, np.float32) for _ in range(2)]
+    init = rng.normal(size=stores[0].size).astype(np.float32)
+    grads = [rng.normal(size=stores[0].size).astype(np.float32) for _ in range(3)]
+    monkeypatch.setattr(optim.os, "cpu_count", lambda: 4)
+    opts = []
+    for store, min_chunk in zip(stores, (1 << 30, 256)):  # one pass, then 4 chunks
+        monkeypatch.setattr(optim, "_MIN_CHUNK", min_chunk)
+        store.data[:] = init
+        opts.append(AdamW(store, weight_decay=0.1))
+        for g in grads:
+            store.grad[:] = g
+            opts[-1].step(1e-2)
+    assert 0 < stores[0].decay_end < stores[0].size
+    assert not np.array_equal(stores[1].data, init)
+    np.testing.assert_array_equal(stores[1].data, stores[0].data)
+    np.testing.assert_array_equal(opts[1].m, opts[0].m)
+    np.testing.assert_array_equal(opts[1].v, opts[0].v)

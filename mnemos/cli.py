@@ -223,9 +223,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer = Trainer.resume(args.resume, overrides=_overrides(args), callback=printer)
     else:
         model_cfg, train_cfg = train_configs(args)
-        out = args.out or f"checkpoints/{time.strftime('%Y-%m-%d_%H-%M-%S')}"
         trainer = Trainer.new(model_cfg, train_cfg, data=args.data or DEFAULT_TRAIN_DATA, val_data=args.val_data,
-                              out_dir=out, callback=printer, force=args.force)
+                              out_dir=args.out, callback=printer, force=args.force)
 
     if not args.json:
         print(f"run folder: {trainer.out_dir}", flush=True)

@@ -21,7 +21,6 @@ import codecs
 import hashlib
 import math
 import os
-import secrets
 import subprocess
 import sys
 import tarfile
@@ -34,6 +33,7 @@ from typing import Callable
 import numpy as np
 
 from mnemos.errors import DataError, MnemosError
+from mnemos.fileio import write_atomic
 
 VAL_FRACTION = 0.1  # without --val-data, the last 10% of the training tokens validate
 CACHE_FORMAT = 1  # bump when the cache layout changes; old files are then ignored
@@ -267,23 +267,6 @@ def _token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= np.iinfo(np.uint16).max + 1 else np.dtype(np.int32)
 
 
-def _write_atomic(path: Path, write: Callable) -> None:
-    """Create ``path`` through a temporary file in the same folder (``write(f)`` fills it,
-    then fsync and rename), so readers never see a half-written file. Unlike
-    ``mkstemp`` the file gets the usual permissions (umask)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def load_tokens(path: str | os.PathLike, tokenizer, cache_dir: str | os.PathLike | None = None,
                 progress: Progress | None = None, text: str | None = None) -> np.ndarray:
     """Token ids of a text file, memory-mapped from the cache when it is there.
@@ -309,7 +292,7 @@ def load_tokens(path: str | os.PathLike, tokenizer, cache_dir: str | os.PathLike
             pass  # a damaged cache file is re-encoded below
     tokens = encode_text(text, tokenizer, progress).astype(_token_dtype(tokenizer.vocab_size))
     try:
-        _write_atomic(cached, lambda f: np.save(f, tokens, allow_pickle=False))
+        write_atomic(cached, lambda f: np.save(f, tokens, allow_pickle=False))
     except OSError:
         return tokens
     return np.load(cached, mmap_mode="r", allow_pickle=False)
@@ -412,8 +395,8 @@ def sample_corpus(root: str | os.PathLike = ".", force: bool = False,
     train_names, test_names = names[:-2], names[-2:]
     train = _join([plays[n] for n in train_names])
     test = _join([plays[n] for n in test_names])
-    _write_atomic(train_path, lambda f: f.write(train))
-    _write_atomic(test_path, lambda f: f.write(test))
+    write_atomic(train_path, lambda f: f.write(train))
+    write_atomic(test_path, lambda f: f.write(test))
     say(f"wrote {train_path} ({len(train):,} bytes, {len(train_names)} plays) and "
         f"{test_path} ({len(test):,} bytes: {', '.join(test_names)})")
     return SampleResult(str(train_path), str(test_path), train_names, test_names, len(train), len(test))

@@ -27,7 +27,6 @@ import heapq
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Collection, Iterable, Iterator
 from itertools import repeat
 from pathlib import Path
@@ -37,6 +36,7 @@ import regex
 
 from mnemos.bpe_train import BYTE_VOCAB, Progress, count_chunks, learn_merges
 from mnemos.errors import TokenizerError
+from mnemos.fileio import write_atomic
 
 # The GPT-2 pre-tokenizer pattern (the same string as OpenAI's encoder.py and Hugging
 # Face's ByteLevel pre-tokenizer). Alternatives are tried in order, so " hello" is one
@@ -384,16 +384,7 @@ class BPETokenizer:
         """Write the tokenizer as JSON (atomically: a crash leaves the old file whole)."""
         path = Path(path)
         text = json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n"
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, lambda f: f.write(text.encode("utf-8")))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BPETokenizer:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import os
 import threading
 import time
 from pathlib import Path
@@ -64,6 +65,11 @@ class _ClassOrInstance:
 
 def _finite_or_none(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
+
+
+def default_run_dir(root: str | os.PathLike = "checkpoints") -> Path:
+    """Where a new run goes when no folder is named: ``<root>/<date>_<time>``."""
+    return Path(root) / time.strftime("%Y-%m-%d_%H-%M-%S")
 
 
 class Trainer:
@@ -109,7 +115,7 @@ class Trainer:
             callback=None, force: bool = False) -> "Trainer":
         """A fresh run on ``data`` into ``out_dir``. Refuses an ``out_dir`` holding another
         run unless ``force``, and any other non-empty folder (it will not delete it)."""
-        out = Path(out_dir) if out_dir is not None else Path("checkpoints") / time.strftime("%Y-%m-%d_%H-%M-%S")
+        out = Path(out_dir) if out_dir is not None else default_run_dir()
         if is_checkpoint(out):
             if not force:
                 raise CheckpointError(f"{out} already holds a run; resume it with --resume {out}, choose another "

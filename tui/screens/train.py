@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime
 from pathlib import Path
 
 from rich.text import Text
@@ -95,7 +94,7 @@ class TrainScreen(MnemosScreen):
         text.append("train ", style="bold")
         text.append(ws.show(ws.train_file))
         text.append("\nval   ", style="bold")
-        text.append(ws.show(ws.test_file) if ws.test_file else "last 10% of the training text")
+        text.append("last 10% of the training tokens")
         text.append("\n(change them on Datasets, F2)", style="dim")
         self.query_one("#train-files", Static).update(text)
         if self.running:
@@ -225,7 +224,7 @@ class TrainScreen(MnemosScreen):
 
     @work(thread=True, exclusive=True, group="train", exit_on_error=False)
     def run_training(self, model_cfg, train_cfg, resume_dir: Path | None, run_name: str = "") -> None:
-        from mnemos.trainer import Trainer
+        from mnemos.trainer import Trainer, default_run_dir
 
         worker = get_current_worker()
         bridge = EventBridge(self.post_message)
@@ -238,9 +237,8 @@ class TrainScreen(MnemosScreen):
         ws = self.workspace
         try:
             if resume_dir is None:
-                out_dir = ws.checkpoints_dir / (run_name or datetime.now().strftime("%Y%m%d-%H%M%S"))
+                out_dir = ws.checkpoints_dir / run_name if run_name else default_run_dir(ws.checkpoints_dir)
                 trainer = Trainer.new(model_cfg, train_cfg, str(ws.train_file),
-                                      val_data=str(ws.test_file) if ws.test_file else None,
                                       out_dir=str(out_dir), callback=callback)
             else:
                 from mnemos.checkpoint import checkpoint_info

@@ -40,6 +40,7 @@ import numpy as np
 import mnemos
 from mnemos.config import ModelConfig, TrainConfig
 from mnemos.errors import CheckpointError, ConfigError, MnemosError
+from mnemos.fileio import read_jsonl
 
 FORMAT_VERSION = 1
 CHECKPOINT_FILES = ("config.json", "tokenizer.json", "model.npz", "optimizer.npz", "state.json")
@@ -470,16 +471,5 @@ def delete_checkpoint(dir: str | os.PathLike) -> None:
 
 def read_metrics(dir: str | os.PathLike) -> list[dict]:
     """The rows of ``metrics.jsonl`` (an unreadable line, e.g. cut by a crash, is skipped)."""
-    path = Path(dir) / "metrics.jsonl"
     recover(Path(dir))
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+    return read_jsonl(Path(dir) / "metrics.jsonl")

@@ -48,6 +48,7 @@ import numpy as np
 
 from mnemos.backend import to_numpy
 from mnemos.errors import ConfigError, DataError, MnemosError
+from mnemos.fileio import read_jsonl
 
 DEFAULT_DATA = Path("data") / "testing" / "test.txt"
 REPORT_FILE = "eval-report.md"
@@ -295,20 +296,7 @@ def evaluate_checkpoint(dir: str | os.PathLike, data: str | os.PathLike | None =
 
 def eval_history(dir: str | os.PathLike) -> list[dict]:
     """Every report saved for a checkpoint, oldest first (a torn last line is skipped)."""
-    path = Path(dir) / HISTORY_FILE
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    rows = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+    return read_jsonl(Path(dir) / HISTORY_FILE)
 
 
 def _history_markdown(rows: list[dict]) -> str:

@@ -1,4 +1,4 @@
-"""Atomic file writing shared by the engine's modules.
+"""File helpers shared by the engine's modules: atomic writes, JSON-lines reads.
 
 ``write_atomic`` creates a file through a temporary sibling (filled, flushed, fsynced,
 then renamed over the target), so a reader never sees a half-written file and a crash
@@ -8,6 +8,7 @@ leaves the previous version whole. The file gets the usual permissions (umask), 
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -28,3 +29,21 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The JSON objects of a JSON-lines file, oldest first; a missing file gives ``[]``
+    and an unreadable line (e.g. one cut by a crash) is skipped."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    rows = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows

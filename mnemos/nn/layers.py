@@ -340,7 +340,7 @@ class CausalSelfAttention:
         return self.resid_drop.forward(out, train)
 
     def backward(self, dout):  # (B*T, C) -> (B*T, C); dout is not modified
-        xp, ws, n = self.xp, self.ws, self.name
+        xp, ws = self.xp, self.ws
         B, T = self.shape
         H = self.n_head
         C = dout.shape[1]

@@ -5,7 +5,7 @@ alone, and how fast a key press is handled while training runs.
     python benchmarks/tui_overhead.py --steps 300 --rounds 3
 
 Both sides run the same ``Trainer`` on the same text and settings (nanoGPT's baby GPT:
-the ``small`` preset's shape, byte-level vocab 256, one worker process), the app
+the ``small`` preset's shape, byte-level vocab 256, one worker process unless ``--workers N``), the app
 headless through Textual's ``App.run_test`` with the Train screen driving it exactly as
 a user does (form, ctrl+r). Throughput is measured from the run's own step log
 (``metrics.jsonl``: tokens seen and elapsed time), skipping the first 10 steps, so the
@@ -37,7 +37,7 @@ from mnemos.config import ModelConfig, TrainConfig, get_preset  # noqa: E402
 
 SHAKESPEARE = ROOT.parent / "shared" / "corpora" / "shakespeare.txt"
 SKIP = 10  # steps left out of the throughput (warm-up)
-FORM = {"vocab_size": "256", "workers": "1", "eval_interval": "100000", "eval_steps": "20", "warmup_steps": "10"}
+FORM = {"vocab_size": "256", "eval_interval": "100000", "eval_steps": "20", "warmup_steps": "10"}
 
 
 def corpus(folder: Path) -> Path:
@@ -53,10 +53,10 @@ def corpus(folder: Path) -> Path:
     return path
 
 
-def configs(steps: int) -> tuple[ModelConfig, TrainConfig]:
+def configs(steps: int, workers: int) -> tuple[ModelConfig, TrainConfig]:
     preset = get_preset("small")
     model = ModelConfig(vocab_size=257, **preset.model)
-    train = TrainConfig(**{**preset.train, "vocab_size": 256, "max_steps": steps, "workers": 1,
+    train = TrainConfig(**{**preset.train, "vocab_size": 256, "max_steps": steps, "workers": workers,
                            "eval_interval": 100000, "warmup_steps": 10})
     return model, train
 
@@ -69,16 +69,16 @@ def throughput(run: Path) -> float:
     return (last["tokens_seen"] - first["tokens_seen"]) / (last["elapsed_s"] - first["elapsed_s"])
 
 
-def bare_run(root: Path, steps: int, name: str) -> float:
+def bare_run(root: Path, steps: int, workers: int, name: str) -> float:
     from mnemos.trainer import Trainer
 
-    model, train = configs(steps)
+    model, train = configs(steps, workers)
     out = root / "checkpoints" / name
     Trainer.new(model, train, str(root / "data/training/train.txt"), out_dir=str(out)).run()
     return throughput(out)
 
 
-async def app_run(root: Path, steps: int, presses: int = 0) -> tuple[float, list[float]]:
+async def app_run(root: Path, steps: int, workers: int, presses: int = 0) -> tuple[float, list[float]]:
     """Train in the headless app; optionally measure key latency while it trains."""
     from tui.app import MnemosApp
 
@@ -89,7 +89,7 @@ async def app_run(root: Path, steps: int, presses: int = 0) -> tuple[float, list
         screen = app.screen
         screen.query_one("#preset").value = "small"
         await pilot.pause()
-        for field, value in {**FORM, "max_steps": str(steps)}.items():
+        for field, value in {**FORM, "workers": str(workers), "max_steps": str(steps)}.items():
             screen.query_one(f"#f-{field}").value = value
         await pilot.pause()
         await pilot.press("ctrl+r")
@@ -117,6 +117,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--presses", type=int, default=30)
+    parser.add_argument("--workers", type=int, default=1, help="data-parallel workers on both sides (default 1)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="mnemos-tui-bench-") as tmp:
@@ -124,14 +125,14 @@ def main() -> None:
         corpus(root)
         bare, inside = [], []
         for r in range(args.rounds):
-            bare.append(bare_run(root, args.steps, f"bare-{r}"))
-            tokens_per_s, _ = asyncio.run(app_run(root, args.steps))
+            bare.append(bare_run(root, args.steps, args.workers, f"bare-{r}"))
+            tokens_per_s, _ = asyncio.run(app_run(root, args.steps, args.workers))
             inside.append(tokens_per_s)
             print(f"round {r + 1}: trainer alone {bare[-1]:,.0f} tokens/s, in the app {inside[-1]:,.0f} tokens/s")
-        _, latencies = asyncio.run(app_run(root, max(args.steps, 400), presses=args.presses))
+        _, latencies = asyncio.run(app_run(root, max(args.steps, 400), args.workers, presses=args.presses))
 
     b, a = statistics.median(bare), statistics.median(inside)
-    print(f"\ntraining, baby GPT shape, {args.steps} steps, median of {args.rounds} rounds:")
+    print(f"\ntraining, baby GPT shape, {args.workers} worker(s), {args.steps} steps, median of {args.rounds} rounds:")
     print(f"  trainer alone   {b:>9,.0f} tokens/s")
     print(f"  inside the app  {a:>9,.0f} tokens/s")
     print(f"  ratio app/alone {a / b:>9.1%}   (target >= 90%)")

@@ -313,7 +313,8 @@ class TrainScreen(MnemosScreen):
     def _show_step(self, e) -> None:
         bar = self.query_one("#train-bar", ProgressBar)
         bar.update(total=e.max_steps, progress=e.step)
-        self.query_one("#train-phase", Label).update(f"step {e.step:,} of {e.max_steps:,}")
+        # fixed size (1fr x 1): no new layout needed, ten times a second
+        self.query_one("#train-phase", Label).update(f"step {e.step:,} of {e.max_steps:,}", layout=False)
         self.query_one(TrainStats).set(
             step=f"{e.step:,} / {e.max_steps:,}", loss=f"{e.loss:.4f}", tokens_per_s=f"{e.tokens_per_s:,.0f}",
             lr=f"{e.lr:.2e}", grad_norm=f"{e.grad_norm:.3f}", elapsed=clock(e.elapsed_s), eta=clock(e.eta_s))

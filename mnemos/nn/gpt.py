@@ -82,14 +82,26 @@ class GPT:
         self.params = params if params is not None else ParamStore(param_specs(config), self.dtype, self.xp)
         self.ws = Workspace(self.xp, self.dtype, max_shapes=4)
         self.rng = np.random.default_rng([seed, 1])
+        self._build_layers()
+        self.ce = CrossEntropy(self.ws)
+        if params is None:
+            self.init_weights(seed)
+
+    def _build_layers(self) -> None:
+        """The layers, holding views of ``params``; forgets any pending backward."""
+        config = self.config
         self.emb = Embedding(self.params, self.ws, config.dropout, self.rng)
         self.blocks = [Block(self.params, i, self.ws, config, self.rng) for i in range(config.n_layer)]
         self.ln_f = LayerNorm(self.params, "ln_f", self.ws)
-        self.ce = CrossEntropy(self.ws)
         self._xf = None
         self._ready = False
-        if params is None:
-            self.init_weights(seed)
+
+    def rebind_params(self, data, grad) -> None:
+        """Move the weights and gradients into the flat buffers ``data`` and ``grad``
+        (values copied; see ``ParamStore.rebind``) and point the layers at them. The
+        ``ParamStore`` object stays the same, so an optimizer built on it follows."""
+        self.params.rebind(data, grad)
+        self._build_layers()
 
     def init_weights(self, seed: int) -> None:
         """GPT-2 init: N(0, 0.02) matrices and embeddings, residual projections

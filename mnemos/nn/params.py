@@ -54,8 +54,23 @@ class ParamStore:
         for name, _, decay in specs:
             if decay:
                 self._slice(self.decay_mask, name)[...] = 1
+        self._make_views()
+
+    def _make_views(self) -> None:
         self._views = {n: self._slice(self.data, n) for n in self.names}
         self._grad_views = {n: self._slice(self.grad, n) for n in self.names}
+
+    def rebind(self, data, grad) -> None:
+        """Move the weights and gradients into the flat buffers ``data`` and ``grad``
+        (e.g. shared memory): their current values are copied over and the named views
+        rebuilt. Views taken earlier still point at the old buffers, so whoever cached
+        them (the model's layers) must take them again (``GPT.rebind_params``)."""
+        if data.shape != (self.size,) or grad.shape != (self.size,):
+            raise ValueError(f"data and grad must be flat buffers of {self.size} elements")
+        data[...] = self.data
+        grad[...] = self.grad
+        self.data, self.grad = data, grad
+        self._make_views()
 
     def _slice(self, flat, name):
         start = self.offsets[name]

@@ -12,6 +12,8 @@ from mnemos.nn import GPT, param_specs
 from mnemos.nn.workspace import Workspace
 from mnemos.optim import AdamW, clip_grad_norm, lr_at
 
+from gradcheck import numeric_grad
+
 TINY = ModelConfig(vocab_size=11, n_layer=2, n_head=2, n_embd=8, block_size=6)
 
 
@@ -27,27 +29,13 @@ def batch(config, B, T, seed=0):
     return rng.integers(0, config.vocab_size, (B, T)), rng.integers(0, config.vocab_size, (B, T))
 
 
-def full_numeric_grad(model, loss_fn, eps=1e-6):
-    data = model.params.data
-    g = np.zeros(model.params.size)
-    for i in range(model.params.size):
-        old = data[i]
-        data[i] = old + eps
-        lp = loss_fn()
-        data[i] = old - eps
-        lm = loss_fn()
-        data[i] = old
-        g[i] = (lp - lm) / (2 * eps)
-    return g
-
-
 def test_whole_model_gradient_matches_finite_differences():
     model = randomised(TINY)
     idx, targets = batch(TINY, 2, 5)
     model.zero_grad()
     model.forward(idx, targets, train=True)
     model.backward()
-    num = full_numeric_grad(model, lambda: model.forward(idx, targets)[1])
+    num = numeric_grad(lambda: model.forward(idx, targets)[1], model.params.data)
     err = np.abs(model.params.grad - num).max() / np.abs(num).max()
     assert err < 1e-7
     for name in model.params.names:  # every parameter gets a real gradient
@@ -67,7 +55,7 @@ def test_gradient_with_dropout_matches_finite_differences():
     model.zero_grad()
     loss()
     model.backward()
-    num = full_numeric_grad(model, loss)
+    num = numeric_grad(loss, model.params.data)
     assert np.abs(model.params.grad - num).max() / np.abs(num).max() < 1e-7
 
 

@@ -14,24 +14,9 @@ from mnemos.nn.layers import (MLP, GELU, CausalSelfAttention, CrossEntropy, Drop
 from mnemos.nn.params import ParamStore
 from mnemos.nn.workspace import Workspace
 
-EPS = 1e-6
+from gradcheck import numeric_grad
+
 TOL = 1e-7  # max abs error relative to the largest gradient entry
-
-
-def numeric_grad(f, arr):
-    """Central differences of the scalar ``f()`` w.r.t. every entry of ``arr`` (in place)."""
-    flat = arr.reshape(-1)
-    assert np.shares_memory(flat, arr)
-    g = np.zeros(arr.size)
-    for i in range(arr.size):
-        old = flat[i]
-        flat[i] = old + EPS
-        fp = f()
-        flat[i] = old - EPS
-        fm = f()
-        flat[i] = old
-        g[i] = (fp - fm) / (2 * EPS)
-    return g.reshape(arr.shape)
 
 
 def assert_close_grad(analytic, numeric, what):

@@ -1,7 +1,7 @@
 """Train: the hyperparameter form, keyboard control of a run, and its live view.
 
 The run is ``mnemos.trainer.Trainer`` in a thread worker; its events arrive through an
-``EventBridge`` (coalesced, at most ~10 messages a second) and update the numbers, the
+``EventBridge`` (coalesced, at most 5 messages a second) and update the numbers, the
 progress bar and the sparkline; the loss plot is redrawn at most twice a second.
 Pause / resume / stop / save call the trainer's thread-safe controls, which act
 between steps.
@@ -313,7 +313,7 @@ class TrainScreen(MnemosScreen):
     def _show_step(self, e) -> None:
         bar = self.query_one("#train-bar", ProgressBar)
         bar.update(total=e.max_steps, progress=e.step)
-        # fixed size (1fr x 1): no new layout needed, ten times a second
+        # fixed size (1fr x 1): no new layout needed, several times a second
         self.query_one("#train-phase", Label).update(f"step {e.step:,} of {e.max_steps:,}", layout=False)
         self.query_one(TrainStats).set(
             step=f"{e.step:,} / {e.max_steps:,}", loss=f"{e.loss:.4f}", tokens_per_s=f"{e.tokens_per_s:,.0f}",

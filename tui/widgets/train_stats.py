@@ -1,7 +1,7 @@
 """``TrainStats``: the live numbers of a run (state, step, loss, tokens/s, lr, ...).
 
 It renders itself (``render``) and redraws with a plain ``refresh()``: a fixed-size widget
-whose content changes ten times a second must not ask the screen for a new layout each
+whose content changes several times a second must not ask the screen for a new layout each
 time (``Static.update`` does, and the reflow cost about 13% of training throughput)."""
 
 from __future__ import annotations

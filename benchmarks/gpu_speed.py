@@ -9,7 +9,7 @@ both byte-level (vocab 256) and without dropout. float32 everywhere and no TF32 
 either side (``torch.backends.*.allow_tf32 = False``; CuPy uses TF32 only when
 ``CUPY_TF32=1``, which this script refuses).
 
-A step is a whole training step on a host batch: copy it to the GPU, zero_grad,
+A step is a whole training step on a host batch: copy it to the GPU,
 forward, backward, global-norm clipping at 1.0, AdamW, and the step's loss as a Python
 float (the trainer reports every step's loss, so both sides synchronise once per step).
 PyTorch runs ``benchmarks/_torch_gpt.py`` (``F.scaled_dot_product_attention``, fused
@@ -61,9 +61,8 @@ class MnemosCuda:
 
     def step(self, x, y) -> float:
         m = self.model
-        m.zero_grad()
         _, loss = m.forward(x, y, train=True)
-        m.backward()
+        m.backward(accumulate=False)  # as the trainer: the step's gradient written, not added
         clip_grad_norm(m.params.grad, 1.0)
         self.opt.step(LR)
         return loss

@@ -4,7 +4,7 @@
     python benchmarks/parallel_speed.py --workers 2 --rounds 5 --steps 60
 
 nanoGPT's CPU "baby GPT" shape (n_layer 4, n_head 4, n_embd 128, block 64, batch 12,
-byte-level vocab 256, no dropout). A step is a whole training step: zero_grad, forward,
+byte-level vocab 256, no dropout). A step is a whole training step: forward,
 backward, clipping at 1.0 and AdamW, on the same batches for all three:
 
 - Mnemos, one process (NumPy's BLAS on all cores);
@@ -69,12 +69,11 @@ class MnemosRunner:
 
     def step(self, x, y) -> float:
         m = self.model
-        m.zero_grad()
         if self.dp is None:
             _, loss = m.forward(x, y, train=True)
-            m.backward()
+            m.backward(accumulate=False)  # as the trainer: the step's gradient written, not added
         else:
-            loss = self.dp.loss_and_grad(x, y)
+            loss = self.dp.loss_and_grad(x, y, accumulate=False)
         clip_grad_norm(m.params.grad, 1.0)
         self.opt.step(LR)
         return loss

@@ -5,7 +5,7 @@
 
 nanoGPT's CPU "baby GPT" shape: n_layer 4, n_head 4, n_embd 128, block 64, batch 12,
 byte-level vocab 256, no dropout, on ``../shared/corpora/shakespeare.txt`` (a generated
-text if absent). A step is a whole training step: batch, zero_grad, forward, backward,
+text if absent). A step is a whole training step: batch, forward, backward,
 gradient clipping at 1.0 and AdamW. PyTorch runs ``benchmarks/_torch_gpt.py`` from the
 same initial weights on the same batches with ``torch.set_num_threads(2)``, its fused
 (``foreach``) AdamW and ``F.scaled_dot_product_attention``.
@@ -94,9 +94,8 @@ class MnemosRun:
     def steps(self, data):
         model, opt = self.model, self.opt
         for x, y in data:
-            model.zero_grad()
             _, loss = model.forward(x, y, train=True)
-            model.backward()
+            model.backward(accumulate=False)  # as the trainer: the step's gradient written, not added
             clip_grad_norm(model.params.grad, 1.0)
             opt.step(LR)
         return loss

@@ -227,11 +227,11 @@ class CudaKernels:
         t = self._c(targets.astype(self.cp.int64, copy=False))
         self._rows("cross_entropy_forward", N, self._c(z), t, probs, nll, np.int64(N), np.int32(V), np.int32(keep))
 
-    def cross_entropy_backward(self, dz, targets) -> None:
-        """In place over the probabilities: ``dz = (p - onehot(targets)) / N``."""
+    def cross_entropy_backward(self, dz, targets, scale=1.0) -> None:
+        """In place over the probabilities: ``dz = (p - onehot(targets)) * scale / N``."""
         N, V = dz.shape
         t = self._c(targets.astype(self.cp.int64, copy=False))
-        self._ce_bwd(t, np.int64(V), dz.dtype.type(1.0 / N), dz)
+        self._ce_bwd(t, np.int64(V), dz.dtype.type(scale / N), dz)
 
     def adamw(self, p, g, m, v, mask, lr, weight_decay, b1, b2, eps, t) -> None:
         """One AdamW update of the flat buffers, as :meth:`mnemos.optim.AdamW.step`."""

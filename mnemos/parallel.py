@@ -9,11 +9,13 @@ model code, and gives each a contiguous share of the batch's rows. Per micro-bat
    bytes through a pipe); the weights need no copy: the parent's model keeps its weights
    and its gradient in the shared file (``GPT.rebind_params``), so AdamW updates the very
    buffer the workers read;
-2. worker ``r`` runs forward(train=True) + backward on rows ``[lo, hi)`` into its own
-   gradient buffer, scaled by its share of the batch ``(hi - lo) / B``;
+2. worker ``r`` runs forward(train=True) + backward on rows ``[lo, hi)``, writing the
+   gradient over its own buffer (``backward(accumulate=False)``, so nothing needs
+   zeroing), scaled by its share of the batch ``(hi - lo) / B``;
 3. the parent adds the workers' gradients into ``model.params.grad`` in rank order, so
-   the sum is deterministic, and returns the batch's mean loss. Clipping and AdamW then
-   run in the parent on the summed gradient, exactly as with one process.
+   the sum is deterministic (one pass over the buffers, split across the cores), and
+   returns the batch's mean loss. Clipping and AdamW then run in the parent on the
+   summed gradient, exactly as with one process.
 
 The result equals one process on the whole batch up to float32 rounding (the mean loss
 of the batch is the share-weighted mean of the shares' mean losses, and likewise its
@@ -55,6 +57,7 @@ from multiprocessing.connection import Connection
 import numpy as np
 
 from mnemos.errors import ConfigError, WorkerError
+from mnemos.optim import run_chunked
 
 POLL_S = 0.2  # how often a waiting parent checks that its workers live, and vice versa
 _SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -125,8 +128,8 @@ def _worker_main(sock_fd: int, mem_fd: int) -> None:
 
 
 def _serve(conn, buf, layout: _Layout, config: dict, seed: int, rank: int, parent_pid: int) -> None:
-    """Build the model on the shared buffers, then answer ``("step", lo, hi, B, T, key)``
-    messages until told to stop or orphaned."""
+    """Build the model on the shared buffers, then answer ``("step", lo, hi, B, T, key,
+    scale)`` messages until told to stop or orphaned."""
     from mnemos.config import ModelConfig
     from mnemos.nn import GPT, ParamStore, param_specs
 
@@ -144,17 +147,14 @@ def _serve(conn, buf, layout: _Layout, config: dict, seed: int, rank: int, paren
         msg = conn.recv()
         if msg[0] == "stop":
             return
-        _, lo, hi, B, T, key = msg
+        _, lo, hi, B, T, key, scale = msg
         try:
             x = xs[:B * T].reshape(B, T)[lo:hi]
             y = ys[:B * T].reshape(B, T)[lo:hi]
             if cfg.dropout > 0:
                 model.rng.bit_generator.state = np.random.PCG64([seed, 3, *key, rank]).state
-            grad.fill(0)
             _, loss = model.forward(x, y, train=True)
-            model.backward()
-            if hi - lo != B:
-                grad *= (hi - lo) / B
+            model.backward(scale=scale * (hi - lo) / B, accumulate=False)
             conn.send(("ok", float(loss)))
         except Exception as exc:  # reported to the parent, which raises WorkerError
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -234,9 +234,11 @@ class DataParallel:
 
     # ---------------------------------------------------------------- the work
 
-    def loss_and_grad(self, x: np.ndarray, y: np.ndarray, key: tuple[int, int] = (0, 0)) -> float:
-        """Add d(mean loss over the batch)/d(params) into ``model.params.grad`` and return
-        the mean loss, like ``forward(x, y, train=True)`` + ``backward()`` on the model.
+    def loss_and_grad(self, x: np.ndarray, y: np.ndarray, key: tuple[int, int] = (0, 0),
+                      scale: float = 1.0, accumulate: bool = True) -> float:
+        """Add d(``scale`` x mean loss over the batch)/d(params) into ``model.params.grad``
+        (write it there with ``accumulate=False``) and return the mean loss, like
+        ``forward(x, y, train=True)`` + ``backward(scale, accumulate)`` on the model.
         ``key`` (step, micro-batch) seeds the workers' dropout masks."""
         if self._closed:
             raise WorkerError("the data-parallel workers were stopped; start a new run")
@@ -248,15 +250,27 @@ class DataParallel:
         shares = [(w, lo, hi) for w, (lo, hi) in zip(self._workers, split_rows(B, self.workers)) if hi > lo]
         try:
             for w, lo, hi in shares:
-                self._send(w, ("step", lo, hi, B, T, tuple(int(k) for k in key)))
+                self._send(w, ("step", lo, hi, B, T, tuple(int(k) for k in key), float(scale)))
             losses = [self._receive(w)[1] for w, _, _ in shares]
         except BaseException:
             self.close()  # a half-finished step leaves the workers in an unknown state
             raise
-        grad = self.model.params.grad
-        for w, _, _ in shares:  # in rank order: the sum is deterministic
-            grad += self._grads[w.rank]
+        self._sum_grads([self._grads[w.rank] for w, _, _ in shares], accumulate)
         return sum((hi - lo) / B * loss for (_, lo, hi), loss in zip(shares, losses))
+
+    def _sum_grads(self, grads: list, accumulate: bool) -> None:
+        """``model.params.grad (+)= grads[0] + grads[1] + ...``, always in this order
+        (deterministic), in one pass split across the cores."""
+        grad = self.model.params.grad
+
+        def add(lo, hi):
+            out = grad[lo:hi]
+            if not accumulate:
+                out[...] = grads[0][lo:hi]
+            for g in grads if accumulate else grads[1:]:
+                out += g[lo:hi]
+
+        run_chunked(add, grad.size)
 
     def _where(self, w: _Worker) -> str:
         return f"data-parallel worker {w.rank + 1} of {self.workers}"

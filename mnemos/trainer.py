@@ -93,7 +93,6 @@ class Trainer:
         # filled by _prepare()
         self.model = self.tokenizer = self.optimizer = None
         self.parallel = None  # mnemos.parallel.DataParallel when workers > 1
-        self._micro = 0  # index of the micro-batch in the current step
         self.train_tokens = self.val_tokens = None
         self.batch_rng = np.random.default_rng(train_cfg.seed)
         self.step = 0
@@ -308,29 +307,27 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def _loss_and_grad(self, x: np.ndarray, y: np.ndarray) -> float:
-        """Forward and backward on one micro-batch: adds d(mean loss over x)/d(params)
-        into ``model.params.grad`` and returns that mean loss. With ``workers > 1`` the
-        worker processes share the batch (``mnemos.parallel``); the step and the
-        micro-batch's index seed their dropout masks."""
+    def _loss_and_grad(self, x: np.ndarray, y: np.ndarray, micro: int) -> float:
+        """Forward and backward on micro-batch number ``micro`` of the step: puts
+        d(mean loss over x / grad_accum)/d(params) into ``model.params.grad`` (written
+        by the first micro-batch, added by the others) and returns that mean loss. With
+        ``workers > 1`` the worker processes share the batch (``mnemos.parallel``); the
+        step and ``micro`` seed their dropout masks."""
+        scale, accumulate = 1.0 / self.train_cfg.grad_accum, micro > 0
         if self.parallel is not None:
-            return self.parallel.loss_and_grad(x, y, key=(self.step, self._micro))
+            return self.parallel.loss_and_grad(x, y, key=(self.step, micro), scale=scale, accumulate=accumulate)
         _, loss = self.model.forward(x, y, train=True)
-        self.model.backward()
+        self.model.backward(scale=scale, accumulate=accumulate)
         return float(loss)
 
     def _train_step(self) -> tuple[float, float, float]:
         cfg, grad = self.train_cfg, self.model.params.grad
         lr = self._lr()
-        self.model.zero_grad()
         loss = 0.0
         for micro in range(cfg.grad_accum):
             x, y = data_mod.get_batch(self.train_tokens, cfg.batch_size, self.model_cfg.block_size, self.batch_rng)
-            self._micro = micro
-            loss += self._loss_and_grad(x, y)
-        if cfg.grad_accum > 1:
-            loss /= cfg.grad_accum
-            grad *= 1.0 / cfg.grad_accum
+            loss += self._loss_and_grad(x, y, micro)
+        loss /= cfg.grad_accum
         from mnemos.optim import clip_grad_norm
 
         norm = clip_grad_norm(grad, cfg.grad_clip)

@@ -190,9 +190,9 @@ class NumpyKernels:
         if keep:
             probs[...] = e / s[:, None]
 
-    def cross_entropy_backward(self, dz, targets):
+    def cross_entropy_backward(self, dz, targets, scale=1.0):
         dz[np.arange(len(dz)), targets] -= 1
-        dz *= 1 / len(dz)
+        dz *= scale / len(dz)
 
     def adamw(self, p, g, m, v, mask, lr, weight_decay, b1, b2, eps, t):
         p *= 1 - lr * weight_decay * mask

@@ -73,6 +73,31 @@ def test_backward_accumulates_over_micro_batches():
     np.testing.assert_allclose(model.params.grad / 2, whole, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("T", [6, 4])  # T < block_size: wpe's later rows get no gradient
+def test_backward_can_overwrite_and_scale_the_gradient(T):
+    """accumulate=False writes every parameter's gradient over whatever the buffer held
+    (here NaN), and scale=s gives s times the gradient, as zero_grad + backward would."""
+    model = randomised(TINY)
+    idx, targets = batch(TINY, 3, T)
+    model.zero_grad()
+    model.forward(idx, targets, train=True)
+    model.backward()
+    reference = {name: model.params.grad_view(name).copy() for name in model.params.names}
+    for scale in (1.0, 0.25):
+        for name in model.params.names:
+            model.params.grad_view(name)[...] = np.nan
+        model.forward(idx, targets, train=True)
+        model.backward(scale=scale, accumulate=False)
+        for name in model.params.names:
+            np.testing.assert_allclose(model.params.grad_view(name), scale * reference[name],
+                                       rtol=1e-12, atol=1e-15, err_msg=name)
+    assert model.params.accumulate  # the store is back in its default mode
+    model.forward(idx, targets, train=True)  # and the next backward adds again
+    model.backward(scale=0.75)
+    for name in model.params.names:
+        np.testing.assert_allclose(model.params.grad_view(name), reference[name], rtol=1e-12, atol=1e-15)
+
+
 def test_replica_shares_weights_and_keeps_its_own_gradient():
     """The data-parallel seam: a replica built on the same data buffer, own grad buffer."""
     from mnemos.nn import ParamStore

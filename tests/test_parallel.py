@@ -90,6 +90,21 @@ def test_loss_and_gradients_equal_one_process(dp3, B):
     assert np.abs(ref_grad).max() > 1e-3  # the comparison is not between zeros
 
 
+def test_the_first_micro_batch_overwrites_and_scale_weights_it(dp3):
+    """accumulate=False writes the (scaled) gradient over the parent's buffer, NaN and
+    all; the next micro-batch adds to it, as the trainer's grad_accum steps do."""
+    model, dp = dp3
+    x1, y1 = batch(7, seed=4)
+    x2, y2 = batch(7, seed=5)
+    loss1, g1 = one_process(model, x1, y1)
+    _, g2 = one_process(model, x2, y2)
+    model.params.grad[...] = np.nan
+    assert dp.loss_and_grad(x1, y1, scale=0.5, accumulate=False) == pytest.approx(loss1, rel=1e-6)
+    np.testing.assert_allclose(model.params.grad, g1 / 2, rtol=1e-5, atol=1e-6)
+    dp.loss_and_grad(x2, y2, scale=0.5)
+    np.testing.assert_allclose(model.params.grad, (g1 + g2) / 2, rtol=1e-5, atol=1e-6)
+
+
 def test_gradients_accumulate_and_follow_the_parents_weights(dp3):
     model, dp = dp3
     x1, y1 = batch(8, seed=1)

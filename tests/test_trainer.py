@@ -165,8 +165,8 @@ def test_controls_from_another_thread(text_file, tmp_path):
 def test_non_finite_gradients_stop_with_the_last_good_checkpoint(text_file, tmp_path, monkeypatch):
     real = Trainer._loss_and_grad
 
-    def poisoned(self, x, y):
-        loss = real(self, x, y)
+    def poisoned(self, x, y, micro):
+        loss = real(self, x, y, micro)
         if self.step == 12:
             self.model.params.grad[5] = np.nan
         return loss

@@ -15,7 +15,7 @@ from mnemos.backend import get_array_module, to_numpy
 from mnemos.config import ModelConfig
 from mnemos.errors import CheckpointError, ContextError
 from mnemos.nn.kvcache import KVCache
-from mnemos.nn.layers import MLP, CausalSelfAttention, CrossEntropy, Embedding, LayerNorm
+from mnemos.nn.layers import MLP, CausalSelfAttention, CrossEntropy, Embedding, LayerNorm, grad_product
 from mnemos.nn.params import ParamStore
 from mnemos.nn.workspace import Workspace
 
@@ -163,29 +163,36 @@ class GPT:
         logits = logits.reshape(B, T, V)
         return (logits if train else logits.copy()), loss
 
-    def backward(self) -> None:
-        """Add d(mean loss of the last forward)/d(params) into ``params.grad``.
+    def backward(self, scale: float = 1.0, accumulate: bool = True) -> None:
+        """Add d(``scale`` x mean loss of the last forward)/d(params) into ``params.grad``;
+        with ``accumulate=False``, write it over ``params.grad`` instead (no
+        ``zero_grad()`` needed, and no extra pass over each gradient).
 
         The last call must have been ``forward(idx, targets, train=True)``. One
         micro-batch's gradient is exactly this pair of calls, so a worker can run it on
-        a slice of the batch with its own model object sharing ``params``.
+        a slice of the batch with its own model object sharing ``params``; ``scale`` is
+        the micro-batch's weight in the step's mean loss (its share of the batch, or
+        ``1 / grad_accum``), applied once to the loss gradient rather than to every
+        parameter gradient afterwards.
         """
         if not self._ready:
             raise RuntimeError("backward() needs a preceding forward(idx, targets, train=True)")
         self._ready = False
         xp, ws = self.xp, self.ws
-        wte, dwte = self.params.view("wte"), self.params.grad_view("wte")
-        dlogits = self.ce.backward()  # (N, V)
-        dxf = ws.get("dxf", self._xf.shape)
-        xp.matmul(dlogits, wte, out=dxf)
-        dW = ws.get("dwte", wte.shape)
-        xp.matmul(dlogits.T, self._xf, out=dW)
-        dwte += dW
-        dx = ws.get("dresidual", dxf.shape)  # the residual stream's gradient, updated in place
-        dx[...] = self.ln_f.backward(dxf)
-        for block in reversed(self.blocks):
-            block.backward(dx)
-        self.emb.backward(dx)
+        self.params.accumulate = accumulate
+        try:
+            dlogits = self.ce.backward(scale)  # (N, V)
+            wte, dwte = self.params.view("wte"), self.params.grad_view("wte")
+            dxf = ws.get("dxf", self._xf.shape)
+            xp.matmul(dlogits, wte, out=dxf)
+            grad_product(dlogits.T, self._xf, dwte, self.params, ws, "dwte")  # the tied head writes dwte first
+            dx = ws.get("dresidual", dxf.shape)  # the residual stream's gradient, updated in place
+            dx[...] = self.ln_f.backward(dxf)
+            for block in reversed(self.blocks):
+                block.backward(dx)
+            self.emb.backward(dx)
+        finally:
+            self.params.accumulate = True
 
     def zero_grad(self) -> None:
         self.params.grad.fill(0)

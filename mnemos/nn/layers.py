@@ -26,6 +26,19 @@ GELU_C = math.sqrt(2.0 / math.pi)
 GELU_A = 0.044715
 
 
+def grad_product(a, b, grad, params, ws, key: str) -> None:
+    """``grad += a @ b`` for a parameter gradient ``grad`` (a view into ``params.grad``),
+    through the scratch buffer ``key``; or, when the store is in overwrite mode
+    (``params.accumulate`` false), ``grad = a @ b`` straight into the gradient."""
+    xp = ws.xp
+    if params.accumulate:
+        tmp = ws.get(key, grad.shape)
+        xp.matmul(a, b, out=tmp)
+        grad += tmp
+    else:
+        xp.matmul(a, b, out=grad)
+
+
 class Dropout:
     """Inverted dropout: ``y = x * m`` with ``m = [u >= p] / (1 - p)``, ``u ~ U(0, 1)``.
 
@@ -67,7 +80,7 @@ class Linear:
     """
 
     def __init__(self, params, name, ws, keep_output=True):
-        self.name, self.ws, self.xp = name, ws, ws.xp
+        self.params, self.name, self.ws, self.xp = params, name, ws, ws.xp
         self.out_key = name + ".y" if keep_output else "linear.y"  # shared when used at once
         self.W, self.b = params.view(name + ".weight"), params.view(name + ".bias")
         self.dW, self.db = params.grad_view(name + ".weight"), params.grad_view(name + ".bias")
@@ -82,10 +95,8 @@ class Linear:
 
     def backward(self, dy):  # (N, out) -> (N, in)
         xp, ws = self.xp, self.ws
-        dW = ws.get("linear.dW", self.W.shape)
-        xp.matmul(self.x.T, dy, out=dW)
-        self.dW += dW
-        self.db += ws.ones(dy.shape[0]) @ dy
+        grad_product(self.x.T, dy, self.dW, self.params, ws, "linear.dW")
+        grad_product(ws.ones(dy.shape[0]), dy, self.db, self.params, ws, "linear.db")
         dx = ws.get("linear.dx", self.x.shape)
         xp.matmul(dy, self.W.T, out=dx)
         return dx
@@ -101,7 +112,7 @@ class LayerNorm:
     """
 
     def __init__(self, params, name, ws, eps=1e-5):
-        self.name, self.ws, self.xp, self.eps = name, ws, ws.xp, eps
+        self.params, self.name, self.ws, self.xp, self.eps = params, name, ws, ws.xp, eps
         self.w, self.b = params.view(name + ".weight"), params.view(name + ".bias")
         self.dw, self.db = params.grad_view(name + ".weight"), params.grad_view(name + ".bias")
         self.xhat = self.rstd = None
@@ -143,12 +154,12 @@ class LayerNorm:
         dx = ws.get("ln.dx", (N, C))
         if self.fused is not None:  # dx, and dy * xhat into g
             self.fused.layernorm_backward(dy, xhat, self.w, rstd, dx, g)
-            self.dw += ones_n @ g
-            self.db += ones_n @ dy
+            grad_product(ones_n, g, self.dw, self.params, ws, "ln.dw")
+            grad_product(ones_n, dy, self.db, self.params, ws, "ln.db")
             return dx
         xp.multiply(dy, xhat, out=g)
-        self.dw += ones_n @ g
-        self.db += ones_n @ dy
+        grad_product(ones_n, g, self.dw, self.params, ws, "ln.dw")
+        grad_product(ones_n, dy, self.db, self.params, ws, "ln.db")
         xp.multiply(dy, self.w, out=g)
         mean_g = g @ ones_c
         mean_g *= 1.0 / C
@@ -221,11 +232,12 @@ class Embedding:
     """``x = wte[idx] + wpe[:T]`` then dropout.
 
     Backward: the lookup routes gradients back to the rows used, summed over repeats
-    (``dwte[idx[n]] += dx[n]``, a scatter-add on the flat view); ``dwpe[t] += sum_b dx[b, t]``.
+    (``dwte[idx[n]] += dx[n]``, a scatter-add on the flat view: always added, as the
+    tied head has written ``dwte`` first); ``dwpe[t] += sum_b dx[b, t]``.
     """
 
     def __init__(self, params, ws, dropout, rng):
-        self.ws, self.xp = ws, ws.xp
+        self.params, self.ws, self.xp = params, ws, ws.xp
         self.wte, self.wpe = params.view("wte"), params.view("wpe")
         self.dwte, self.dwpe = params.grad_view("wte"), params.grad_view("wpe")
         self.drop = Dropout("emb.drop", dropout, ws, rng)
@@ -245,7 +257,9 @@ class Embedding:
         B, T = self.idx.shape
         C = self.wte.shape[1]
         dx = self.drop.backward(dx)
-        self.dwpe[:T] += (ws.ones(B) @ dx.reshape(B, T * C)).reshape(T, C)
+        if not self.params.accumulate:
+            self.dwpe[T:] = 0  # positions past T get no gradient from this batch
+        grad_product(ws.ones(B), dx.reshape(B, T * C), self.dwpe[:T].reshape(T * C), self.params, ws, "emb.dwpe")
         flat = ws.get("emb.flat_idx", (B * T, C), dtype=xp.intp)
         xp.add((self.idx.reshape(-1, 1) * C), xp.arange(C), out=flat)
         scatter_add(xp, self.dwte.reshape(-1), flat.reshape(-1), dx.reshape(-1))
@@ -422,7 +436,8 @@ class CrossEntropy:
     a numerically stable log-softmax: ``loss = mean_n(logsumexp(z_n) - z_n[y_n])``
     (one shift for all rows, per-row where a row would underflow: see ``exp_shifted``).
 
-    Backward: ``dz = (softmax(z) - onehot(y)) / N``, written over the softmax buffer.
+    Backward: ``dz = (softmax(z) - onehot(y)) / N`` (times ``scale``, the weight of this
+    loss in the objective), written over the softmax buffer.
     """
 
     def __init__(self, ws):
@@ -450,14 +465,14 @@ class CrossEntropy:
             self.probs, self.targets = p, targets
         return loss
 
-    def backward(self):  # -> (N, V)
+    def backward(self, scale=1.0):  # -> (N, V)
         xp = self.xp
         dz, targets = self.probs, self.targets
         N = dz.shape[0]
         if self.fused is not None:
-            self.fused.cross_entropy_backward(dz, targets)
+            self.fused.cross_entropy_backward(dz, targets, scale)
         else:
             dz[xp.arange(N), targets] -= 1.0
-            dz *= 1.0 / N
+            dz *= scale / N
         self.probs = None
         return dz

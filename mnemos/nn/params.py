@@ -21,11 +21,17 @@ class ParamStore:
     decaying parameters come first, so weight decay is one slice ``[0, decay_end)`` (the
     alignment padding between parameters is never read by the model). ``data`` and ``grad`` may be given (e.g. shared memory);
     otherwise they are allocated (zeros).
+
+    ``accumulate`` tells the layers' backward how to deliver parameter gradients: add
+    them into ``grad`` (True, the default, for gradient accumulation), or write them
+    over it (False: ``GPT.backward(accumulate=False)``, which saves zeroing the buffer
+    and a read-modify-write pass over every gradient).
     """
 
     def __init__(self, specs, dtype=np.float32, xp=np, data=None, grad=None):
         self.xp = xp
         self.dtype = np.dtype(dtype)
+        self.accumulate = True
         self.names: list[str] = []
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.offsets: dict[str, int] = {}

@@ -67,6 +67,22 @@ async def test_parameter_count_follows_the_fields(workspace):
         assert f"{bigger / 1e6:.2f} M" in text_of(app.screen.query_one("#form-summary"))
 
 
+async def test_the_sample_prompt_is_typed_with_escapes_and_reaches_the_run(workspace):
+    app = MnemosApp(root=workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_train(pilot, app)
+        form = app.screen.query_one("#hparams")
+        field = app.screen.query_one("#f-sample_prompt")
+        assert field.value == "\\n"  # the default prompt, a newline, shown escaped
+        field.value = ""
+        await pilot.pause()
+        assert "required" in text_of(app.screen.query_one("#e-sample_prompt"))
+        field.value = "ROMEO:\\n  "
+        await pilot.pause()
+        assert form.errors == {}
+        assert form.configs()[1].sample_prompt == "ROMEO:\n  "
+
+
 async def test_start_pause_resume_save_stop_by_keys(workspace):
     app = MnemosApp(root=workspace)
     async with app.run_test(size=SIZE) as pilot:

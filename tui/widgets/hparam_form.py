@@ -49,6 +49,7 @@ FIELDS: tuple[Field, ...] = (
     Field("grad_clip", "grad-clip", float),
     Field("eval_interval", "eval-interval", int),
     Field("eval_steps", "eval-steps", int),
+    Field("sample_prompt", "sample-prompt", str),
     Field("sample_tokens", "sample-tokens", int),
     Field("seed", "seed", int),
     Field("workers", "workers", int),
@@ -68,11 +69,26 @@ def memory_estimate(model: ModelConfig, batch_size: int) -> int:
     return 4 * (4 * model.num_params() + activations)
 
 
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t"}  # a one-line Input shows \n for a newline
+
+
 def _format_value(value) -> str:
+    if isinstance(value, str):
+        return "".join(_ESCAPES.get(ch, ch) for ch in value)
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _unescape(text: str) -> str:
+    """The inverse of ``_format_value`` on strings: ``\\n`` is a newline, ``\\t`` a tab,
+    ``\\\\`` a backslash; any other backslash stays as typed."""
+    return re.sub(r"\\([\\nt])", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)
+
+
 def _parse(field: Field, text: str):
+    if field.name == "sample_prompt":
+        if not text:
+            raise ConfigError("required (type \\n for a new line)")
+        return _unescape(text)  # spaces are part of a prompt: not stripped
     text = text.strip()
     if not text:
         raise ConfigError("required")

@@ -18,6 +18,7 @@ from mnemos.inspect import AttentionView
 LABEL_WIDTH = 10  # characters of each query label
 KEY_LABEL_ROWS = 3  # key labels are written downwards, this many characters each
 SHADES = 16  # distinct cell colours
+GAMMA = 0.5  # shade = weight ** GAMMA: a head spread over 25 tokens (4% each) still shows, at 20%
 
 
 class AttentionMap(Widget, can_focus=True):
@@ -112,7 +113,8 @@ class AttentionMap(Widget, can_focus=True):
         look = dist.mean() if self.mean_heads else dist[self.head]
         title = Text()
         title.append(f"layer {self.layer + 1}/{view.n_layer} · {which}", style="bold")
-        title.append(f" · looks back {look:.1f} tokens on average · queries down, keys across")
+        title.append(f" · looks back {look:.1f} tokens on average · queries down, keys across"
+                     " · shade ∝ √weight")
         if view.truncated:
             title.append(f"\n(first {view.truncated} tokens dropped: the context holds {T})", style="dim")
 
@@ -124,7 +126,7 @@ class AttentionMap(Widget, can_focus=True):
             for lab in view.labels:
                 row.append(lab[r] if r < len(lab) else " ", style="dim")
             header.append(row)
-        shade = np.minimum((w * (SHADES - 1) + 0.5).astype(int), SHADES - 1)
+        shade = np.minimum((w ** GAMMA * (SHADES - 1) + 0.5).astype(int), SHADES - 1)
         rows = []
         query_style = self.get_component_rich_style("attention-map--query")
         for i, lab in enumerate(view.labels):

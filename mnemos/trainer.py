@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import math
 import os
 import threading
@@ -68,8 +69,20 @@ def _finite_or_none(x: float | None) -> float | None:
 
 
 def default_run_dir(root: str | os.PathLike = "checkpoints") -> Path:
-    """Where a new run goes when no folder is named: ``<root>/<date>_<time>``."""
-    return Path(root) / time.strftime("%Y-%m-%d_%H-%M-%S")
+    """Where a new run goes when no folder is named: ``<root>/<date>_<time>``, or
+    ``<date>_<time>-2``, ``-3``, ... when that name is taken. The folder is created
+    (empty) to claim it, so two runs started in the same second, even by two
+    processes, never share one."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    for n in itertools.count(1):
+        path = root / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
 
 
 class Trainer:
@@ -111,21 +124,24 @@ class Trainer:
 
     @classmethod
     def new(cls, model_cfg: ModelConfig, train_cfg: TrainConfig, data, val_data=None, out_dir=None,
-            callback=None, force: bool = False) -> "Trainer":
-        """A fresh run on ``data`` into ``out_dir``. Refuses an ``out_dir`` holding another
+            callback=None, force: bool = False, runs_root="checkpoints") -> "Trainer":
+        """A fresh run on ``data`` into ``out_dir`` (default: a new dated folder in
+        ``runs_root``, see :func:`default_run_dir`). Refuses an ``out_dir`` holding another
         run unless ``force``, and any other non-empty folder (it will not delete it)."""
-        out = Path(out_dir) if out_dir is not None else default_run_dir()
-        if is_checkpoint(out):
+        out = Path(out_dir) if out_dir is not None else None  # None: claimed once all else is checked
+        if out is not None and is_checkpoint(out):
             if not force:
                 raise CheckpointError(f"{out} already holds a run; resume it with --resume {out}, choose another "
                                       f"--out, or pass --force to overwrite it")
-        elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        elif out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise CheckpointError(f"{out} exists and is not a Mnemos run; choose another --out (it will not be "
                                   f"overwritten)")
         for path in (data, val_data):
             if path is not None:
                 data_mod._check_path(Path(path))
         get_array_module(train_cfg.device)  # --device cuda without CuPy or a GPU: fail now, not after tokenizing
+        if out is None:
+            out = default_run_dir(runs_root)
         return cls(model_cfg, train_cfg, str(data), val_data, str(out), callback)
 
     @classmethod

@@ -7,7 +7,7 @@ import pytest
 
 from mnemos.checkpoint import load_checkpoint, read_metrics
 from mnemos.config import ModelConfig, TrainConfig
-from mnemos.errors import CheckpointError, ConfigError
+from mnemos.errors import CheckpointError, ConfigError, MnemosError
 from mnemos.trainer import Trainer
 
 WORDS = ("the king is dead long live the queen and all her men ride to the sea at dawn "
@@ -212,6 +212,21 @@ def test_out_dir_holding_a_run_needs_force(text_file, tmp_path):
     ckpt = load_checkpoint(tmp_path / "run")
     assert ckpt.state["step"] == 3 and ckpt.train_config.seed == 99
     assert load_checkpoint(tmp_path / "run" / "best").state["step"] == 3  # the old run's best/ is gone
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(text_file, tmp_path, monkeypatch):
+    import mnemos.trainer as trainer_mod
+
+    monkeypatch.setattr(trainer_mod.time, "strftime", lambda fmt: "2026-11-27_12-00-00")
+    root = tmp_path / "runs"
+    first = Trainer.new(MODEL, TRAIN, text_file, runs_root=root)
+    second = Trainer.new(MODEL, TRAIN, text_file, runs_root=root)
+    assert first.out_dir == root / "2026-11-27_12-00-00"
+    assert second.out_dir == root / "2026-11-27_12-00-00-2"
+    assert first.out_dir.is_dir() and second.out_dir.is_dir()  # claimed at once, before any save
+    with pytest.raises(MnemosError):  # a run refused for its settings claims no folder
+        Trainer.new(MODEL, TRAIN, tmp_path / "missing.txt", runs_root=root)
+    assert sorted(p.name for p in root.iterdir()) == ["2026-11-27_12-00-00", "2026-11-27_12-00-00-2"]
 
 
 def test_text_shorter_than_a_window_is_an_error_event(tmp_path):

@@ -224,7 +224,7 @@ class TrainScreen(MnemosScreen):
 
     @work(thread=True, exclusive=True, group="train", exit_on_error=False)
     def run_training(self, model_cfg, train_cfg, resume_dir: Path | None, run_name: str = "") -> None:
-        from mnemos.trainer import Trainer, default_run_dir
+        from mnemos.trainer import Trainer
 
         worker = get_current_worker()
         bridge = EventBridge(self.post_message)
@@ -237,9 +237,9 @@ class TrainScreen(MnemosScreen):
         ws = self.workspace
         try:
             if resume_dir is None:
-                out_dir = ws.checkpoints_dir / run_name if run_name else default_run_dir(ws.checkpoints_dir)
-                trainer = Trainer.new(model_cfg, train_cfg, str(ws.train_file),
-                                      out_dir=str(out_dir), callback=callback)
+                out_dir = str(ws.checkpoints_dir / run_name) if run_name else None  # None: a dated folder
+                trainer = Trainer.new(model_cfg, train_cfg, str(ws.train_file), out_dir=out_dir,
+                                      callback=callback, runs_root=ws.checkpoints_dir)
             else:
                 from mnemos.checkpoint import checkpoint_info
 

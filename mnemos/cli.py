@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -21,6 +22,17 @@ from mnemos.config import DEFAULT_PRESET, PRESETS, ModelConfig, TrainConfig, def
 from mnemos.errors import ConfigError, MnemosError
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 2, 130
+EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (`| head`): what a SIGPIPE'd program returns
+
+
+def _stdout_gone() -> None:
+    """Point stdout at /dev/null once its reader has gone, so that later writes (and the
+    flush at exit) do not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 DEFAULT_TRAIN_DATA = "data/training/train.txt"
 DEFAULT_TEST_DATA = "data/testing/test.txt"
 
@@ -129,6 +141,8 @@ class ProgressPrinter:
 
     def __init__(self, json_mode: bool, stream=None, every: int = 10):
         self.json_mode = json_mode
+        self.pipe_closed = False
+        self.on_pipe_closed = lambda: None  # called once if the reader of the output goes away
         self.out = stream or sys.stdout
         self.tty = self.out.isatty() and not json_mode
         self.every = every
@@ -154,6 +168,16 @@ class ProgressPrinter:
     def __call__(self, event) -> None:
         if event.kind == "error":
             self.error = event.message
+        if self.pipe_closed:
+            return
+        try:
+            self._print(event)
+        except BrokenPipeError:
+            self.pipe_closed = True
+            _stdout_gone()
+            self.on_pipe_closed()
+
+    def _print(self, event) -> None:
         if self.json_mode:
             if event.kind == "prepare" and event.done not in (0, event.total) and not event.message:
                 now = time.monotonic()
@@ -226,6 +250,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer = Trainer.new(model_cfg, train_cfg, data=args.data or DEFAULT_TRAIN_DATA, val_data=args.val_data,
                               out_dir=args.out, callback=printer, force=args.force)
 
+    printer.on_pipe_closed = trainer.stop  # `mnemos train | head`: stop, saving a checkpoint
     if not args.json:
         print(f"run folder: {trainer.out_dir}", flush=True)
     interrupted = []
@@ -246,6 +271,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if done.reason == "error":
         print(f"mnemos train: error: {printer.error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    if printer.pipe_closed:
+        return EXIT_BROKEN_PIPE
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
 
 
@@ -468,4 +495,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nmnemos {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        return EXIT_OK
+        _stdout_gone()
+        return EXIT_BROKEN_PIPE

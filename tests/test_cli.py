@@ -312,6 +312,21 @@ def test_ctrl_c_saves_and_exits_130(proj):
     assert load_checkpoint(proj / "run").state["step"] == saved[-1]["step"] > 0
 
 
+def test_a_closed_pipe_stops_training_saves_and_exits_141(proj):
+    """`mnemos train --json | head`: once the reader has gone, training stops as on
+    Ctrl+C (saving a checkpoint), quietly, with the exit status of a SIGPIPE'd program."""
+    proc = _mnemos("train", "--data", "train.txt", "--out", "run", "--max-steps", "100000", "--eval-interval",
+                   "100000", "--json", *TINY)
+    for line in proc.stdout:
+        if json.loads(line)["event"] == "step":
+            break
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait() == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
+    assert load_checkpoint(proj / "run").state["step"] > 0
+
+
 def test_sigkill_while_training_leaves_a_resumable_run(proj, capsys):
     """Kill `mnemos train` (saving at every step) at a random moment: the run loads and resumes."""
     proc = _mnemos("train", "--data", "train.txt", "--out", "run", "--max-steps", "100000", "--eval-interval", "1",

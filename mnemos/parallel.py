@@ -264,10 +264,14 @@ class DataParallel:
         grad = self.model.params.grad
 
         def add(lo, hi):
-            out = grad[lo:hi]
-            if not accumulate:
-                out[...] = grads[0][lo:hi]
-            for g in grads if accumulate else grads[1:]:
+            out, rest = grad[lo:hi], grads
+            if not accumulate:  # the first two written in one pass
+                if len(grads) == 1:
+                    out[...] = grads[0][lo:hi]
+                else:
+                    np.add(grads[0][lo:hi], grads[1][lo:hi], out=out)
+                rest = grads[2:]
+            for g in rest:
                 out += g[lo:hi]
 
         run_chunked(add, grad.size)

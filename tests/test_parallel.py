@@ -90,12 +90,13 @@ def test_loss_and_gradients_equal_one_process(dp3, B):
     assert np.abs(ref_grad).max() > 1e-3  # the comparison is not between zeros
 
 
-def test_the_first_micro_batch_overwrites_and_scale_weights_it(dp3):
+@pytest.mark.parametrize("B", [7, 2, 1])  # three shares, two, one
+def test_the_first_micro_batch_overwrites_and_scale_weights_it(dp3, B):
     """accumulate=False writes the (scaled) gradient over the parent's buffer, NaN and
     all; the next micro-batch adds to it, as the trainer's grad_accum steps do."""
     model, dp = dp3
-    x1, y1 = batch(7, seed=4)
-    x2, y2 = batch(7, seed=5)
+    x1, y1 = batch(B, seed=4)
+    x2, y2 = batch(B, seed=5)
     loss1, g1 = one_process(model, x1, y1)
     _, g2 = one_process(model, x2, y2)
     model.params.grad[...] = np.nan

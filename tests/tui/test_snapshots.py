@@ -13,6 +13,13 @@ from tui_helpers import SIZE, make_checkpoint, wait_until
 pytest.importorskip("pytest_textual_snapshot", reason="snapshot tests need pytest-textual-snapshot")
 
 
+@pytest.fixture(autouse=True)
+def two_cores(monkeypatch):
+    """The Train form's default workers is the machine's core count: fixed at 2 here, so
+    the snapshots are the same on every machine."""
+    monkeypatch.setattr("tui.widgets.hparam_form.default_workers", lambda: 2)
+
+
 async def settle(pilot) -> None:
     """Let the short workers (file inspection, checkpoint loading) finish and the screen
     repaint. (Not ``workers.wait_for_complete()``: the directory tree's loader never ends.)"""

@@ -67,6 +67,16 @@ async def test_parameter_count_follows_the_fields(workspace):
         assert f"{bigger / 1e6:.2f} M" in text_of(app.screen.query_one("#form-summary"))
 
 
+async def test_the_form_defaults_to_the_clis_worker_count(workspace):
+    from mnemos.config import default_workers
+
+    app = MnemosApp(root=workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        await pilot.pause()
+        assert app.screen.query_one("#f-workers").value == str(default_workers())
+
+
 async def test_the_sample_prompt_is_typed_with_escapes_and_reaches_the_run(workspace):
     app = MnemosApp(root=workspace)
     async with app.run_test(size=SIZE) as pilot:

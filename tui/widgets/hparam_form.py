@@ -18,7 +18,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
 
-from mnemos.config import DEFAULT_PRESET, PRESETS, ModelConfig, TrainConfig
+from mnemos.config import DEFAULT_PRESET, PRESETS, ModelConfig, TrainConfig, default_workers
 from mnemos.errors import ConfigError
 
 SPECIAL_TOKENS = 1  # <|endoftext|> sits on top of the tokenizer's vocab_size
@@ -143,7 +143,7 @@ class HyperparamForm(VerticalScroll):
     def apply_preset(self, name: str) -> None:
         preset = PRESETS[name]
         model = ModelConfig(**{k: v for k, v in preset.model.items()})
-        train = TrainConfig(**preset.train)
+        train = TrainConfig(**{"workers": default_workers(), **preset.train})  # as `mnemos train`
         self.set_values({**model.to_dict(), **train.to_dict()})
 
     def set_values(self, values: dict) -> None:

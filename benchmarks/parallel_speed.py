@@ -14,7 +14,9 @@ backward, clipping at 1.0 and AdamW, on the same batches for all three:
   ``torch.set_num_threads(os.cpu_count())`` and its fused (``foreach``) AdamW.
 
 The three run in alternating rounds so that load from other processes hits all of them
-alike; prints the median tokens/s of each and the ratios.
+alike; prints the median tokens/s of each and the ratios, and the median of the per-round
+ratios (each Mnemos round against the PyTorch round run right after it), which cancels the
+slow drifts of a shared machine better than a ratio of medians.
 """
 
 from __future__ import annotations
@@ -150,6 +152,10 @@ def main() -> None:
     for name, rate in med.items():
         spread = f"{min(rates[name]):,.0f}-{max(rates[name]):,.0f}"
         print(f"  {name:<28} {rate:>9,.0f}   (rounds {spread})   {rate / med[torch_name]:.2f}x pytorch")
+    for name in list(runners)[:2]:
+        paired = [m / t for m, t in zip(rates[name], rates[torch_name])]
+        print(f"  {name}: per-round ratio to pytorch, median {statistics.median(paired):.2f}x "
+              f"(rounds {min(paired):.2f}-{max(paired):.2f}x)")
     one, many = med["mnemos 1 process"], med[f"mnemos {args.workers} workers"]
     print(f"  {args.workers} workers / 1 process: {many / one:.2f}x")
 

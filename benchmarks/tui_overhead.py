@@ -5,7 +5,8 @@ alone, and how fast a key press is handled while training runs.
     python benchmarks/tui_overhead.py --steps 300 --rounds 3
 
 Both sides run the same ``Trainer`` on the same text and settings (nanoGPT's baby GPT:
-the ``small`` preset's shape, byte-level vocab 256, one worker process unless ``--workers N``), the app
+the ``small`` preset's shape, byte-level vocab 256, as many worker processes as the app's
+form starts with, the machine's cores capped at 4, unless ``--workers N``), the app
 headless through Textual's ``App.run_test`` with the Train screen driving it exactly as
 a user does (form, ctrl+r). Throughput is measured from the run's own step log
 (``metrics.jsonl``: tokens seen and elapsed time), skipping the first 10 steps, so the
@@ -33,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mnemos.config import ModelConfig, TrainConfig, get_preset  # noqa: E402
+from mnemos.config import ModelConfig, TrainConfig, default_workers, get_preset  # noqa: E402
 
 SHAKESPEARE = ROOT.parent / "shared" / "corpora" / "shakespeare.txt"
 SKIP = 10  # steps left out of the throughput (warm-up)
@@ -117,7 +118,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--presses", type=int, default=30)
-    parser.add_argument("--workers", type=int, default=1, help="data-parallel workers on both sides (default 1)")
+    parser.add_argument("--workers", type=int, default=default_workers(),
+                        help="data-parallel workers on both sides (default: the app's, the machine's cores up to 4)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="mnemos-tui-bench-") as tmp:

@@ -14,7 +14,7 @@ backward, clipping at 1.0 and AdamW, on the same batches for all three:
   ``torch.set_num_threads(os.cpu_count())`` and its fused (``foreach``) AdamW.
 
 The three run in alternating rounds so that load from other processes hits all of them
-alike; prints the median tokens/s of each and the ratios, and the median of the per-round
+alike, each round after a short pause and two untimed steps (see ``timed_round``); prints the median tokens/s of each and the ratios, and the median of the per-round
 ratios (each Mnemos round against the PyTorch round run right after it), which cancels the
 slow drifts of a shared machine better than a ratio of medians.
 """
@@ -109,8 +109,16 @@ class TorchRunner:
         pass
 
 
+SETTLE_S = 0.3  # longer than OpenBLAS (~0.1 s) and OpenMP threads spin after their last call
+
+
 def timed_round(runner, data, steps: int) -> float:
-    """Tokens per second over ``steps`` training steps."""
+    """Tokens per second over ``steps`` training steps, after a pause that lets the
+    previous arm's BLAS / OpenMP threads stop spinning (they would take a core from this
+    arm) and two untimed steps that wake this arm up again."""
+    time.sleep(SETTLE_S)
+    for x, y in data[:2]:
+        runner.step(x, y)
     t0 = time.perf_counter()
     for x, y in data[:steps]:
         runner.step(x, y)

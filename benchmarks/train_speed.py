@@ -86,6 +86,17 @@ def _timed(fn) -> float:
     return time.perf_counter() - t
 
 
+SETTLE_S = 0.3  # longer than OpenBLAS (~0.1 s) and OpenMP threads spin after their last call
+
+
+def timed_round(run, data) -> float:
+    """Seconds for ``run.steps(data)``, after a pause that lets the other side's BLAS /
+    OpenMP threads stop spinning (they would take a core) and two untimed steps."""
+    time.sleep(SETTLE_S)
+    run.steps(data[:2])
+    return _timed(lambda: run.steps(data))
+
+
 class MnemosRun:
     def __init__(self):
         self.model = GPT(CONFIG, seed=0)
@@ -174,17 +185,17 @@ def main(argv=None) -> None:
     mnemos = MnemosRun()
     mnemos.steps(warm)
     m_rates, t_rates = [], []
-    m_rates.append(tokens * args.steps / _timed(lambda: mnemos.steps(rounds[0])))
+    m_rates.append(tokens * args.steps / timed_round(mnemos, rounds[0]))
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     torch_run = None
     if not args.no_torch:
         torch_run = TorchRun(GPT(CONFIG, seed=0).state_dict())
         torch_run.steps(warm)
-        t_rates.append(tokens * args.steps / _timed(lambda: torch_run.steps(rounds[0])))
+        t_rates.append(tokens * args.steps / timed_round(torch_run, rounds[0]))
     for r in range(1, args.rounds):
-        m_rates.append(tokens * args.steps / _timed(lambda: mnemos.steps(rounds[r])))
+        m_rates.append(tokens * args.steps / timed_round(mnemos, rounds[r]))
         if torch_run is not None:
-            t_rates.append(tokens * args.steps / _timed(lambda: torch_run.steps(rounds[r])))
+            t_rates.append(tokens * args.steps / timed_round(torch_run, rounds[r]))
 
     def report(name, rates):
         med = statistics.median(rates)

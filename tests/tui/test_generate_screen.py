@@ -109,3 +109,19 @@ async def test_without_a_checkpoint_the_screen_says_what_to_do(workspace):
         await pilot.pause()
         assert any("checkpoint" in n.message for n in app._notifications)
         assert type(app.screen).__name__ == "GenerateScreen"
+
+
+async def test_a_checkpoint_outside_the_checkpoints_folder_is_listed_and_chosen(workspace, tmp_path):
+    from tui.widgets.checkpoint_select import CheckpointSelect
+    from tui_helpers import make_checkpoint
+
+    make_checkpoint(workspace)  # one run under the workspace's checkpoints/
+    elsewhere = make_checkpoint(tmp_path / "elsewhere", name="mine")  # and one outside it
+    app = MnemosApp(root=workspace, checkpoint=elsewhere)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_generate(pilot, app)
+        select = app.screen.query_one(CheckpointSelect)
+        assert select.value == str(elsewhere.resolve())
+        labels = [label for label, _ in select.choices]
+        assert any(str(elsewhere) in label for label in labels)  # shown under its path
+        assert any(label.startswith("demo ") for label in labels)  # the workspace's run is still there

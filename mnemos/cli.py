@@ -23,6 +23,13 @@ from mnemos.errors import ConfigError, MnemosError
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 2, 130
 EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (`| head`): what a SIGPIPE'd program returns
+DEFAULT_TRAIN_DATA = "data/training/train.txt"
+DEFAULT_TEST_DATA = "data/testing/test.txt"
+
+MODEL_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
+TRAIN_FLAGS = ("vocab_size", "batch_size", "lr", "min_lr", "warmup_steps", "max_steps", "weight_decay",
+               "grad_clip", "eval_interval", "eval_steps", "seed", "workers", "device", "grad_accum",
+               "sample_prompt", "sample_tokens")
 
 
 def _stdout_gone() -> None:
@@ -33,13 +40,6 @@ def _stdout_gone() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     finally:
         os.close(devnull)
-DEFAULT_TRAIN_DATA = "data/training/train.txt"
-DEFAULT_TEST_DATA = "data/testing/test.txt"
-
-MODEL_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
-TRAIN_FLAGS = ("vocab_size", "batch_size", "lr", "min_lr", "warmup_steps", "max_steps", "weight_decay",
-               "grad_clip", "eval_interval", "eval_steps", "seed", "workers", "device", "grad_accum",
-               "sample_prompt", "sample_tokens")
 
 
 class _Parser(argparse.ArgumentParser):

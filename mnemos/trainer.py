@@ -119,6 +119,7 @@ class Trainer:
         self._saved_step = -1
         self._saved_once = False
         self._fingerprints: dict = {}
+        self._claimed_dir = False
 
     # ------------------------------------------------------------------ construction
 
@@ -140,9 +141,11 @@ class Trainer:
             if path is not None:
                 data_mod._check_path(Path(path))
         get_array_module(train_cfg.device)  # --device cuda without CuPy or a GPU: fail now, not after tokenizing
-        if out is None:
-            out = default_run_dir(runs_root)
-        return cls(model_cfg, train_cfg, str(data), val_data, str(out), callback)
+        if out_dir is not None:
+            return cls(model_cfg, train_cfg, str(data), val_data, str(out), callback)
+        trainer = cls(model_cfg, train_cfg, str(data), val_data, str(default_run_dir(runs_root)), callback)
+        trainer._claimed_dir = True  # an empty folder of our own: removed if the run saves nothing
+        return trainer
 
     @classmethod
     def _open(cls, dir, overrides: dict | None = None, callback=None) -> "Trainer":
@@ -452,6 +455,11 @@ class Trainer:
         finally:
             if self.parallel is not None:
                 self.parallel.close()
+            if self._claimed_dir:
+                try:
+                    self.out_dir.rmdir()  # only if empty: stopped before its first save, leave no trace
+                except OSError:
+                    pass  # it holds the run (or is gone already)
             self.state = "done"
         done = DoneEvent(self.step, reason, loss, _finite_or_none(self.best_val_loss), self.elapsed_s,
                          self.last_good)

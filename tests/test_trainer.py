@@ -248,3 +248,9 @@ def test_stop_during_preparation_saves_nothing(text_file, tmp_path):
     done = trainer.run()
     assert done.reason == "stopped" and done.step == 0 and done.checkpoint is None
     assert not rec.of("step") and not (tmp_path / "run").exists()
+    # a dated folder claimed for the run is removed again when the run saves nothing
+    trainer = Trainer.new(MODEL, cfg, text_file, runs_root=tmp_path / "runs", callback=rec)
+    assert trainer.out_dir.is_dir()
+    holder["t"] = trainer
+    assert trainer.run().checkpoint is None
+    assert list((tmp_path / "runs").iterdir()) == []

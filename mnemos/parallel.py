@@ -264,15 +264,14 @@ class DataParallel:
         grad = self.model.params.grad
 
         def add(lo, hi):
-            out, rest = grad[lo:hi], grads
-            if not accumulate:  # the first two written in one pass
-                if len(grads) == 1:
-                    out[...] = grads[0][lo:hi]
-                else:
-                    np.add(grads[0][lo:hi], grads[1][lo:hi], out=out)
-                rest = grads[2:]
-            for g in rest:
-                out += g[lo:hi]
+            out = grad[lo:hi]
+            terms = ([out] if accumulate else []) + [g[lo:hi] for g in grads]
+            if len(terms) == 1:
+                out[...] = terms[0]
+                return
+            np.add(terms[0], terms[1], out=out)  # the first two in one pass
+            for t in terms[2:]:
+                out += t
 
         run_chunked(add, grad.size)
 

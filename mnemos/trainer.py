@@ -129,22 +129,23 @@ class Trainer:
         """A fresh run on ``data`` into ``out_dir`` (default: a new dated folder in
         ``runs_root``, see :func:`default_run_dir`). Refuses an ``out_dir`` holding another
         run unless ``force``, and any other non-empty folder (it will not delete it)."""
-        out = Path(out_dir) if out_dir is not None else None  # None: claimed once all else is checked
-        if out is not None and is_checkpoint(out):
-            if not force:
-                raise CheckpointError(f"{out} already holds a run; resume it with --resume {out}, choose another "
-                                      f"--out, or pass --force to overwrite it")
-        elif out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise CheckpointError(f"{out} exists and is not a Mnemos run; choose another --out (it will not be "
-                                  f"overwritten)")
+        if out_dir is not None:
+            out = Path(out_dir)
+            if is_checkpoint(out):
+                if not force:
+                    raise CheckpointError(f"{out} already holds a run; resume it with --resume {out}, choose "
+                                          f"another --out, or pass --force to overwrite it")
+            elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+                raise CheckpointError(f"{out} exists and is not a Mnemos run; choose another --out (it will not "
+                                      f"be overwritten)")
         for path in (data, val_data):
             if path is not None:
                 data_mod._check_path(Path(path))
         get_array_module(train_cfg.device)  # --device cuda without CuPy or a GPU: fail now, not after tokenizing
-        if out_dir is not None:
-            return cls(model_cfg, train_cfg, str(data), val_data, str(out), callback)
-        trainer = cls(model_cfg, train_cfg, str(data), val_data, str(default_run_dir(runs_root)), callback)
-        trainer._claimed_dir = True  # an empty folder of our own: removed if the run saves nothing
+        claimed = out_dir is None  # a dated folder of our own, claimed once all else is checked
+        out = default_run_dir(runs_root) if claimed else out
+        trainer = cls(model_cfg, train_cfg, str(data), val_data, str(out), callback)
+        trainer._claimed_dir = claimed  # removed again if the run saves nothing
         return trainer
 
     @classmethod

@@ -24,7 +24,7 @@ class CheckpointSelect(Select[str]):
         current = Path(str(keep)) if keep is not None else (
             None if self.value == Select.NULL else Path(str(self.value)))
         infos = list_checkpoints(root)
-        if current is not None and all(Path(i.path).resolve() != current.resolve() for i in infos):
+        if current is not None and str(current.resolve()) not in {str(Path(i.path).resolve()) for i in infos}:
             outside = checkpoint_info(current)
             outside.name = str(current)  # not under checkpoints/: its path says where it is
             infos.insert(0, outside)

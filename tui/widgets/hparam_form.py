@@ -30,6 +30,7 @@ class Field:
     label: str  # the CLI flag, so the form reads like `mnemos train --help`
     kind: type
     model: bool = False  # part of ModelConfig (fixed when resuming)
+    text: bool = False  # free text: typed with escapes (\\n a newline), spaces kept
 
 
 FIELDS: tuple[Field, ...] = (
@@ -49,7 +50,7 @@ FIELDS: tuple[Field, ...] = (
     Field("grad_clip", "grad-clip", float),
     Field("eval_interval", "eval-interval", int),
     Field("eval_steps", "eval-steps", int),
-    Field("sample_prompt", "sample-prompt", str),
+    Field("sample_prompt", "sample-prompt", str, text=True),
     Field("sample_tokens", "sample-tokens", int),
     Field("seed", "seed", int),
     Field("workers", "workers", int),
@@ -70,6 +71,7 @@ def memory_estimate(model: ModelConfig, batch_size: int) -> int:
 
 
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t"}  # a one-line Input shows \n for a newline
+_UNESCAPES = {escaped[1]: ch for ch, escaped in _ESCAPES.items()}
 
 
 def _format_value(value) -> str:
@@ -81,11 +83,11 @@ def _format_value(value) -> str:
 def _unescape(text: str) -> str:
     """The inverse of ``_format_value`` on strings: ``\\n`` is a newline, ``\\t`` a tab,
     ``\\\\`` a backslash; any other backslash stays as typed."""
-    return re.sub(r"\\([\\nt])", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)
+    return re.sub(r"\\([\\nt])", lambda m: _UNESCAPES[m.group(1)], text)
 
 
 def _parse(field: Field, text: str):
-    if field.name == "sample_prompt":
+    if field.text:
         if not text:
             raise ConfigError("required (type \\n for a new line)")
         return _unescape(text)  # spaces are part of a prompt: not stripped

@@ -2,6 +2,7 @@
 
     python benchmarks/parallel_speed.py                # 3 alternating rounds of 40 steps
     python benchmarks/parallel_speed.py --workers 2 --rounds 5 --steps 60
+    python benchmarks/parallel_speed.py --blas-kernels SkylakeX    # + workers on those kernels
 
 nanoGPT's CPU "baby GPT" shape (n_layer 4, n_head 4, n_embd 128, block 64, batch 12,
 byte-level vocab 256, no dropout). A step is a whole training step: forward,
@@ -13,7 +14,11 @@ backward, clipping at 1.0 and AdamW, on the same batches for all three:
 - PyTorch eager (``benchmarks/_torch_gpt.py``, same initial weights) with
   ``torch.set_num_threads(os.cpu_count())`` and its fused (``foreach``) AdamW.
 
-The three run in alternating rounds so that load from other processes hits all of them
+With ``--blas-kernels NAME`` a fourth arm runs the workers with ``OPENBLAS_CORETYPE=NAME``,
+to weigh the kernel choice of ``mnemos.parallel.blas_kernel_env`` against OpenBLAS's own
+(``SkylakeX`` on an AMD Zen 4).
+
+The arms run in alternating rounds so that load from other processes hits all of them
 alike, each round after a short pause and two untimed steps (see ``timed_round``); prints the median tokens/s of each and the ratios, and the median of the per-round
 ratios (each Mnemos round against the PyTorch round run right after it), which cancels the
 slow drifts of a shared machine better than a ratio of medians.
@@ -36,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from mnemos.config import ModelConfig  # noqa: E402
 from mnemos.nn import GPT  # noqa: E402
 from mnemos.optim import AdamW, clip_grad_norm  # noqa: E402
-from mnemos.parallel import DataParallel  # noqa: E402
+from mnemos.parallel import DataParallel, blas_kernel_env  # noqa: E402
 
 CONFIG = ModelConfig(vocab_size=256, n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0)
 BATCH, LR = 12, 1e-3
@@ -63,11 +68,22 @@ def batches(data: np.ndarray, n: int, seed: int = 0):
 class MnemosRunner:
     """Training steps on a Mnemos model, in one process or with data-parallel workers."""
 
-    def __init__(self, state: dict, workers: int):
+    def __init__(self, state: dict, workers: int, blas_kernels: str | None = None):
         self.model = GPT(CONFIG)
         self.model.load_state_dict(state)
         self.opt = AdamW(self.model.params, lr=LR)
-        self.dp = DataParallel(self.model, workers, BATCH) if workers > 1 else None
+        self.dp = None
+        if workers > 1:
+            saved = os.environ.get("OPENBLAS_CORETYPE")
+            if blas_kernels:  # the workers inherit the environment when they start
+                os.environ["OPENBLAS_CORETYPE"] = blas_kernels
+            try:
+                self.dp = DataParallel(self.model, workers, BATCH)
+            finally:
+                if saved is None:
+                    os.environ.pop("OPENBLAS_CORETYPE", None)
+                else:
+                    os.environ["OPENBLAS_CORETYPE"] = saved
 
     def step(self, x, y) -> float:
         m = self.model
@@ -131,13 +147,19 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=40, help="steps per round")
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--blas-kernels", metavar="NAME",
+                    help="also time the workers with OPENBLAS_CORETYPE=NAME (e.g. SkylakeX)")
     args = ap.parse_args()
 
     data = batches(corpus(), args.steps)
     state = GPT(CONFIG, seed=0).state_dict()
+    workers = f"mnemos {args.workers} workers"
     runners = {"mnemos 1 process": MnemosRunner(state, 1),
-               f"mnemos {args.workers} workers": MnemosRunner(state, args.workers),
-               f"pytorch eager ({os.cpu_count()} threads)": TorchRunner(state)}
+               workers: MnemosRunner(state, args.workers)}
+    if args.blas_kernels:
+        runners[f"{workers}, {args.blas_kernels}"] = MnemosRunner(state, args.workers, args.blas_kernels)
+    torch_name = f"pytorch eager ({os.cpu_count()} threads)"
+    runners[torch_name] = TorchRunner(state)
     try:
         first = {name: [r.step(x, y) for x, y in data[:3]] for name, r in runners.items()}
         for name, losses in first.items():  # same weights, same batches: the same losses
@@ -154,18 +176,23 @@ def main() -> None:
             r.close()
 
     med = {name: statistics.median(v) for name, v in rates.items()}
-    torch_name = list(runners)[2]
+    kernels = blas_kernel_env().get("OPENBLAS_CORETYPE") or os.environ.get("OPENBLAS_CORETYPE") or "OpenBLAS's choice"
     print(f"baby GPT (4/4/128, block {CONFIG.block_size}, batch {BATCH}, vocab {CONFIG.vocab_size}), "
-          f"{os.cpu_count()} cores, {args.rounds} rounds x {args.steps} steps, median tokens/s:")
+          f"{os.cpu_count()} cores, {args.rounds} rounds x {args.steps} steps, workers' BLAS kernels: "
+          f"{kernels}; median tokens/s:")
     for name, rate in med.items():
         spread = f"{min(rates[name]):,.0f}-{max(rates[name]):,.0f}"
         print(f"  {name:<28} {rate:>9,.0f}   (rounds {spread})   {rate / med[torch_name]:.2f}x pytorch")
-    for name in list(runners)[:2]:
+    for name in [n for n in runners if n != torch_name]:
         paired = [m / t for m, t in zip(rates[name], rates[torch_name])]
         print(f"  {name}: per-round ratio to pytorch, median {statistics.median(paired):.2f}x "
               f"(rounds {min(paired):.2f}-{max(paired):.2f}x)")
-    one, many = med["mnemos 1 process"], med[f"mnemos {args.workers} workers"]
-    print(f"  {args.workers} workers / 1 process: {many / one:.2f}x")
+    print(f"  {args.workers} workers / 1 process: {med[workers] / med['mnemos 1 process']:.2f}x")
+    if args.blas_kernels:
+        other = f"{workers}, {args.blas_kernels}"
+        paired = [a / b for a, b in zip(rates[workers], rates[other])]
+        print(f"  {workers} / with {args.blas_kernels} kernels: per-round median {statistics.median(paired):.3f}x "
+              f"(rounds {min(paired):.2f}-{max(paired):.2f}x)")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,39 @@ _ADVICE = "resume from the last checkpoint, with --workers 1 if it happens again
 _ALIGN = 64  # bytes: every shared array starts on a cache line
 
 
+def blas_kernel_env(environ=os.environ, cpuinfo: str | None = None) -> dict[str, str]:
+    """``{"OPENBLAS_CORETYPE": "Haswell"}`` for the workers on an AMD Zen 4 CPU, else ``{}``.
+
+    On Zen 4 (AMD family 25 with AVX-512) OpenBLAS picks its SkylakeX kernels, written for
+    Intel's full-width 512-bit units; Zen 4 runs each 512-bit instruction as two 256-bit
+    halves, and OpenBLAS's AVX2 (Haswell) kernels measured faster there: the baby GPT's
+    single-threaded matmuls 3-8% (105 GFLOP/s a core), the same or better at n_embd 256
+    and 384, and the 2-worker step +3-5% (``benchmarks/parallel_speed.py --blas-kernels``).
+    A user's own ``OPENBLAS_CORETYPE`` wins; other CPUs, and BLAS libraries other than
+    OpenBLAS (which ignore the variable), are left as they are. ``cpuinfo`` defaults to
+    the text of ``/proc/cpuinfo`` (absent off Linux: no change).
+    """
+    if "OPENBLAS_CORETYPE" in environ:
+        return {}
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+                cpuinfo = f.read(1 << 16)  # the first processor's block is enough
+        except OSError:
+            return {}
+    fields = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            if fields:
+                break  # the end of the first processor's block
+            continue
+        fields.setdefault(key.strip(), value.strip())
+    zen4 = (fields.get("vendor_id") == "AuthenticAMD" and fields.get("cpu family") == "25"
+            and "avx512f" in fields.get("flags", "").split())
+    return {"OPENBLAS_CORETYPE": "Haswell"} if zen4 else {}
+
+
 def split_rows(batch: int, workers: int) -> list[tuple[int, int]]:
     """Contiguous ``[lo, hi)`` row ranges, one per worker, sizes differing by at most one
     (the first ``batch % workers`` get the extra row). Empty when batch < workers."""
@@ -169,7 +202,7 @@ class _Worker:
         self.stderr = tempfile.TemporaryFile()
         # the worker imports this very copy of mnemos, whatever the current directory
         path = os.pathsep.join(p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)
-        env = {**os.environ, **_SINGLE_THREADED, "PYTHONPATH": path}
+        env = {**os.environ, **_SINGLE_THREADED, **blas_kernel_env(), "PYTHONPATH": path}
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mnemos.parallel", str(child_end.fileno()), str(mem_fd)],

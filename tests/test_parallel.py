@@ -14,7 +14,8 @@ import pytest
 from mnemos.config import ModelConfig, TrainConfig
 from mnemos.errors import WorkerError
 from mnemos.nn import GPT
-from mnemos.parallel import DataParallel, split_rows
+from mnemos import parallel
+from mnemos.parallel import DataParallel, blas_kernel_env, split_rows
 from mnemos.trainer import Trainer
 
 CFG = ModelConfig(vocab_size=61, n_layer=2, n_head=2, n_embd=16, block_size=8, dropout=0.0)
@@ -312,3 +313,41 @@ def test_weights_live_in_shared_memory_while_open():
     assert dp.closed and model.params.data.base is None  # an array of its own again
     np.testing.assert_array_equal(model.params.data, during)
     one_process(model, x, y)
+
+
+ZEN4 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+flags\t\t: fpu sse2 avx2 fma avx512f avx512dq avx512bw avx512vl
+
+processor\t: 1
+vendor_id\t: GenuineIntel
+"""
+
+
+def test_blas_kernels_are_chosen_for_zen_4_only_and_the_users_choice_wins():
+    assert blas_kernel_env({}, ZEN4) == {"OPENBLAS_CORETYPE": "Haswell"}
+    assert blas_kernel_env({"OPENBLAS_CORETYPE": "SkylakeX"}, ZEN4) == {}  # the user's choice stands
+    assert blas_kernel_env({}, ZEN4.replace("avx512f ", "")) == {}  # Zen 3: no AVX-512
+    assert blas_kernel_env({}, ZEN4.replace(": 25", ": 26")) == {}  # Zen 5: full-width AVX-512, not measured
+    assert blas_kernel_env({}, ZEN4.replace("AuthenticAMD", "GenuineIntel")) == {}
+    assert blas_kernel_env({}, "") == {}
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/environ"), reason="reads the workers' environment from /proc")
+def test_workers_start_with_the_chosen_blas_kernels_and_compute_the_same(monkeypatch):
+    monkeypatch.setattr(parallel, "blas_kernel_env", lambda: {"OPENBLAS_CORETYPE": "Haswell"})
+    model = GPT(CFG, seed=6)
+    ref = GPT(CFG, seed=6)
+    x, y = batch(4)
+    with DataParallel(model, 2, 4) as dp:
+        for pid in dp.pids:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+            assert b"OPENBLAS_CORETYPE=Haswell" in env and b"OPENBLAS_NUM_THREADS=1" in env
+        loss = dp.loss_and_grad(x, y, accumulate=False)
+        grad = model.params.grad.copy()
+    ref_loss, ref_grad = one_process(ref, x, y)
+    assert loss == pytest.approx(ref_loss, rel=1e-6, abs=1e-6)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-5, atol=1e-6)

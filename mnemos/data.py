@@ -103,6 +103,28 @@ def read_text(path: str | os.PathLike) -> str:
     return _decode(raw, path)
 
 
+def check_text_head(path: str | os.PathLike) -> None:
+    """The checks of :func:`read_text` that its first ``HEAD_BYTES`` allow (missing, a
+    directory, empty, binary, invalid UTF-8 there), without reading a large file whole:
+    a run refuses such a file before it claims a folder or starts workers."""
+    path = Path(path)
+    _check_path(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(HEAD_BYTES)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc.strerror}); check its permissions") from None
+    if not raw:
+        raise DataError(_empty_problem(path))
+    problem = _binary_problem(raw, raw.decode("utf-8", "replace"), path)
+    if problem:
+        raise DataError(problem)
+    try:  # not final: a character cut at the end of the head is not an error
+        codecs.getincrementaldecoder("utf-8")().decode(raw, final=False)
+    except UnicodeDecodeError as exc:
+        raise DataError(_utf8_problem(raw, exc, 0, path)) from None
+
+
 def check_length(n_tokens: int, block_size: int, path: str | os.PathLike, what: str = "text") -> None:
     """A file must hold at least one context window plus the token it predicts."""
     if n_tokens < block_size + 1:

@@ -140,7 +140,7 @@ class Trainer:
                                       f"be overwritten)")
         for path in (data, val_data):
             if path is not None:
-                data_mod._check_path(Path(path))
+                data_mod.check_text_head(path)
         get_array_module(train_cfg.device)  # --device cuda without CuPy or a GPU: fail now, not after tokenizing
         claimed = out_dir is None  # a dated folder of our own, claimed once all else is checked
         out = default_run_dir(runs_root) if claimed else out
@@ -181,7 +181,7 @@ class Trainer:
         val_data = val_data or ckpt.state.get("val_data")
         for path in (data, val_data):
             if path is not None:
-                data_mod._check_path(Path(path))
+                data_mod.check_text_head(path)
         get_array_module(train_cfg.device)
         return cls(model_cfg, train_cfg, data, val_data, str(dir), callback, resume_from=ckpt)
 

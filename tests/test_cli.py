@@ -183,6 +183,14 @@ def test_bad_training_files(proj, capsys, make, words):
     assert not (proj / "run").exists()
 
 
+@pytest.mark.parametrize("make, words", BAD_DATA[:5], ids=["missing", "directory", "empty", "binary", "utf8"])
+def test_a_bad_training_file_is_refused_before_a_run_folder_is_claimed(proj, capsys, make, words):
+    path = make()
+    rc, out, err = run_main(capsys, "train", "--data", path, "--max-steps", "2", *TINY)
+    assert rc == 2 and all(w in err for w in words)
+    assert out == "" and not (proj / "checkpoints").exists()  # no "run folder:" line for a folder never made
+
+
 @pytest.mark.parametrize("flags, words", [
     (["--n-embd", "30", "--n-head", "4"], ["n_embd (30) must be divisible by n_head (4)"]),
     (["--n-layer", "0"], ["n_layer must be a positive integer"]),

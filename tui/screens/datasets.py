@@ -12,6 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DirectoryTree, Input, Label, ProgressBar, Static
+from textual.worker import get_current_worker
 
 from tui.screens.base import MnemosScreen
 from tui.widgets.file_info import FileInfoPanel
@@ -23,6 +24,7 @@ class DatasetsScreen(MnemosScreen):
         Binding("t", "use_training", "Use for training"),
         Binding("e", "use_testing", "Use for testing"),
         Binding("s", "sample", "Sample corpus"),
+        Binding("escape", "cancel_sample", "Cancel download"),
         Binding("g", "go_folder", "Go to folder"),
         Binding("r", "refresh", "Refresh", show=False),
     ]
@@ -30,6 +32,7 @@ class DatasetsScreen(MnemosScreen):
     def __init__(self) -> None:
         super().__init__()
         self.selected: Path | None = None  # the file highlighted in the tree
+        self.fetching = False  # the sample corpus is being fetched
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="datasets-status")
@@ -101,7 +104,13 @@ class DatasetsScreen(MnemosScreen):
             return
         if info.problem:  # the message names the file as the user sees it
             info = replace(info, problem=info.problem.replace(str(path), self.workspace.show(path)))
-        self.app.call_from_thread(self.query_one(FileInfoPanel).show, info, self.workspace.show(path))
+        self.app.call_from_thread(self._show_info, path, info)
+
+    def _show_info(self, path: Path, info) -> None:
+        """Show ``info`` unless another file was selected meanwhile: a superseded worker
+        (cancelled, but a thread runs to its end) may finish after the newer one."""
+        if path == self.selected:
+            self.query_one(FileInfoPanel).show(info, self.workspace.show(path))
 
     @on(Input.Submitted, "#folder")
     def _folder_entered(self, event: Input.Submitted) -> None:
@@ -145,6 +154,16 @@ class DatasetsScreen(MnemosScreen):
 
     # -- sample corpus --------------------------------------------------------------
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel_sample":
+            return self.fetching  # shown only while fetching
+        if action == "sample":
+            return not self.fetching or None
+        return True
+
+    def action_cancel_sample(self) -> None:
+        self.workers.cancel_group(self, "sample")
+
     def action_sample(self) -> None:
         ws = self.workspace
         from tui.workspace import TEST_DEFAULT, TRAIN_DEFAULT
@@ -161,12 +180,17 @@ class DatasetsScreen(MnemosScreen):
 
     @work(thread=True, exclusive=True, group="sample")
     def fetch_sample(self, force: bool) -> None:
-        from mnemos.data import sample_corpus
+        from mnemos.data import SampleCancelled, sample_corpus
 
-        self.app.call_from_thread(self._sample_running, True, "fetching the sample corpus ...")
+        worker = get_current_worker()
+        self.app.call_from_thread(self._sample_running, True, "fetching the sample corpus ... (escape cancels)")
         try:
-            result = sample_corpus(self.workspace.root, force=force,
+            result = sample_corpus(self.workspace.root, force=force, cancel=lambda: worker.is_cancelled,
                                    progress=lambda msg: self.app.call_from_thread(self._sample_running, True, msg))
+        except SampleCancelled as exc:
+            self.app.call_from_thread(self._sample_running, False, "")
+            self.app.call_from_thread(self.notify, str(exc).capitalize())
+            return
         except Exception as exc:  # shown, never fatal
             self.app.call_from_thread(self._sample_running, False, "")
             self.app.call_from_thread(self.report, exc, "Sample corpus")
@@ -174,6 +198,8 @@ class DatasetsScreen(MnemosScreen):
         self.app.call_from_thread(self._sample_done, result)
 
     def _sample_running(self, running: bool, message: str) -> None:
+        self.fetching = running
+        self.refresh_bindings()
         self.query_one("#sample-progress").set_class(not running, "hidden")
         self.query_one("#sample-message", Label).update(message)
 

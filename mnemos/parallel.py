@@ -73,7 +73,8 @@ def blas_kernel_env(environ=os.environ, cpuinfo: str | None = None) -> dict[str,
     Intel's full-width 512-bit units; Zen 4 runs each 512-bit instruction as two 256-bit
     halves, and OpenBLAS's AVX2 (Haswell) kernels measured faster there: the baby GPT's
     single-threaded matmuls 3-8% (105 GFLOP/s a core), the same or better at n_embd 256
-    and 384, and the 2-worker step +3-5% (``benchmarks/parallel_speed.py --blas-kernels``).
+    and 384, and the 2-worker step +3-5% (``benchmarks/parallel_speed.py --blas-kernels``);
+    one process with 2-threaded BLAS gained nothing (0.98x), so only the workers get it.
     A user's own ``OPENBLAS_CORETYPE`` wins; other CPUs, and BLAS libraries other than
     OpenBLAS (which ignore the variable), are left as they are. ``cpuinfo`` defaults to
     the text of ``/proc/cpuinfo`` (absent off Linux: no change).

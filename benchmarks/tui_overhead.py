@@ -1,7 +1,7 @@
 """What the terminal app costs training: tokens/s inside ``mnemos-tui`` vs the trainer
 alone, and how fast a key press is handled while training runs.
 
-    python benchmarks/tui_overhead.py              # 2 alternating rounds of 150 steps
+    python benchmarks/tui_overhead.py              # 5 alternating rounds of 150 steps
     python benchmarks/tui_overhead.py --steps 300 --rounds 3
 
 Both sides run the same ``Trainer`` on the same text and settings (nanoGPT's baby GPT:
@@ -116,7 +116,7 @@ async def app_run(root: Path, steps: int, workers: int, presses: int = 0) -> tup
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--presses", type=int, default=30)
     parser.add_argument("--workers", type=int, default=default_workers(),
                         help="data-parallel workers on both sides (default: the app's, the machine's cores up to 4)")

@@ -32,6 +32,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 
@@ -73,17 +74,9 @@ class MnemosRunner:
         self.model.load_state_dict(state)
         self.opt = AdamW(self.model.params, lr=LR)
         self.dp = None
-        if workers > 1:
-            saved = os.environ.get("OPENBLAS_CORETYPE")
-            if blas_kernels:  # the workers inherit the environment when they start
-                os.environ["OPENBLAS_CORETYPE"] = blas_kernels
-            try:
+        if workers > 1:  # the workers inherit the environment when they start
+            with patch.dict(os.environ, {"OPENBLAS_CORETYPE": blas_kernels} if blas_kernels else {}):
                 self.dp = DataParallel(self.model, workers, BATCH)
-            finally:
-                if saved is None:
-                    os.environ.pop("OPENBLAS_CORETYPE", None)
-                else:
-                    os.environ["OPENBLAS_CORETYPE"] = saved
 
     def step(self, x, y) -> float:
         m = self.model

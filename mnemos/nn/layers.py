@@ -59,7 +59,7 @@ class Dropout:
         if out is None:
             out = x
         m = self.ws.get(self.name + ".mask", x.shape)
-        dropout_mask(self.rng, m, self.p)  # [u >= p] / (1 - p)
+        dropout_mask(self.xp, self.rng, m, self.p)  # [u >= p] / (1 - p)
         self.mask = m
         self.xp.multiply(x, m, out=out)
         return out

@@ -252,10 +252,14 @@ class Trainer:
         val_text = data_mod.read_text(self.val_data) if self.val_data else None
         cut = len(text) if val_text is not None else int(len(text) * (1 - data_mod.VAL_FRACTION))
         if self._resume_from is None:
-            self._say("tokenizer", f"tokenizer: {cfg.vocab_size} tokens learned from {self.data} "
+            self._say("tokenizer", f"tokenizer: learning {cfg.vocab_size} tokens from {self.data} "
                                    f"({cut:,} characters; reused from the cache if trained before)")
             self.tokenizer = data_mod.train_tokenizer(text[:cut], cfg.vocab_size, data_mod.default_cache_dir(self.data),
                                                       self.data.stem, self._prepare_progress("tokenizer"))
+            learned = self.tokenizer.vocab_size - len(self.tokenizer.special_tokens)
+            if learned < cfg.vocab_size:
+                self._say("tokenizer", f"tokenizer: {learned} of the {cfg.vocab_size} tokens asked for: the text has "
+                                       f"no more pairs to merge; the model's vocabulary is {self.tokenizer.vocab_size}")
             self.model_cfg = dataclasses.replace(self.model_cfg, vocab_size=self.tokenizer.vocab_size)
             self.model = GPT(self.model_cfg, seed=cfg.seed, device=cfg.device)
         else:

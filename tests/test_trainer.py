@@ -79,6 +79,22 @@ def test_bpe_vocabulary_and_validation_file(text_file, tmp_path):
     assert any(e.phase == "tokenizer" and e.total > 0 and not e.message for e in rec.of("prepare"))
     assert any(f"validation: {val}" in e.message for e in rec.of("prepare"))
     assert load_checkpoint(tmp_path / "run").tokenizer == trainer.tokenizer
+    messages = [e.message for e in rec.of("prepare") if e.phase == "tokenizer" and e.message]
+    assert messages == [f"tokenizer: learning 280 tokens from {text_file} ({len(text_file.read_text()):,} characters; "
+                        "reused from the cache if trained before)"]  # all 280: no shortfall to report
+
+
+def test_a_text_with_fewer_merges_than_asked_says_so(text_file, tmp_path):
+    """The vocabulary asked for is a ceiling: a text runs out of pairs to merge (here its
+    ~30 distinct words make far fewer than 1024 - 256 merges), and the run says how many it got."""
+    cfg = TrainConfig(**{**TRAIN.to_dict(), "vocab_size": 1024, "max_steps": 1, "eval_interval": 1})
+    trainer, rec, done = train(text_file, tmp_path / "run", cfg)
+    learned = trainer.tokenizer.vocab_size - 1
+    assert done.reason == "finished" and 256 < learned < 1024
+    assert trainer.model_cfg.vocab_size == learned + 1
+    said = [e.message for e in rec.of("prepare") if e.phase == "tokenizer" and e.message]
+    assert said[-1] == (f"tokenizer: {learned} of the 1024 tokens asked for: the text has no more pairs to merge; "
+                        f"the model's vocabulary is {learned + 1}")
 
 
 def _params(run):

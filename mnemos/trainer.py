@@ -252,8 +252,11 @@ class Trainer:
         val_text = data_mod.read_text(self.val_data) if self.val_data else None
         cut = len(text) if val_text is not None else int(len(text) * (1 - data_mod.VAL_FRACTION))
         if self._resume_from is None:
-            self._say("tokenizer", f"tokenizer: learning {cfg.vocab_size} tokens from {self.data} "
-                                   f"({cut:,} characters; reused from the cache if trained before)")
+            if cfg.vocab_size == 256:
+                self._say("tokenizer", "tokenizer: byte level, one token per byte (no merges to learn)")
+            else:
+                self._say("tokenizer", f"tokenizer: learning {cfg.vocab_size} tokens from {self.data} "
+                                       f"({cut:,} characters; reused from the cache if trained before)")
             self.tokenizer = data_mod.train_tokenizer(text[:cut], cfg.vocab_size, data_mod.default_cache_dir(self.data),
                                                       self.data.stem, self._prepare_progress("tokenizer"))
             learned = self.tokenizer.vocab_size - len(self.tokenizer.special_tokens)

@@ -160,3 +160,23 @@ def test_a_gpu_run_checkpoints_numpy_and_resumes_on_the_cpu(tmp_path):
     assert resumed.run().reason == "finished" and resumed.model.xp is np
     back = Trainer.resume(tmp_path / "run", overrides={"max_steps": 14, "device": "cuda"})
     assert back.run().reason == "finished" and back.model.xp is cupy
+
+
+def test_the_command_line_trains_on_the_device_and_generates_on_the_cpu(tmp_path, monkeypatch, capsys):
+    from mnemos.cli import main
+
+    rng = np.random.default_rng(0)
+    words = "the king is dead long live the queen and all her men ride".split()
+    (tmp_path / "t.txt").write_text("\n".join(" ".join(rng.choice(words, 8)) for _ in range(200)), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    tiny = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16", "--batch-size", "4",
+            "--vocab-size", "256", "--eval-steps", "1", "--warmup-steps", "2"]
+    rc = main(["train", "--data", "t.txt", "--out", "run", "--device", "cuda", "--workers", "2", "--max-steps", "4",
+               "--eval-interval", "2", *tiny])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "--workers 2 applies to --device cpu; one process drives the GPU" in out
+    assert "done (finished) at step 4" in out
+    rc = main(["generate", "--checkpoint", "run", "--prompt", "the king", "--max-new-tokens", "8", "--seed", "1"])
+    out, err = capsys.readouterr()
+    assert rc == 0 and out.startswith("the king"), err

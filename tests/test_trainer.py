@@ -59,6 +59,8 @@ def test_a_run_reports_learns_and_saves(text_file, tmp_path):
     assert all(e.prompt == "\n" and isinstance(e.text, str) for e in rec.of("sample"))
     assert [e.step for e in rec.of("checkpoint")] == [10, 20, 30, 40]
     assert any("last 10% of the training tokens" in e.message for e in rec.of("prepare"))
+    assert [e.message for e in rec.of("prepare") if e.phase == "tokenizer" and e.message] == [
+        "tokenizer: byte level, one token per byte (no merges to learn)"]
     assert all(e.tokens_per_s > 0 and e.eta_s >= 0 for e in rec.of("step"))
     best = min(evals[1:], key=lambda e: e.val_loss)
     assert done.best_val_loss == best.val_loss

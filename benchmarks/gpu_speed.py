@@ -110,7 +110,8 @@ def bench(shape: str, rounds: int, steps: int, warmup: int) -> dict:
     state = GPT(cfg, seed=0).state_dict()
     runners = {"mnemos cupy": MnemosCuda(cfg, state), "pytorch eager cuda": TorchCuda(cfg, state)}
     first = {name: [r.step(x, y) for x, y in data[:3]] for name, r in runners.items()}
-    np.testing.assert_allclose(first["mnemos cupy"], first["pytorch eager cuda"], rtol=1e-4)
+    # the same model on both sides (a wrong one is off by far more; as in parallel_speed.py)
+    np.testing.assert_allclose(first["mnemos cupy"], first["pytorch eager cuda"], rtol=1e-3)
     for r in runners.values():
         for x, y in data[:warmup]:
             r.step(x, y)
@@ -137,8 +138,8 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
-    props = cupy.cuda.runtime.getDeviceProperties(0)
-    print(f"{props['name'].decode()}, CuPy {cupy.__version__}, PyTorch {torch.__version__}; float32, no TF32; "
+    name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
+    print(f"{name.decode() if isinstance(name, bytes) else name}, CuPy {cupy.__version__}, PyTorch {torch.__version__}; float32, no TF32; "
           f"median tokens/s over {args.rounds} rounds of {args.steps} steps")
     for shape in (SHAPES if args.shape == "all" else [args.shape]):
         cfg, B = SHAPES[shape]

@@ -298,7 +298,9 @@ def cupy_module() -> types.ModuleType:
     cp.__getattr__ = lambda name: getattr(np, name)
     cp.RawModule, cp.ElementwiseKernel = RawModule, ElementwiseKernel
     cp.asnumpy = np.asarray
-    cp.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
+    device = types.SimpleNamespace(synchronize=lambda: None)  # the CPU has finished when a call returns
+    cp.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
+                                    Device=lambda *_: device)
     cp.__version__ = "cuda_sim"
     return cp
 

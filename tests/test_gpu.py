@@ -180,3 +180,27 @@ def test_the_command_line_trains_on_the_device_and_generates_on_the_cpu(tmp_path
     rc = main(["generate", "--checkpoint", "run", "--prompt", "the king", "--max-new-tokens", "8", "--seed", "1"])
     out, err = capsys.readouterr()
     assert rc == 0 and out.startswith("the king"), err
+
+
+def test_the_gpu_benchmark_trains_the_same_model_as_numpy():
+    """benchmarks/gpu_speed.py's Mnemos side (a GPU session is too short to find its bugs)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.gpu_speed import SHAPES, MnemosCuda, batches
+
+    cfg, _ = SHAPES["baby"]
+    state = GPT(cfg, seed=0).state_dict()
+    runner = MnemosCuda(cfg, state)
+    cpu = GPT(cfg)
+    cpu.load_state_dict(state)
+    opt = AdamW(cpu.params, lr=1e-3)
+    for x, y in batches(cfg, 2, 2):
+        loss = runner.step(x, y)
+        _, expected = cpu.forward(x, y, train=True)
+        cpu.backward(accumulate=False)
+        clip_grad_norm(cpu.params.grad, 1.0)
+        opt.step(1e-3)
+        assert loss == pytest.approx(expected, rel=1e-5)
+    runner.sync()

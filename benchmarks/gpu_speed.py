@@ -139,7 +139,8 @@ def main() -> None:
     torch.backends.cudnn.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
     name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
-    print(f"{name.decode() if isinstance(name, bytes) else name}, CuPy {cupy.__version__}, PyTorch {torch.__version__}; float32, no TF32; "
+    name = name.decode() if isinstance(name, bytes) else name
+    print(f"{name}, CuPy {cupy.__version__}, PyTorch {torch.__version__}; float32, no TF32; "
           f"median tokens/s over {args.rounds} rounds of {args.steps} steps")
     for shape in (SHAPES if args.shape == "all" else [args.shape]):
         cfg, B = SHAPES[shape]

@@ -1,7 +1,7 @@
 """A stand-in for CuPy that runs Mnemos's CUDA kernels on the CPU, for machines without a GPU.
 
-``tests/test_gpu_sim.py`` puts :func:`cupy_module` in ``sys.modules`` as ``cupy`` and
-runs ``tests/test_gpu.py`` against it. The array functions are NumPy's; what is
+The ``simulated_gpu`` fixture (``tests/conftest.py``) puts :func:`cupy_module` in
+``sys.modules`` as ``cupy``; ``tests/test_gpu_sim.py`` runs ``tests/test_gpu.py`` with it. The array functions are NumPy's; what is
 simulated is the part a GPU adds: the kernel sources of :mod:`mnemos.cuda_kernels`, the
 very strings CuPy would compile, are compiled with the host C++ compiler and run on
 the CPU with CUDA's execution model:
@@ -25,6 +25,7 @@ real GPU covers those.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import re
@@ -292,8 +293,10 @@ class ElementwiseKernel:
         return fn, c_types
 
 
+@functools.cache
 def cupy_module() -> types.ModuleType:
-    """A ``cupy`` whose arrays are NumPy's and whose kernels run through the simulator."""
+    """A ``cupy`` whose arrays are NumPy's and whose kernels run through the simulator (one
+    module object, so ``xp is cupy`` holds wherever it is installed)."""
     cp = types.ModuleType("cupy", "cuda_sim: NumPy arrays, CUDA kernels simulated on the CPU")
     cp.__getattr__ = lambda name: getattr(np, name)
     cp.RawModule, cp.ElementwiseKernel = RawModule, ElementwiseKernel
@@ -305,6 +308,7 @@ def cupy_module() -> types.ModuleType:
     return cp
 
 
+@functools.cache
 def cupyx_module() -> types.ModuleType:
     cpx = types.ModuleType("cupyx")
     cpx.scatter_add = np.add.at

@@ -184,10 +184,6 @@ def test_the_command_line_trains_on_the_device_and_generates_on_the_cpu(tmp_path
 
 def test_the_gpu_benchmark_trains_the_same_model_as_numpy():
     """benchmarks/gpu_speed.py's Mnemos side (a GPU session is too short to find its bugs)."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from benchmarks.gpu_speed import SHAPES, MnemosCuda, batches
 
     cfg, _ = SHAPES["baby"]

@@ -15,9 +15,7 @@ import cuda_sim
 import numpy as np
 import pytest
 
-if cuda_sim.CXX is None:
-    pytest.skip("no C++ compiler (g++) to build the simulated CUDA kernels", allow_module_level=True)
-
+pytestmark = pytest.mark.usefixtures("simulated_gpu")  # tests/conftest.py; skips without g++
 SIM = {"cupy": cuda_sim.cupy_module(), "cupyx": cuda_sim.cupyx_module()}
 
 
@@ -41,12 +39,6 @@ def _load_gpu_tests():
 _gpu_tests = _load_gpu_tests()
 globals().update({name: fn for name, fn in vars(_gpu_tests).items() if name.startswith("test_")})
 
-
-@pytest.fixture(autouse=True)
-def simulated_gpu(monkeypatch):
-    for name, module in SIM.items():
-        monkeypatch.setitem(sys.modules, name, module)
-    return SIM["cupy"]
 
 
 # ---- the simulator itself: it must fail where a GPU would go wrong

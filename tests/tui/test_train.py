@@ -230,26 +230,16 @@ async def test_device_cuda_without_cupy_is_a_notification_and_no_run(workspace, 
         assert not (workspace / "checkpoints").exists() or not list_checkpoints(workspace / "checkpoints")
 
 
-async def test_a_run_on_the_device_in_the_app(workspace, monkeypatch):
+async def test_a_run_on_the_device_in_the_app(workspace, simulated_gpu):
     """The app's GPU path end to end, with tests/cuda_sim.py standing in for CuPy and a GPU."""
-    import importlib.util
-    import sys
-
     from mnemos.checkpoint import load_checkpoint
 
-    spec = importlib.util.spec_from_file_location("cuda_sim", Path(__file__).parents[1] / "cuda_sim.py")
-    sim = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sim)
-    if sim.CXX is None:
-        pytest.skip("no C++ compiler (g++) to build the simulated CUDA kernels")
-    monkeypatch.setitem(sys.modules, "cupy", sim.cupy_module())
-    monkeypatch.setitem(sys.modules, "cupyx", sim.cupyx_module())
     app = MnemosApp(root=workspace)
     async with app.run_test(size=SIZE) as pilot:
         await open_train(pilot, app, device="cuda", max_steps="4", eval_interval="2")
         app.screen.query_one("#run-name").value = "on-gpu"
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: state(app) == "done", "the run to finish")
-        assert app.screen.trainer.model.xp is sys.modules["cupy"]
+        assert app.screen.trainer.model.xp is simulated_gpu
     ckpt = load_checkpoint(workspace / "checkpoints" / "on-gpu")
     assert ckpt.state["step"] == 4 and ckpt.train_config.device == "cuda"

@@ -375,6 +375,30 @@ def cmd_export(args: argparse.Namespace) -> int:
           f"(load it with transformers.AutoModelForCausalLM.from_pretrained)")
     return EXIT_OK
 
+# --------------------------------------------------------------------------- import
+
+
+def _add_import(sub) -> None:
+    p = sub.add_parser("import", help="read a Hugging Face GPT-2 model folder into a new run folder",
+                       description="Import a transformers model folder (config.json, model.safetensors or its "
+                                   "shards, tokenizer.json or vocab.json + merges.txt) as a Mnemos run: then "
+                                   "eval, generate, inspect, export or `train --init-from` it. Pickled "
+                                   "pytorch_model.bin files are refused.")
+    p.add_argument("--from", dest="src", required=True, metavar="HF_DIR", help="the Hugging Face model folder")
+    p.add_argument("--out", required=True, metavar="DIR", help="the new run folder (must not exist or be empty)")
+    p.set_defaults(handler=cmd_import)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from mnemos.hf_import import import_hf
+
+    report = import_hf(args.src, args.out)
+    print(f"imported {args.src} ({report.model_type}, {report.n_params:,} parameters, vocabulary "
+          f"{report.vocab_size:,}) to {report.out}")
+    for note in report.notes:
+        print(f"note: {note}")
+    return EXIT_OK
+
 
 # --------------------------------------------------------------------------- data
 
@@ -469,7 +493,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- main
 
 # One registration function per subcommand; `inspect` (mnemos/inspect.py) adds its own here.
-COMMANDS = [_add_train, _add_eval, _add_generate, _add_export, _add_data, _add_list, _add_inspect]
+COMMANDS = [_add_train, _add_eval, _add_generate, _add_export, _add_import, _add_data, _add_list, _add_inspect]
 
 
 def build_parser() -> argparse.ArgumentParser:

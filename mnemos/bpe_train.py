@@ -42,11 +42,16 @@ BYTE_VOCAB = 256
 Progress = Callable[[int, int], None]
 
 
-def count_chunks(pieces: Iterable[str], findall: Callable[[str], list[str]]) -> Counter:
-    """Count the distinct pre-tokenized chunks of ``pieces`` (text blocks)."""
+def count_chunks(pieces: Iterable[str], findall: Callable[[str], list[str]], progress: Progress | None = None,
+                 total: int = 1) -> Counter:
+    """Count the distinct pre-tokenized chunks of ``pieces`` (text blocks).
+    ``progress(0, total)`` is called after each block, so an exception raised in it
+    (a cancel) stops a long count within one block."""
     counts: Counter = Counter()
     for piece in pieces:
         counts.update(findall(piece))
+        if progress is not None:
+            progress(0, total)
     return counts
 
 
@@ -71,6 +76,8 @@ def learn_merges(
     pair_counts: dict[str, int] = defaultdict(int)
     where: dict[str, set[int]] = defaultdict(set)
     for i, word in enumerate(words):
+        if progress is not None and i % 65536 == 65535:
+            progress(0, num_merges)  # a cancel point in a long count
         count = counts[i]
         for k in range(len(word) - 1):
             pair = word[k : k + 2]

@@ -3,7 +3,7 @@
 One ``_add_<command>`` function per subcommand registers its parser and its handler
 (``set_defaults(handler=...)``); :data:`COMMANDS` lists them. A handler returns the exit
 status. A :class:`MnemosError` anywhere becomes one line on stderr and exit status 2;
-Ctrl+C during training saves a checkpoint and exits 130. No training logic lives here.
+Ctrl+C, SIGTERM or SIGHUP during training saves a checkpoint and exits 130, 143 or 129. No training logic lives here.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from mnemos.errors import ConfigError, MnemosError
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 2, 130
 EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (`| head`): what a SIGPIPE'd program returns
+# what `timeout`, systemd, docker (TERM), a closed terminal (HUP) and Ctrl+C (INT) send: save, then exit 128 + N
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 DEFAULT_TRAIN_DATA = "data/training/train.txt"
 DEFAULT_TEST_DATA = "data/testing/test.txt"
 
@@ -253,27 +255,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     printer.on_pipe_closed = trainer.stop  # `mnemos train | head`: stop, saving a checkpoint
     if not args.json:
         print(f"run folder: {trainer.out_dir}", flush=True)
-    interrupted = []
+    signalled: list[int] = []
 
-    def on_sigint(signum, frame):
-        if interrupted:  # a second Ctrl+C: give up at once (the last save is atomic)
+    def on_signal(signum, frame):
+        if signalled:  # a second signal: give up at once (the last save is atomic)
             raise KeyboardInterrupt
-        interrupted.append(True)
+        signalled.append(signum)
         trainer.stop(reason="interrupt")
 
     in_main_thread = threading.current_thread() is threading.main_thread()  # signals only work there
-    previous = signal.signal(signal.SIGINT, on_sigint) if in_main_thread else None
+    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS} if in_main_thread else {}
     try:
         done = trainer.run()
+    except KeyboardInterrupt:
+        print(f"\nmnemos train: interrupted again; the last saved checkpoint is {trainer.last_good}",
+              file=sys.stderr)
+        return 128 + (signalled[0] if signalled else signal.SIGINT)
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     if done.reason == "error":
         print(f"mnemos train: error: {printer.error}", file=sys.stderr)
         return EXIT_USER_ERROR
     if printer.pipe_closed:
         return EXIT_BROKEN_PIPE
-    return EXIT_INTERRUPTED if interrupted else EXIT_OK
+    return 128 + signalled[0] if signalled else EXIT_OK  # 130 Ctrl+C, 143 SIGTERM, 129 SIGHUP
 
 
 # --------------------------------------------------------------------------- eval

@@ -37,13 +37,14 @@ an *unlinked* temporary file in ``/dev/shm`` that both sides memory-map (the wei
 the parent's gradient, one gradient buffer per worker, the batch). The file has no name, so nothing can leak:
 the kernel frees it when the last process holding it exits, however it exits.
 
-Workers never outlive the trainer: they run in a session of their own and ignore Ctrl+C
-(the parent decides when to stop, after saving a checkpoint), exit as soon as their
+Workers never outlive the trainer: they run in a session of their own and ignore Ctrl+C,
+SIGTERM and SIGHUP (the parent decides when to stop, after saving a checkpoint), exit as soon as their
 socket reports the parent gone (closed, crashed or killed) or their parent process id
 changes, and :meth:`DataParallel.close` (also run on garbage collection and at
 interpreter exit) asks them to stop, then terminates and kills them. A worker that
 dies or fails raises :class:`~mnemos.errors.WorkerError` in the parent within ``POLL_S``
-seconds, with the worker's last error line, instead of hanging it.
+seconds, with the worker's last error line, instead of hanging it; so does one stopped
+(SIGSTOP) for ``STOPPED_S`` seconds, or silent for ``REPLY_TIMEOUT_S``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import weakref
 from multiprocessing.connection import Connection
 
@@ -64,6 +66,8 @@ from mnemos.errors import ConfigError, WorkerError
 from mnemos.optim import run_chunked
 
 POLL_S = 0.2  # how often a waiting parent checks that its workers live, and vice versa
+STOPPED_S = 5.0  # a worker stopped (SIGSTOP, Ctrl+Z on its own) this long fails the step
+REPLY_TIMEOUT_S = 1800.0  # no answer at all this long (a hung worker) fails the step too
 _SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _ADVICE = "resume from the last checkpoint, with --workers 1 if it happens again"
@@ -150,7 +154,8 @@ def _shared_file(nbytes: int):
 def _worker_main(sock_fd: int, mem_fd: int) -> None:
     """A worker's life (``python -m mnemos.parallel SOCK_FD MEM_FD``): receive the
     layout, map the shared file, serve steps, exit when stopped or orphaned."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's to handle
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # stopping is the parent's to decide (it saves first)
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
     conn = Connection(sock_fd)
     try:
         _, layout_args, config, seed, rank, parent_pid = conn.recv()
@@ -328,7 +333,10 @@ class DataParallel:
             raise self._died(w) from None
 
     def _receive(self, w: _Worker):
-        """The next message from worker ``w``; raises WorkerError if it died or failed."""
+        """The next message from worker ``w``; raises WorkerError if it died, failed,
+        stayed stopped (SIGSTOP) for ``STOPPED_S`` or gave no answer in ``REPLY_TIMEOUT_S``."""
+        start = time.monotonic()
+        stopped_since = None
         while True:
             try:
                 if w.conn.poll(POLL_S):
@@ -340,6 +348,17 @@ class DataParallel:
             if w.proc.poll() is not None:
                 msg = None
                 break
+            now = time.monotonic()
+            if _process_state(w.proc.pid) in ("T", "t"):
+                stopped_since = stopped_since or now
+                if now - stopped_since > STOPPED_S:
+                    raise WorkerError(f"{self._where(w)} (pid {w.proc.pid}) is stopped (SIGSTOP?) and does not "
+                                      f"answer; continue it with `kill -CONT {w.proc.pid}` next time, or {_ADVICE}")
+            else:
+                stopped_since = None
+            if now - start > REPLY_TIMEOUT_S:
+                raise WorkerError(f"{self._where(w)} (pid {w.proc.pid}) gave no answer in {REPLY_TIMEOUT_S:.0f} s; "
+                                  f"{_ADVICE}")
         if msg is None:
             raise self._died(w)
         if msg[0] == "error":
@@ -395,6 +414,17 @@ def _shutdown(workers: list[_Worker], file) -> None:
         w.conn.close()
         w.stderr.close()
     file.close()
+
+
+def _process_state(pid: int) -> str:
+    """The state letter of a process from ``/proc/<pid>/stat`` ("R", "S", "T" stopped ...);
+    "" where there is no /proc (macOS) or the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode("ascii", "replace")
+    except OSError:
+        return ""
+    return stat[stat.rfind(")") + 2:][:1]
 
 
 def _exit_reason(code: int | None) -> str:

@@ -158,7 +158,7 @@ class BPETokenizer:
                 for piece in splitter._special_re.split(text) if splitter._special_re else (text,):
                     yield from text_blocks(piece)
 
-        counts = count_chunks(blocks(), splitter._pattern.findall)
+        counts = count_chunks(blocks(), splitter._pattern.findall, progress, vocab_size - BYTE_VOCAB)
         merges = learn_merges(counts, vocab_size - BYTE_VOCAB, progress)
         return cls(merges, special_tokens)
 

@@ -36,7 +36,7 @@ from mnemos import data as data_mod
 from mnemos.backend import get_array_module
 from mnemos.checkpoint import is_checkpoint, load_checkpoint, read_config, read_metrics, save_checkpoint
 from mnemos.config import ModelConfig, TrainConfig
-from mnemos.errors import CheckpointError, ConfigError, MnemosError
+from mnemos.errors import CheckpointError, ConfigError, MnemosError, WorkerError
 from mnemos.events import (CheckpointEvent, DoneEvent, ErrorEvent, EvalEvent, Event, PrepareEvent, SampleEvent,
                            StateEvent, StepEvent)
 
@@ -457,6 +457,17 @@ class Trainer:
                      if self.last_good else "no checkpoint was saved yet; start again")
             self.callback(ErrorEvent(f"{exc}; training stopped, {where} with a lower --lr "
                                      f"(now {self.train_cfg.lr:g}) or a smaller --grad-clip", self.last_good))
+        except WorkerError as exc:  # the weights are those of the last whole step: keep them
+            reason = "error"
+            if self.parallel is not None:
+                self.parallel.close()
+            try:
+                if self.step > 0 and self._saved_step != self.step:
+                    self._save_checkpoint("interrupt")
+            except MnemosError:
+                pass  # the error below names the last checkpoint that was saved
+            saved = f"step {self._saved_step} is saved in {self.last_good}" if self.last_good else "nothing was saved"
+            self.callback(ErrorEvent(f"{exc} ({saved})", self.last_good))
         except MnemosError as exc:
             reason = "error"
             self.callback(ErrorEvent(str(exc), self.last_good))

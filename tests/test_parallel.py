@@ -351,3 +351,29 @@ def test_workers_start_with_the_chosen_blas_kernels_and_compute_the_same(monkeyp
     ref_loss, ref_grad = one_process(ref, x, y)
     assert loss == pytest.approx(ref_loss, rel=1e-6, abs=1e-6)
     np.testing.assert_allclose(grad, ref_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_a_stopped_worker_raises_a_worker_error_instead_of_hanging(monkeypatch):
+    """SIGSTOP on a worker (Ctrl+Z on its own, a debugger): the parent says so instead of
+    waiting for it forever; closing kills the stopped worker too."""
+    monkeypatch.setattr(parallel, "STOPPED_S", 0.3)
+    dp = DataParallel(GPT(CFG, seed=0), 2, max_batch=4)
+    pids = list(dp.pids)
+    os.kill(pids[1], signal.SIGSTOP)
+    with pytest.raises(WorkerError, match=rf"worker 2 of 2 \(pid {pids[1]}\) is stopped .*kill -CONT {pids[1]}"):
+        dp.loss_and_grad(*batch(4))
+    assert dp.closed and all(gone(pid) for pid in pids)
+
+
+def test_workers_ignore_term_and_hup_the_parent_decides():
+    """systemd's SIGTERM reaches every process of the service: the workers leave stopping
+    (after a save) to the parent."""
+    dp = DataParallel(GPT(CFG, seed=0), 2, max_batch=4)
+    try:
+        for pid in dp.pids:
+            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGHUP)
+        x, y = batch(4)
+        assert np.isfinite(dp.loss_and_grad(x, y))
+    finally:
+        dp.close()

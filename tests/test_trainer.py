@@ -272,3 +272,23 @@ def test_stop_during_preparation_saves_nothing(text_file, tmp_path):
     holder["t"] = trainer
     assert trainer.run().checkpoint is None
     assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_a_failed_worker_keeps_the_steps_done_so_far(text_file, tmp_path, monkeypatch):
+    """A worker that dies or stops mid-step (WorkerError): the weights of the last whole
+    step are saved, not lost back to the last evaluation."""
+    from mnemos.errors import WorkerError
+
+    real = Trainer._loss_and_grad
+
+    def failing(self, x, y, micro):
+        if self.step == 13:
+            raise WorkerError("data-parallel worker 2 of 2 died (killed by SIGKILL)")
+        return real(self, x, y, micro)
+
+    monkeypatch.setattr(Trainer, "_loss_and_grad", failing)
+    trainer, rec, done = train(text_file, tmp_path / "run")
+    assert done.reason == "error" and done.step == 13
+    (error,) = rec.of("error")
+    assert "worker 2 of 2 died" in error.message and f"step 13 is saved in {tmp_path / 'run'}" in error.message
+    assert load_checkpoint(tmp_path / "run").state["step"] == 13

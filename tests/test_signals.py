@@ -1,0 +1,93 @@
+"""Issue 13: every way a run is told to stop (Ctrl+C, SIGTERM from `timeout`/systemd/docker,
+SIGHUP from a closed terminal), at random moments including the middle of a save, leaves a
+checkpoint that loads and resumes; the exit status is 128 + the signal's number."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnemos.bpe_train import count_chunks
+from mnemos.checkpoint import load_checkpoint
+from mnemos.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "4",
+        "--eval-steps", "1", "--warmup-steps", "2", "--vocab-size", "256", "--seed", "3", "--workers", "1",
+        "--sample-tokens", "0"]
+
+
+@pytest.fixture
+def proj(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    words = "the king is dead long live the queen and all her men ride to the sea".split()
+    (tmp_path / "train.txt").write_text("\n".join(" ".join(rng.choice(words, 9)) for _ in range(200)))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _train(*argv):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "mnemos", "train", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.mark.parametrize("signum, twice", [(signal.SIGINT, False), (signal.SIGTERM, False),
+                                            (signal.SIGHUP, False), (signal.SIGTERM, True)])
+def test_a_signal_at_a_random_moment_leaves_a_resumable_checkpoint(proj, capsys, signum, twice):
+    """Saving at every step, most of the time is spent saving: the signal lands in a save
+    as often as not. A second signal gives up at once, even in the middle of a save."""
+    proc = _train("--data", "train.txt", "--out", "run", "--max-steps", "100000", "--eval-interval", "1",
+                  "--json", *TINY)
+    saves = 0
+    for line in proc.stdout:
+        saves += json.loads(line)["event"] == "checkpoint"
+        if saves == 2:
+            break
+    rng = random.Random(int(signum) * 10 + twice)
+    time.sleep(rng.uniform(0.0, 0.05))
+    proc.send_signal(signum)
+    if twice:
+        time.sleep(rng.uniform(0.0, 0.01))
+        proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    # a second signal that lands after the run has finished saving meets the default
+    # action: killed by it, which a shell reports as the same 128 + N
+    assert proc.returncode == 128 + signum or (twice and proc.returncode == -signum), err
+    assert "Traceback" not in err
+    step = load_checkpoint(proj / "run").state["step"]
+    assert step >= 2
+    if not twice:
+        events = [json.loads(line) for line in out.splitlines()]
+        assert events[-1]["event"] == "done" and events[-1]["reason"] == "stopped"
+        assert [e for e in events if e["event"] == "checkpoint"][-1]["step"] == step
+    rc = main(["train", "--resume", "run", "--max-steps", str(step + 1), "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert [json.loads(x)["step"] for x in out.splitlines() if '"event": "step"' in x] == [step + 1]
+
+
+def test_counting_the_chunks_of_a_big_text_can_be_cancelled_after_each_block():
+    """Ctrl+C while the tokenizer reads 300 MB: the cancel point is each ~1 MB block, not
+    the end of the count (it took 34 s to stop)."""
+    class Cancelled(Exception):
+        pass
+
+    seen = []
+
+    def progress(done, total):
+        seen.append((done, total))
+        if len(seen) == 2:
+            raise Cancelled
+
+    blocks = iter(["a b", "c d", "e f", "g h"])
+    with pytest.raises(Cancelled):
+        count_chunks(blocks, str.split, progress, total=7)
+    assert seen == [(0, 7), (0, 7)] and next(blocks) == "e f"  # stopped after the second block

@@ -18,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+from mnemos.compare import duration as _duration
 from mnemos.config import DEFAULT_PRESET, PRESETS, ModelConfig, TrainConfig, default_workers, get_preset
 from mnemos.errors import ConfigError, MnemosError
 
@@ -65,10 +66,6 @@ def _print_json(obj: dict) -> None:
     print(json.dumps(_json_safe(obj)), flush=True)
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    h, rest = divmod(seconds, 3600)
-    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
 # --------------------------------------------------------------------------- train
@@ -496,10 +493,60 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- compare
+
+
+def _add_compare(sub) -> None:
+    from mnemos.compare import AXES, DEFAULT_SMOOTHING
+
+    p = sub.add_parser("compare", help="compare runs: best validation bits per byte, differing hyperparameters",
+                       description="Compare run folders: each run's best validation loss and bits per byte, and "
+                                   "the hyperparameters that differ between them.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (see `mnemos list`)")
+    p.add_argument("--x", choices=tuple(AXES), default="step", help="x axis of the plot (default step)")
+    p.add_argument("--smooth", type=float, default=DEFAULT_SMOOTHING, metavar="F",
+                   help=f"TensorBoard's smoothing of the train curve, 0 to below 1 (default {DEFAULT_SMOOTHING})")
+    p.add_argument("--report", metavar="FILE", help="also write the comparison as Markdown, with the plot")
+    p.add_argument("--plot", metavar="FILE", help="also write the loss plot as a text file")
+    p.add_argument("--json", action="store_true", help="print the comparison as one JSON object")
+    p.set_defaults(handler=cmd_compare)
+
+
+def _writable(path: str, flag: str) -> Path:
+    out = Path(path)
+    if out.is_dir():
+        raise MnemosError(f"{flag} {path} is a folder; give a file name")
+    if not out.parent.is_dir():
+        raise MnemosError(f"{flag} {path}: folder {out.parent} does not exist; create it first")
+    return out
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from mnemos.compare import check_smoothing, compare_runs, plot_text
+    from mnemos.fileio import write_atomic
+
+    check_smoothing(args.smooth)
+    outputs = {flag: _writable(path, flag) for flag, path in (("--report", args.report), ("--plot", args.plot))
+               if path is not None}
+    comparison = compare_runs(args.runs)
+    plot = plot_text(comparison, args.x, args.smooth) if outputs else None
+    texts = {"--report": comparison.to_markdown(args.x, args.smooth, plot), "--plot": plot}
+    for flag, out in outputs.items():
+        write_atomic(out, lambda f, text=texts[flag]: f.write(text.encode("utf-8")))
+    if args.json:
+        _print_json({**comparison.to_dict(), **{flag[2:]: str(out) for flag, out in outputs.items()}})
+        return EXIT_OK
+    print(comparison.to_text())
+    for flag, out in outputs.items():
+        print(f"{flag[2:]} written to {out}")
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- main
 
 # One registration function per subcommand; `inspect` (mnemos/inspect.py) adds its own here.
-COMMANDS = [_add_train, _add_eval, _add_generate, _add_export, _add_import, _add_data, _add_list, _add_inspect]
+COMMANDS = [_add_train, _add_eval, _add_generate, _add_export, _add_import, _add_data, _add_list, _add_inspect,
+            _add_compare]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -289,7 +289,8 @@ class Trainer:
                               "val_data": str(self.val_data.resolve()) if self.val_data else None,
                               "data_hash": data_mod.content_hash(text),
                               "val_hash": data_mod.content_hash(val_text) if val_text is not None else None,
-                              "tokenizer": self.tokenizer.fingerprint()}
+                              "tokenizer": self.tokenizer.fingerprint(),
+                              "val_bytes_per_token": self._bytes_per_token(self.val_tokens)}
         self.optimizer = AdamW(self.model.params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
                                weight_decay=cfg.weight_decay)
         if self._resume_from is not None:
@@ -405,6 +406,12 @@ class Trainer:
         if save:
             self._save_checkpoint("best" if is_best else "latest", is_best)
         self._eval_s = time.perf_counter() - t0  # for the ETA
+
+    def _bytes_per_token(self, tokens: np.ndarray) -> float:
+        """UTF-8 bytes per token of ``tokens``: what turns their loss in nats per token
+        into bits per byte (``mnemos.compare``), a number that does not depend on the vocabulary."""
+        lengths = np.array([len(self.tokenizer.token_bytes(i)) for i in range(self.tokenizer.vocab_size)])
+        return float(lengths[np.asarray(tokens)].sum() / max(1, len(tokens)))
 
     def _state_dict(self) -> dict:
         return {"step": self.step, "best_val_loss": _finite_or_none(self.best_val_loss),

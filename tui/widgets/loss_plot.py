@@ -13,17 +13,7 @@ import math
 import numpy as np
 from textual_plotext import PlotextPlot
 
-
-def bin_means(steps: np.ndarray, values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """Average consecutive points into at most ``bins`` points (x and y alike)."""
-    n = len(steps)
-    if n <= bins:
-        return steps, values
-    edges = np.linspace(0, n, bins + 1).astype(np.int64)
-    counts = np.diff(edges)
-    sums_x = np.add.reduceat(steps, edges[:-1])
-    sums_y = np.add.reduceat(values, edges[:-1])
-    return sums_x / counts, sums_y / counts
+from mnemos.compare import bin_means
 
 
 class LossPlot(PlotextPlot):

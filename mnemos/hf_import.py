@@ -36,7 +36,8 @@ from mnemos.config import ModelConfig, TrainConfig
 from mnemos.errors import CheckpointError, MnemosError, TokenizerError
 from mnemos.safetensors_io import TensorInfo, read_header, read_tensor
 
-MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_BYTES = 1 << 20  # config.json, index
+MAX_TOKENIZER_BYTES = 64 << 20  # Llama 3's tokenizer.json is 9 MB, GPT-2's 1.4 MB
 _CONVERT = ("python -c \"from transformers import AutoModelForCausalLM as M; "
             "M.from_pretrained('{src}').save_pretrained('{src}', safe_serialization=True)\"")
 
@@ -60,9 +61,9 @@ class ImportReport:
 # --------------------------------------------------------------------------- folder
 
 
-def _read_json(path: Path, what: str) -> dict:
+def _read_json(path: Path, what: str, limit: int = MAX_CONFIG_BYTES) -> dict:
     try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
+        if path.stat().st_size > limit:
             raise ImportError_(f"{path} is {path.stat().st_size:,} bytes, too large for a {what}; is it the right file?")
         obj = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -147,7 +148,7 @@ def _hf_tokenizer_parts(src: Path) -> tuple[dict[str, int], list[tuple[str, str]
     """``(vocab, merges, added tokens, source)`` from tokenizer.json or vocab.json + merges.txt."""
     path = src / "tokenizer.json"
     if path.is_file():
-        doc = _read_json(path, "tokenizer")
+        doc = _read_json(path, "tokenizer", MAX_TOKENIZER_BYTES)
         _byte_level(doc, path)
         model = doc["model"]
         added = {t.get("content"): t.get("id") for t in doc.get("added_tokens") or [] if isinstance(t, dict)}
@@ -161,7 +162,7 @@ def _hf_tokenizer_parts(src: Path) -> tuple[dict[str, int], list[tuple[str, str]
     except (OSError, UnicodeDecodeError) as exc:
         raise ImportError_(f"cannot read {merges_path} ({type(exc).__name__}); download it again") from None
     merges = [ln for ln in lines if ln and not ln.startswith("#version")]
-    return _read_json(vocab_path, "vocabulary"), _merge_pairs(merges, merges_path), {}, vocab_path
+    return _read_json(vocab_path, "vocabulary", MAX_TOKENIZER_BYTES), _merge_pairs(merges, merges_path), {}, vocab_path
 
 
 def hf_tokenizer(src: str | os.PathLike):

@@ -195,8 +195,9 @@ def save_checkpoint(dir: str | os.PathLike, model, tokenizer, model_cfg: ModelCo
         _write_json(tmp / "config.json", config)
         tokenizer.save(tmp / "tokenizer.json")
         _write_npz(tmp / "model.npz", {k: np.asarray(v, dtype=np.float32) for k, v in model.state_dict().items()})
-        opt = optimizer.state_dict()
-        _write_npz(tmp / "optimizer.npz", {"m": opt["m"], "v": opt["v"], "t": np.asarray(opt["t"], dtype=np.int64)})
+        if optimizer is not None:  # None: a model that was never trained here (an import) has no moments
+            opt = optimizer.state_dict()
+            _write_npz(tmp / "optimizer.npz", {"m": opt["m"], "v": opt["v"], "t": np.asarray(opt["t"], dtype=np.int64)})
         _write_json(tmp / "state.json", {"format_version": FORMAT_VERSION, **state})
         if metrics is not None:
             lines = "".join(json.dumps(row, allow_nan=False) + "\n" for row in metrics)

@@ -320,14 +320,13 @@ def import_hf(src: str | os.PathLike, out: str | os.PathLike, seed: int = 1337) 
     from mnemos.nn import GPT
     from mnemos.nn.gpt import param_specs
     from mnemos.nn.params import ParamStore
-    from mnemos.optim import AdamW
 
     out = Path(out)
     if is_checkpoint(out) or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
         raise ImportError_(f"{out} already exists and is not empty; choose a new --out folder")
     model_cfg, tokenizer, perm, names, tensors = plan_import(src)
     n_params = model_cfg.num_params()
-    need = 3 * 4 * n_params  # the weights, their float32 copies for model.npz, the optimizer's zero moments
+    need = 3 * 4 * n_params  # the weights, their gradient buffer's pages, the copies written to model.npz
     avail = _available_bytes()
     if avail is not None and need > avail:
         raise ImportError_(f"importing {n_params:,} parameters needs about {need / 2**30:.1f} GiB of memory and "
@@ -356,7 +355,7 @@ def import_hf(src: str | os.PathLike, out: str | os.PathLike, seed: int = 1337) 
     if hf_rows > rows:
         notes.append(f"{hf_rows - rows} embedding rows have no token in the tokenizer and were left out")
     try:
-        save_checkpoint(out, model, tokenizer, model_cfg, train_cfg, AdamW(params), state, metrics=[], best="drop")
+        save_checkpoint(out, model, tokenizer, model_cfg, train_cfg, None, state, metrics=[], best="drop")
     except BaseException:
         if out.is_dir() and not any(out.iterdir()):
             shutil.rmtree(out, ignore_errors=True)

@@ -358,6 +358,8 @@ def load_checkpoint(dir: str | os.PathLike) -> Checkpoint:
     checkpoint, a truncated or corrupt file, a newer format, or mismatched shapes.
     """
     from mnemos.nn import GPT
+    from mnemos.nn.gpt import param_specs
+    from mnemos.nn.params import ParamStore
     from mnemos.tokenizer import BPETokenizer
 
     run = Path(dir)
@@ -374,7 +376,7 @@ def load_checkpoint(dir: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(f"{run}: tokenizer.json has {tokenizer.vocab_size} tokens but the model expects "
                               f"{model_cfg.vocab_size}; the folder mixes two runs, use another checkpoint")
     weights = _parse_npz(files["model.npz"], run, "model.npz")
-    model = GPT(model_cfg)
+    model = GPT(model_cfg, params=ParamStore(param_specs(model_cfg)))  # no random init: the weights follow
     try:
         model.load_state_dict(weights)
     except CheckpointError as exc:

@@ -466,8 +466,8 @@ def _add_inspect(sub) -> None:
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--top", type=int, default=10, metavar="N", help="next-token candidates to list (default 10)")
-    p.add_argument("--layer", type=int, default=None, help="with --head: draw that head's attention map")
-    p.add_argument("--head", type=int, default=None, help="with --layer: draw that head's attention map")
+    p.add_argument("--layer", type=int, default=None, help="with --head: draw that head's attention map (layers count from 1)")
+    p.add_argument("--head", type=int, default=None, help="with --layer: draw that head's attention map (heads count from 1)")
     p.add_argument("--json", action="store_true", help="print every number as one JSON object")
     p.set_defaults(handler=cmd_inspect)
 
@@ -476,7 +476,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from mnemos import inspect as views
 
     if (args.layer is None) != (args.head is None):
-        raise MnemosError("give both --layer and --head (counted from 0) to draw one attention map")
+        raise MnemosError("give both --layer and --head (counted from 1) to draw one attention map")
     if args.replay:
         frames = views.replay(args.checkpoint)
         if args.json:

@@ -131,11 +131,17 @@ def hf_config(model_config: ModelConfig, eot_id: int | None = None) -> dict:
 
 def generation_config(model_config: ModelConfig, eot_id: int | None = None) -> dict:
     """``generation_config.json``: sampling as ``mnemos generate`` does by default
-    (temperature 1, no top-k / top-p), stopping at ``<|endoftext|>``, and never past
-    the learned positions (``max_length`` = block_size: GPT-2 has no sliding window)."""
+    (temperature 1, no top-k / top-p), stopping at ``<|endoftext|>``. GPT-2 has learned
+    positions and transformers no sliding window, so prompt + new tokens must fit in
+    ``block_size``: the default length is ``max_new_tokens`` = half the window (what
+    Mnemos keeps when its window slides), so the common calls (``generate(**inputs)``,
+    ``pipeline("text-generation")(prompt)``) fit with a prompt of up to half the window,
+    and a longer prompt fits with the pipeline's ``handle_long_generation="hole"`` (it
+    keeps the prompt's end, by the tokenizer's ``model_max_length``). No ``max_length``:
+    transformers warns whenever a caller's ``max_new_tokens`` overrides it."""
     eot = _eot(model_config, eot_id)
     return {"bos_token_id": eot, "eos_token_id": eot, "pad_token_id": eot, "do_sample": True,
-            "temperature": 1.0, "top_k": 0, "top_p": 1.0, "max_length": model_config.block_size}
+            "temperature": 1.0, "top_k": 0, "top_p": 1.0, "max_new_tokens": max(1, model_config.block_size // 2)}
 
 
 # --------------------------------------------------------------------------- safetensors

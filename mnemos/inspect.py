@@ -578,12 +578,12 @@ _SHADES = " ·░▒▓█"
 def format_attention(view: AttentionView, layer: int | None = None, head: int | None = None) -> str:
     """One head as a shaded heatmap (queries down, keys across) when ``layer`` and
     ``head`` are given; otherwise each head's mean look-back distance and what the last
-    token reads most."""
+    token reads most. Layers and heads are numbered from 1, as the app numbers them."""
     if layer is not None and head is not None:
-        if not (0 <= layer < view.n_layer and 0 <= head < view.n_head):
+        if not (1 <= layer <= view.n_layer and 1 <= head <= view.n_head):
             raise MnemosError(f"no layer {layer} / head {head}: the model has {view.n_layer} layers "
-                              f"of {view.n_head} heads (count from 0)")
-        w = view.weights[layer, head]
+                              f"of {view.n_head} heads (count from 1)")
+        w = view.weights[layer - 1, head - 1]
         shade = np.minimum((w * len(_SHADES)).astype(int), len(_SHADES) - 1)
         keys = [" " * 13 + "".join(lab[r] if r < len(lab) else " " for lab in view.labels)
                 for r in range(3)]  # key labels, written downwards over their columns
@@ -597,7 +597,7 @@ def format_attention(view: AttentionView, layer: int | None = None, head: int | 
         for h in range(view.n_head):
             row = view.weights[l, h, -1]
             k = int(row.argmax())
-            lines.append(f"{l:>5} {h:>4}  {dist[l, h]:>10.2f} tok  [{view.labels[k]}] at {k} ({row[k]:.0%})")
+            lines.append(f"{l + 1:>5} {h + 1:>4}  {dist[l, h]:>10.2f} tok  [{view.labels[k]}] at {k} ({row[k]:.0%})")
     return "\n".join(lines)
 
 

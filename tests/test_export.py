@@ -221,6 +221,33 @@ def test_hf_greedy_generate_equals_mnemos_generator(exported, model, tok):
     assert out[0, len(prompt):].tolist() == ours
 
 
+def test_the_common_generate_calls_neither_warn_nor_run_past_the_context(exported, tok, caplog):
+    """generate(**inputs, max_new_tokens=n) without the max_length warning; generate(**inputs)
+    and the text-generation pipeline with their defaults; a prompt longer than the window
+    through the pipeline's handle_long_generation="hole". Every output fits in 24 positions."""
+    torch = pytest.importorskip("torch", reason="generating with transformers needs torch")
+    transformers = pytest.importorskip("transformers", reason="generating with transformers needs transformers")
+    config = json.loads((exported / "generation_config.json").read_text())
+    assert "max_length" not in config and config["max_new_tokens"] == 12
+    hf = transformers.AutoModelForCausalLM.from_pretrained(exported).eval()
+    hf_tok = transformers.AutoTokenizer.from_pretrained(exported)
+    inputs = hf_tok("First Citizen:", return_tensors="pt")
+    n_prompt = inputs["input_ids"].shape[1]
+    assert n_prompt <= 12
+    caplog.clear()
+    with torch.no_grad():
+        out = hf.generate(**inputs, max_new_tokens=5, do_sample=False)
+    assert out.shape[1] <= n_prompt + 5 and "max_length" not in caplog.text
+    with torch.no_grad():
+        assert hf.generate(**inputs).shape[1] <= 24
+    pipe = transformers.pipeline("text-generation", model=hf, tokenizer=hf_tok)
+    assert pipe("First Citizen:")[0]["generated_text"].startswith("First Citizen:")
+    long_prompt = TEXT[:200]
+    assert len(hf_tok(long_prompt)["input_ids"]) > 24
+    ids = pipe(long_prompt, handle_long_generation="hole", return_tensors=True)[0]["generated_token_ids"]
+    assert 12 < len(ids) <= 24  # the prompt's end, then the new tokens, inside the window
+
+
 def test_export_refuses_a_folder_with_other_files_but_replaces_a_previous_export(checkpoint, tmp_path, exported):
     busy = tmp_path / "busy"
     busy.mkdir()

@@ -262,8 +262,11 @@ def test_format_attention(model, tok):
     assert len(summary.splitlines()) == 1 + model.config.n_layer * model.config.n_head
     heat = format_attention(view, layer=1, head=2).splitlines()
     assert len(heat) == 1 + 3 + len(view.ids)  # title, 3 rows of key labels, one row per query
-    with pytest.raises(MnemosError):
-        format_attention(view, layer=model.config.n_layer, head=0)
+    assert heat[0].startswith("layer 1 head 2")  # numbered from 1, as the app numbers them
+    assert summary.splitlines()[1].split()[:2] == ["1", "1"]
+    for layer, head in ((model.config.n_layer + 1, 1), (0, 1), (1, 0)):
+        with pytest.raises(MnemosError, match="count from 1"):
+            format_attention(view, layer=layer, head=head)
     data = json.loads(to_json(view))
     assert np.array(data["weights"]).shape == view.weights.shape
 
@@ -401,9 +404,9 @@ def test_cli_inspect_json(run_dir, capsys):
 
 
 def test_cli_inspect_text_and_replay(run_dir, capsys):
-    code, out, _ = _cli(capsys, "--checkpoint", run_dir, "--prompt", "To be", "--layer", 0, "--head", 1)
+    code, out, _ = _cli(capsys, "--checkpoint", run_dir, "--prompt", "To be", "--layer", 1, "--head", 2)
     assert code == 0
-    for part in ("== tokens ==", "== next token ==", "== attention ==", "layer 0 head 1", "== anatomy =="):
+    for part in ("== tokens ==", "== next token ==", "== attention ==", "layer 1 head 2", "== anatomy =="):
         assert part in out
     code, out, _ = _cli(capsys, "--checkpoint", run_dir, "--replay", "--json")
     assert code == 0

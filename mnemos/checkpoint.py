@@ -41,6 +41,7 @@ import mnemos
 from mnemos.config import ModelConfig, TrainConfig
 from mnemos.errors import CheckpointError, ConfigError, MnemosError
 from mnemos.fileio import read_jsonl
+from mnemos.memory import check_fits, inference_estimate
 
 FORMAT_VERSION = 1
 CHECKPOINT_FILES = ("config.json", "tokenizer.json", "model.npz", "optimizer.npz", "state.json")
@@ -375,6 +376,7 @@ def load_checkpoint(dir: str | os.PathLike) -> Checkpoint:
     if tokenizer.vocab_size != model_cfg.vocab_size:
         raise CheckpointError(f"{run}: tokenizer.json has {tokenizer.vocab_size} tokens but the model expects "
                               f"{model_cfg.vocab_size}; the folder mixes two runs, use another checkpoint")
+    check_fits(inference_estimate(model_cfg), f"the model in {run}")
     weights = _parse_npz(files["model.npz"], run, "model.npz")
     model = GPT(model_cfg, params=ParamStore(param_specs(model_cfg)))  # no random init: the weights follow
     try:

@@ -9,6 +9,7 @@ plain dataclasses that round-trip through ``to_dict`` / ``from_dict`` (JSON in
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -17,18 +18,36 @@ from mnemos.errors import ConfigError
 BASE_VOCAB = 256  # the 256 byte tokens every tokenizer starts from
 
 
+# Upper bounds of every count and shape: far beyond what a NumPy GPT trains on one
+# machine, small enough that no value overflows an allocation before the memory check
+# (mnemos.memory) sees it. A checkpoint's config.json is held to them too.
+MAX_VOCAB = 1 << 20  # token ids are stored as characters by the tokenizer (chr() stops at 0x10FFFF)
+LIMITS = {"vocab_size": MAX_VOCAB - 1, "n_layer": 1024, "n_head": 1024, "n_embd": 1 << 16, "block_size": 1 << 20,
+          "batch_size": 1 << 20, "grad_accum": 1 << 16, "max_steps": 10 ** 12, "eval_interval": 10 ** 12,
+          "eval_steps": 1 << 20, "log_interval": 10 ** 12, "sample_tokens": 1 << 20, "warmup_steps": 10 ** 12,
+          "workers": 256, "seed": 2 ** 63 - 1}
+
+
+def _check_limit(name: str, value) -> None:
+    limit = LIMITS.get(name)
+    if limit is not None and value > limit:
+        raise ConfigError(f"{name} must be at most {limit:,}, got {value!r}")
+
+
 def _positive_int(obj, *names: str) -> None:
     for name in names:
         value = getattr(obj, name)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        _check_limit(name, value)
 
 
 def _non_negative(obj, *names: str) -> None:
     for name in names:
         value = getattr(obj, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+            raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+        _check_limit(name, value)
 
 
 def _from_dict(cls, data: dict, what: str):
@@ -122,8 +141,10 @@ class TrainConfig:
             raise ConfigError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
         for name in ("beta1", "beta2"):
             value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
+        if not isinstance(self.sample_prompt, str):
+            raise ConfigError(f"sample_prompt must be text, got {self.sample_prompt!r}")
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
 

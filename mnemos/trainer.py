@@ -39,6 +39,7 @@ from mnemos.config import ModelConfig, TrainConfig
 from mnemos.errors import CheckpointError, ConfigError, MnemosError, WorkerError
 from mnemos.events import (CheckpointEvent, DoneEvent, ErrorEvent, EvalEvent, Event, PrepareEvent, SampleEvent,
                            StateEvent, StepEvent)
+from mnemos.memory import check_fits, training_estimate
 
 SHAPE_KEYS = ("n_layer", "n_head", "n_embd", "block_size")  # fixed for the life of a run
 SAMPLE_TEMPERATURE, SAMPLE_TOP_K = 0.8, 200  # the learning-replay sample (nanoGPT's sample.py)
@@ -138,9 +139,11 @@ class Trainer:
             elif out.exists() and (not out.is_dir() or any(out.iterdir())):
                 raise CheckpointError(f"{out} exists and is not a Mnemos run; choose another --out (it will not "
                                       f"be overwritten)")
+        check_fits(training_estimate(model_cfg, train_cfg))  # before a byte of it is allocated
         for path in (data, val_data):
             if path is not None:
                 data_mod.check_text_head(path)
+                data_mod.check_length(os.path.getsize(path), model_cfg.block_size, path)  # a token is >= 1 byte
         get_array_module(train_cfg.device)  # --device cuda without CuPy or a GPU: fail now, not after tokenizing
         claimed = out_dir is None  # a dated folder of our own, claimed once all else is checked
         out = default_run_dir(runs_root) if claimed else out
@@ -172,6 +175,7 @@ class Trainer:
             train_cfg = dataclasses.replace(train_cfg, **{k: v for k, v in overrides.items() if k not in model_fields})
         except TypeError as exc:
             raise ConfigError(f"unknown setting on resume: {exc}") from None
+        check_fits(training_estimate(model_cfg, train_cfg))
         ckpt = load_checkpoint(dir)
         step = int(ckpt.state.get("step", 0))
         if step >= train_cfg.max_steps:
@@ -308,7 +312,10 @@ class Trainer:
         if cfg.workers > 1 and cfg.device != "cpu":
             self._say("setup", f"--workers {cfg.workers} applies to --device cpu; one process drives the GPU")
         elif cfg.workers > 1:
-            self._say("setup", f"starting {cfg.workers} data-parallel worker processes")
+            cores = os.cpu_count() or 1
+            more = (f" (more than the {cores} CPU cores here: they take turns, each step is slower than with "
+                    f"--workers {cores})" if cfg.workers > cores else "")
+            self._say("setup", f"starting {cfg.workers} data-parallel worker processes{more}")
             self.parallel = DataParallel(self.model, cfg.workers, cfg.batch_size, seed=cfg.seed)
 
     def _restore(self, ckpt) -> None:

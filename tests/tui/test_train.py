@@ -10,6 +10,7 @@ import pytest
 from mnemos.checkpoint import checkpoint_info, list_checkpoints
 from mnemos.config import ModelConfig
 from tui.app import MnemosApp
+from tui.widgets.hparam_form import HyperparamForm
 from tui_helpers import SIZE, text_of, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -65,6 +66,23 @@ async def test_parameter_count_follows_the_fields(workspace):
         await pilot.pause()
         bigger = ModelConfig(vocab_size=257, n_layer=3, n_head=2, n_embd=32, block_size=16).num_params()
         assert f"{bigger / 1e6:.2f} M" in text_of(app.screen.query_one("#form-summary"))
+
+
+async def test_the_form_shows_the_engines_memory_estimate_and_what_cannot_fit(workspace, monkeypatch):
+    from mnemos import memory
+
+    app = MnemosApp(root=workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_train(pilot, app)
+        form = app.screen.query_one(HyperparamForm)
+        model, train = form._build(form.raw_values())
+        summary = text_of(app.screen.query_one("#form-summary"))
+        assert f"≈ {memory.format_bytes(memory.training_estimate(model, train).total)} memory" in summary
+        assert "more than is free" not in summary
+        monkeypatch.setattr(memory, "available_bytes", lambda: 1 << 20)
+        app.screen.query_one("#f-block_size").value = "1024"
+        await pilot.pause()
+        assert "more than is free" in text_of(app.screen.query_one("#form-summary"))
 
 
 async def test_the_form_defaults_to_the_clis_worker_count(workspace):

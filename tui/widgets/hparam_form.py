@@ -3,7 +3,8 @@
 Each field is parsed on every keystroke; the whole form is then validated by building
 ``ModelConfig`` and ``TrainConfig`` (the engine's own checks, so the TUI cannot drift
 from the CLI). The reason a value is refused shows under its field; the parameter count
-(``ModelConfig.num_params()``) and a memory estimate update live.
+(``ModelConfig.num_params()``) and the engine's memory estimate (``mnemos.memory``, the
+same one that refuses a run that cannot fit) update live.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from textual.widgets import Input, Label, Select, Static
 
 from mnemos.config import DEFAULT_PRESET, PRESETS, ModelConfig, TrainConfig, default_workers
 from mnemos.errors import ConfigError
+from mnemos.memory import check_fits, format_bytes, training_estimate
 
 SPECIAL_TOKENS = 1  # <|endoftext|> sits on top of the tokenizer's vocab_size
 
@@ -57,17 +59,6 @@ FIELDS: tuple[Field, ...] = (
     Field("device", "device", str),
 )
 MODEL_FIELDS = {"n_layer", "n_head", "n_embd", "block_size", "dropout"}
-
-
-def memory_estimate(model: ModelConfig, batch_size: int) -> int:
-    """Bytes of float32 training state: weights, gradients and the two AdamW moments
-    (16 bytes a parameter), plus the activations one step keeps for backward: per block
-    about 16 values per token and channel (LayerNorms, q/k/v, attention output, MLP 4x
-    pre- and post-GELU) and two T x T maps per head (probabilities and their gradient),
-    plus the logits and their gradient. An estimate, shown with "≈"."""
-    B, T, C, H, L, V = batch_size, model.block_size, model.n_embd, model.n_head, model.n_layer, model.vocab_size
-    activations = L * (16 * B * T * C + 2 * B * H * T * T) + 2 * B * T * V + 4 * B * T * C
-    return 4 * (4 * model.num_params() + activations)
 
 
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t"}  # a one-line Input shows \n for a newline
@@ -194,7 +185,7 @@ class HyperparamForm(VerticalScroll):
         """Check every field, show the reasons, update the summary; True when valid."""
         shown, self.errors = self.errors, {}
         values = self.raw_values()
-        model = None
+        model = train = None
         if not self.errors:
             try:
                 model, train = self._build(values)
@@ -207,7 +198,7 @@ class HyperparamForm(VerticalScroll):
                 label.update(f"↑ {reason}" if reason else "")
                 label.set_class(reason is None, "hidden")
                 self.query_one(f"#f-{name}", Input).set_class(reason is not None, "-invalid")
-        self._summarise(model, values)
+        self._summarise(model, train)
         valid = not self.errors
         self.post_message(self.Changed(self, valid))
         return valid
@@ -219,18 +210,22 @@ class HyperparamForm(VerticalScroll):
         found = [(m.start(), name) for name in names for m in re.finditer(rf"\b{name}\b", message)]
         return min(found)[1] if found else "vocab_size"
 
-    def _summarise(self, model: ModelConfig | None, values: dict) -> None:
+    def _summarise(self, model: ModelConfig | None, train: TrainConfig | None) -> None:
         summary = self.query_one("#form-summary", Static)
         if model is None:
             summary.update(Text("fix the fields marked below", style="bold red"))
             return
         params = model.num_params()
-        memory = memory_estimate(model, values["batch_size"])
+        estimate = training_estimate(model, train)
         text = Text()
         text.append(f"{params / 1e6:.2f} M", style="bold")
         text.append(" parameters · ")
-        text.append(f"≈ {memory / 2**20:,.0f} MB", style="bold")
+        text.append(f"≈ {format_bytes(estimate.total)}", style="bold")
         text.append(" memory")
+        try:
+            check_fits(estimate)
+        except ConfigError:
+            text.append(" · more than is free", style="bold red")
         summary.update(text)
 
     @on(Input.Changed, ".form-input")

@@ -468,6 +468,12 @@ def _add_inspect(sub) -> None:
     p.add_argument("--top", type=int, default=10, metavar="N", help="next-token candidates to list (default 10)")
     p.add_argument("--layer", type=int, default=None, help="with --head: draw that head's attention map (layers count from 1)")
     p.add_argument("--head", type=int, default=None, help="with --layer: draw that head's attention map (heads count from 1)")
+    p.add_argument("--view", choices=("lens", "heads", "loss", "attribution"),
+                   help="instead: the logit lens of the prompt, what each head does, the loss of each token "
+                        "(of --data, or the prompt), or where the prompt's predicted token's logit comes from")
+    p.add_argument("--data", metavar="FILE", help="with --view loss: the text to score (its first 2048 tokens)")
+    p.add_argument("--position", type=int, default=-1, help="with --view attribution: the prompt position (-1: last)")
+    p.add_argument("--token", help="with --view attribution: the token to explain (default: the model's top guess)")
     p.add_argument("--json", action="store_true", help="print every number as one JSON object")
     p.set_defaults(handler=cmd_inspect)
 
@@ -477,6 +483,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     if (args.layer is None) != (args.head is None):
         raise MnemosError("give both --layer and --head (counted from 1) to draw one attention map")
+    if args.view:
+        from mnemos import cli_views
+
+        cli_views.run(args, _print_json)
+        return EXIT_OK
     if args.replay:
         frames = views.replay(args.checkpoint)
         if args.json:

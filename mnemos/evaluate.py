@@ -154,6 +154,15 @@ def sliding_windows(n_targets: int, block_size: int, stride: int | None = None) 
     return starts, first, W
 
 
+def window_batches(seq: np.ndarray, starts: np.ndarray, first: np.ndarray, W: int, per_batch: int):
+    """``(x, y, mask)`` for ``per_batch`` windows at a time of ``sliding_windows``' result:
+    inputs and next tokens ``(b, W)``, and ``mask`` true at the predictions each scores."""
+    offsets = np.arange(W)
+    for b0 in range(0, len(starts), per_batch):
+        a, f = starts[b0:b0 + per_batch], first[b0:b0 + per_batch]
+        yield seq[a[:, None] + offsets], seq[a[:, None] + offsets + 1], offsets[None, :] >= f[:, None]
+
+
 # --------------------------------------------------------------------------- scoring
 
 
@@ -207,19 +216,13 @@ def evaluate(model, tokenizer, text_or_tokens: str | Sequence[int] | np.ndarray,
     starts, first, W = sliding_windows(scored.size, model.config.block_size, stride)
     stride_used = resolve_stride(W, stride)
     min_context = int(first[1:].min()) + 1 if len(starts) > 1 else 1  # tokens seen by the worst-placed one
-    per_batch = _batch_windows(W, V, batch_tokens)
-    offsets = np.arange(W)
     total = 0.0
     done = 0
-    for b0 in range(0, len(starts), per_batch):
+    for x, y, mask in window_batches(seq, starts, first, W, _batch_windows(W, V, batch_tokens)):
         if cancel is not None and cancel():
             raise EvalCancelled("evaluation cancelled; nothing was saved")
-        a, f = starts[b0:b0 + per_batch], first[b0:b0 + per_batch]
-        x = seq[a[:, None] + offsets]
-        y = seq[a[:, None] + offsets + 1]
         logits, _ = model.forward(x)
         nll = _token_nll(to_numpy(logits), y)  # a fresh array: train=False copies
-        mask = offsets[None, :] >= f[:, None]
         total += float(nll[mask].sum(dtype=np.float64))
         done += int(mask.sum())
         if progress is not None:

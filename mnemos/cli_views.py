@@ -1,0 +1,139 @@
+"""``mnemos inspect --view lens|heads|loss|attribution``: the deeper views as text or JSON.
+
+The numbers come from ``mnemos.lens``, ``mnemos.heads``, ``mnemos.token_loss`` and
+``mnemos.attribution``; this module only loads the checkpoint, calls them and lays
+their results out for a terminal (80 columns).
+"""
+
+from __future__ import annotations
+
+from mnemos.errors import MnemosError
+
+VIEWS = ("lens", "heads", "loss", "attribution")
+CELL = 9  # characters per logit-lens cell
+
+
+def _cell(label: str, prob: float) -> str:
+    return f"{label[:CELL - 4]:<{CELL - 4}}{prob:>3.0%}"[:CELL]
+
+
+def format_lens(view) -> str:
+    """One row per prompt token: the top guess for the next token after each layer, and
+    the layer where the model's final answer first becomes the top guess."""
+    layers = ["embed"] + [f"block {i + 1}" for i in range(view.n_layer)]
+    lines = ["logit lens: the top next token read after each layer (final norm + head applied)",
+             f"{'token':>10} " + " ".join(f"{name:<{CELL}}" for name in layers) + " first"]
+    for t, label in enumerate(view.labels):
+        cells = " ".join(_cell(view.top_labels[l][t][0], float(view.top_probs[l, t, 0]))
+                         for l in range(view.n_layer + 1))
+        lines.append(f"{label[-10:]:>10} {cells} {layers[view.first_layer[t]]}")
+    if view.truncated:
+        lines.append(f"(the first {view.truncated} tokens did not fit the context)")
+    return "\n".join(lines)
+
+
+def format_heads(scores) -> str:
+    """A layer x head grid per score, and the top head of each kind."""
+    from mnemos.heads import KINDS
+
+    B, T = scores.tokens.shape
+    lines = [f"head scores on {B} sequences of {T // 2} random tokens, each repeated once",
+             "(TransformerLens's head detector, 'mul': the share of attention on the pattern)"]
+    grids = [*((kind.replace("_", " "), scores.scores[kind], f"at most {scores.ceiling[kind]:.2f}")
+               for kind in KINDS), ("attention entropy (bits)", scores.entropy, "0 = one token")]
+    for name, grid, note in grids:
+        lines.append(f"\n{name} ({note})")
+        lines.append("layer " + "".join(f"{'head ' + str(h + 1):>8}" for h in range(scores.n_head)))
+        for l in range(scores.n_layer):
+            lines.append(f"{l + 1:>5} " + "".join(f"{grid[l, h]:>8.2f}" for h in range(scores.n_head)))
+    lines.append("")
+    for kind in (*KINDS, "entropy"):
+        l, h, value = scores.top(kind)
+        what = "most focused head (lowest entropy)" if kind == "entropy" else f"top {kind.replace('_', ' ')} head"
+        lines.append(f"{what}: layer {l + 1} head {h + 1} ({value:.2f})")
+    return "\n".join(lines)
+
+
+def format_token_losses(view, worst: int = 10) -> str:
+    lines = [f"{len(view.loss)} tokens scored, mean loss {view.mean_loss:.3f} nats"
+             + (f" ({view.unscored_chars:,} more characters not scored)" if view.unscored_chars else ""),
+             f"the {worst} worst-predicted tokens:",
+             f"{'position':>8} {'token':<14}{'loss':>7}{'prob':>8}   expected instead"]
+    for s in view.worst(worst):
+        lines.append(f"{s.index:>8} {s.label[:13]:<14}{s.loss:>7.2f}{s.prob:>8.2%}   "
+                     f"{s.expected_label[:14]} ({s.expected_prob:.0%})")
+    return "\n".join(lines)
+
+
+def format_attribution(a, width: int = 30) -> str:
+    top = max((abs(v) for _, v in a.parts), default=1.0) or 1.0
+    lines = [f"direct logit attribution of [{a.token_label}] (id {a.token}) after "
+             f"[{a.labels[a.position]}] (position {a.position})",
+             f"logit {a.logit:.3f}, probability {a.prob:.1%}, rank {a.rank + 1}"]
+    for name, value in a.parts:
+        bar = ("+" if value >= 0 else "-") * max(1, round(abs(value) / top * width)) if value else ""
+        lines.append(f"{name:<22}{value:>9.3f}  {bar}")
+    lines.append(f"{'final norm bias':<22}{a.bias:>9.3f}")
+    lines.append(f"{'sum':<22}{a.total + a.bias:>9.3f}  (= the logit)")
+    return "\n".join(lines)
+
+
+def _token_id(tokenizer, text: str) -> int:
+    ids = tokenizer.encode(text, allowed_special="all")
+    if len(ids) != 1:
+        raise MnemosError(f"--token {text!r} is {len(ids)} tokens; give the text of exactly one token")
+    return ids[0]
+
+
+def compute_view(ckpt, view: str, prompt: str, text: str | None = None, position: int = -1,
+                 token: str | None = None):
+    """The ``view`` of a loaded checkpoint for ``prompt`` (``text``: what the loss view scores)."""
+    from mnemos.generate import Generator
+
+    model, tokenizer = ckpt.model, ckpt.tokenizer
+    if view == "heads":
+        from mnemos.heads import head_scores
+
+        return head_scores(model, exclude=tokenizer.special_tokens.values())
+    if view == "loss":
+        from mnemos.token_loss import token_losses
+
+        return token_losses(model, tokenizer, text if text is not None else prompt)
+    ids = Generator(model, tokenizer).encode_prompt(prompt)
+    if view == "lens":
+        from mnemos.lens import logit_lens
+
+        return logit_lens(model, tokenizer, ids)
+    from mnemos.attribution import direct_logit_attribution
+
+    return direct_logit_attribution(model, tokenizer, ids, position,
+                                    None if token is None else _token_id(tokenizer, token))
+
+
+def format_view(view: str, result, tokenizer, layer: int | None = None, head: int | None = None) -> str:
+    """``result`` of ``compute_view`` as text; for the head scores with ``layer`` and
+    ``head``, also that head's attention map on the first random sequence."""
+    if view == "heads" and layer is not None:
+        from mnemos.inspect import AttentionView, format_attention, token_label
+
+        ids = [int(i) for i in result.tokens[0]]
+        labels = [token_label(tokenizer.token_bytes(i)) for i in ids]
+        maps = AttentionView(ids, labels, result.patterns[:, 0], 0)
+        return format_heads(result) + "\n\n" + format_attention(maps, layer, head)
+    return {"lens": format_lens, "heads": format_heads, "loss": format_token_losses,
+            "attribution": format_attribution}[view](result)
+
+
+def run(args, print_json) -> None:
+    """What ``mnemos inspect --view`` prints."""
+    from mnemos.checkpoint import load_checkpoint
+    from mnemos.data import read_text
+
+    text = read_text(args.data) if args.data else None
+    ckpt = load_checkpoint(args.checkpoint)
+    result = compute_view(ckpt, args.view, args.prompt, text, args.position, args.token)
+    if args.json:
+        print_json({"checkpoint": args.checkpoint, "view": args.view, args.view: result.to_dict()})
+    else:
+        print(format_view(args.view, result, ckpt.tokenizer, args.layer, args.head))
+

@@ -110,9 +110,10 @@ def _package_text(package: str, folder: Path) -> str:
     return _clean("\n".join(texts))
 
 
-def _debian_text() -> str | None:
-    """The French + English documentation text, cached; ``None`` if apt cannot fetch it."""
-    cached = CACHE / "debian-docs.txt"
+def _debian_text(packages=tuple(PACKAGES), name: str = "debian-docs") -> str | None:
+    """The text of these documentation packages, cached as ``<name>.txt``; ``None`` if apt
+    cannot fetch them."""
+    cached = CACHE / f"{name}.txt"
     if cached.exists():
         return cached.read_text("utf-8")
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
@@ -120,7 +121,7 @@ def _debian_text() -> str | None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         texts = []
-        for package in PACKAGES:  # one by one: a package missing from this release is skipped
+        for package in packages:  # one by one: a package missing from this release is skipped
             subprocess.run(["apt-get", "download", package], cwd=tmp, capture_output=True)
             deb = next(tmp_path.glob(f"{package}_*.deb"), None)
             if deb is None:
@@ -134,6 +135,21 @@ def _debian_text() -> str | None:
     CACHE.mkdir(exist_ok=True)
     cached.write_text(text, "utf-8")
     return text
+
+
+# The French-only packages of a few MB each (about 8 MB of downloads; the handbook, KiCad's
+# and GIMP's manuals are left out: 100 MB for the rest of their languages and images).
+FRENCH_PACKAGES = ("debian-reference-fr", "developers-reference-fr", "maint-guide-fr", "debian-faq-fr",
+                   "aptitude-doc-fr", "lilypond-doc-html-fr", "manpages-fr")
+
+
+def french_corpus() -> tuple[str | None, str]:
+    """``(text, description)``: French prose only (Debian's French documentation and man
+    pages, free licences), or ``(None, reason)`` when apt cannot fetch it."""
+    text = _debian_text(FRENCH_PACKAGES, "debian-french")
+    if text is None:
+        return None, "no French corpus: apt-get download failed"
+    return text, f"Debian's French documentation, {len(text.encode()) / 1e6:.1f} MB"
 
 
 def build_corpus(megabytes: float = 20.0) -> tuple[str | None, str]:

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from mnemos.compare import duration as _duration
-from mnemos.config import DEFAULT_PRESET, PRESETS, ModelConfig, TrainConfig, default_workers, get_preset
+from mnemos.config import (AUTO_BUDGET_S, AUTO_PRESET, DEFAULT_PRESET, PRESETS, ModelConfig, TrainConfig,
+                           default_workers, get_preset)
 from mnemos.errors import ConfigError, MnemosError
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 2, 130
@@ -79,7 +80,8 @@ def _add_train(sub) -> None:
     p.add_argument("--out", help="run folder (default checkpoints/<timestamp>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
     p.add_argument("--preset", help=f"starting point: {', '.join(f'{k} ({v.description})' for k, v in PRESETS.items())}"
-                                    f" (default {DEFAULT_PRESET})")
+                                    f", {AUTO_PRESET} (chosen for the text, the time budget and this machine, "
+                                    f"saying why) (default {DEFAULT_PRESET})")
     g = p.add_argument_group("model shape")
     g.add_argument("--vocab-size", type=int, help="tokenizer size: 256 = bytes only, more = BPE merges")
     g.add_argument("--n-layer", type=int)
@@ -120,6 +122,22 @@ def train_configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
     train_cfg = TrainConfig(**train)
     model_cfg = ModelConfig(vocab_size=train_cfg.vocab_size + 1, **model)  # + <|endoftext|>; set from the tokenizer
     return model_cfg, train_cfg
+
+
+def auto_configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig, list[str]]:
+    """``--preset auto``: the configs :func:`mnemos.autosize.plan` chooses for the training
+    file and the budget (measured: a few seconds, cached), every explicit flag on top, and
+    the reasons."""
+    from mnemos.autosize import plan
+
+    given = {k: getattr(args, k) for k in MODEL_FLAGS + TRAIN_FLAGS if getattr(args, k) is not None}
+    budget = getattr(args, "time_budget", None) or AUTO_BUDGET_S
+    workers = given.get("workers", default_workers())
+    choice = plan(args.data or DEFAULT_TRAIN_DATA, budget, workers, given.get("device", "cpu"), fixed=given)
+    train_cfg = TrainConfig(**{"workers": workers, **choice.train, **{k: v for k, v in given.items()
+                                                                        if k in TRAIN_FLAGS}})
+    model = {**choice.model, **{k: v for k, v in given.items() if k in MODEL_FLAGS}}
+    return ModelConfig(vocab_size=train_cfg.vocab_size + 1, **model), train_cfg, choice.reasons
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -242,10 +260,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     printer = ProgressPrinter(args.json)
     if args.resume and args.out and Path(args.out).resolve() != Path(args.resume).resolve():
         raise ConfigError("--out cannot be used with --resume (a resumed run saves into its own folder)")
+    if args.resume and args.preset == AUTO_PRESET:
+        raise ConfigError(f"--preset {AUTO_PRESET} chooses the shape of a new run; resume without it")
     if args.resume:
         trainer = Trainer.resume(args.resume, overrides=_overrides(args), callback=printer)
+    elif args.preset == AUTO_PRESET:
+        if not args.json:
+            print("auto: measuring the text and this machine's speed (a few seconds, cached) ...", flush=True)
+        model_cfg, train_cfg, reasons = auto_configs(args)
+        if args.json:
+            _print_json({"event": "auto", "reasons": reasons, "model": model_cfg.to_dict(),
+                         "train": train_cfg.to_dict()})
+        else:
+            print("\n".join(f"auto: {line}" for line in reasons), flush=True)
     else:
         model_cfg, train_cfg = train_configs(args)
+    if not args.resume:
         trainer = Trainer.new(model_cfg, train_cfg, data=args.data or DEFAULT_TRAIN_DATA, val_data=args.val_data,
                               out_dir=args.out, callback=printer, force=args.force)
 

@@ -188,13 +188,15 @@ PRESETS: dict[str, Preset] = {
 }
 
 DEFAULT_PRESET = "small"
+AUTO_PRESET = "auto"  # not a fixed preset: mnemos.autosize chooses for the text, the budget and the machine
+AUTO_BUDGET_S = 300.0  # what auto plans for when no time budget is given
 
 
 def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}, {AUTO_PRESET}") from None
 
 
 def default_workers() -> int:

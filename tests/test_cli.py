@@ -353,3 +353,38 @@ def test_sigkill_while_training_leaves_a_resumable_run(proj, capsys):
     rc, out, err = run_main(capsys, "train", "--resume", "run", "--max-steps", str(step + 2), "--json")
     assert rc == 0, err
     assert [e["step"] for e in json_lines(out) if e["event"] == "step"] == [step + 1, step + 2]
+
+
+@pytest.fixture
+def fast_machine(monkeypatch):
+    """Calibration answers at once, as a 100 GFLOP/s machine would (no steps timed)."""
+    from mnemos import calibrate
+
+    timed = []
+
+    def timer(cfg, batch, workers, steps=calibrate.STEPS, device="cpu"):
+        timed.append(workers)
+        return 100e9 / calibrate.flops_per_token(cfg)
+
+    monkeypatch.setattr(calibrate, "time_steps", timer)
+    return timed
+
+
+def test_preset_auto_says_why_then_trains_what_it_chose(proj, capsys, fast_machine):
+    code, out, err = run_main(capsys, "train", "--preset", "auto", "--data", "train.txt", "--out", "run",
+                              "--max-steps", "3", "--workers", "1", "--seed", "5", "--eval-interval", "3")
+    assert code == 0, err
+    auto = [line for line in out.splitlines() if line.startswith("auto: ")]
+    assert len(auto) >= 9 and "5 min" in "\n".join(auto)  # no budget given: planned for five minutes
+    assert any("vocabulary 256" in line for line in auto)  # 10 KB of text: bytes
+    assert fast_machine == [1, 1, 1]  # the probes, with the user's worker count
+    model_cfg, train_cfg, _ = ck.read_config(proj / "run")
+    assert (train_cfg.max_steps, train_cfg.seed, train_cfg.workers) == (3, 5, 1)  # flags win
+    assert (model_cfg.n_layer, model_cfg.n_embd, model_cfg.dropout) == (2, 64, 0.2)
+    assert (proj / ".cache" / "calibration-v1.json").is_file()
+    code, out, _ = run_main(capsys, "train", "--preset", "auto", "--data", "train.txt", "--out", "run2", "--json",
+                            "--max-steps", "1", "--workers", "1", "--n-layer", "3")
+    event = json.loads(out.splitlines()[0])
+    assert event["event"] == "auto" and event["model"]["n_layer"] == 3 and len(fast_machine) == 3  # cached
+    code, _, err = run_main(capsys, "train", "--resume", "run", "--preset", "auto")
+    assert code == 2 and "new run" in err

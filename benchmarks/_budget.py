@@ -1,0 +1,101 @@
+"""Shared by ``auto_sweep.py`` and ``time_budget.py``: corpora split into train / validation
+files, one Mnemos run of a given configuration for a given budget, scored in bits per byte.
+
+A run's length is set from a speed model measured once at the start of the benchmark
+(``mnemos.calibrate``), not from the clock during the run: every arm then gets the steps
+its shape would fit in the budget on this machine *unloaded*, so arms compare fairly even
+when other programs slow the machine down mid-run (the wall time is reported beside).
+Validation: the same held-out text for every arm (the last 10% of the corpus, its first
+``VAL_BYTES`` scored), every token scored once by ``mnemos.evaluate.evaluate``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from mnemos.autosize import TRAIN_SHARE  # noqa: E402
+from mnemos.calibrate import Calibration, SpeedModel  # noqa: E402
+from mnemos.config import ModelConfig, TrainConfig  # noqa: E402
+from mnemos.evaluate import evaluate  # noqa: E402
+from mnemos.trainer import Trainer  # noqa: E402
+
+SHAKESPEARE = HERE.parent.parent / "shared" / "corpora" / "shakespeare.txt"
+WORK = HERE / ".cache" / "budget"
+VAL_BYTES = 256_000
+PROBES = [(ModelConfig(vocab_size=1025, n_layer=2, n_head=2, n_embd=64, block_size=128), 16),
+          (ModelConfig(vocab_size=1025, n_layer=4, n_head=4, n_embd=128, block_size=128), 16),
+          (ModelConfig(vocab_size=1025, n_layer=6, n_head=8, n_embd=256, block_size=128), 16)]
+
+
+def corpora(names: list[str]) -> dict[str, Path]:
+    """``name -> training file`` (a validation file ``val.txt`` lies beside it), made once."""
+    from corpus import french_corpus
+
+    out = {}
+    for name in names:
+        folder = WORK / name
+        train = folder / "train.txt"
+        if not train.is_file():
+            if name.startswith("shakespeare"):
+                text = SHAKESPEARE.read_text("utf-8") if SHAKESPEARE.is_file() else None
+            else:
+                text, _ = french_corpus()
+            if text is None:
+                print(f"skipped corpus {name}: not available")
+                continue
+            cut = text.rfind("\n", 0, int(len(text) * 0.9)) + 1
+            body, val = text[:cut], text[cut:]
+            if name.endswith("-100k"):  # a small text: its first 100 KB train, validation as for the whole
+                body = body[:100_000]
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "val.txt").write_text(val[:VAL_BYTES], "utf-8")
+            train.write_text(body, "utf-8")
+        out[name] = train
+    return out
+
+
+def speed_model(workers: int) -> SpeedModel:
+    """This machine's speed, timed now (no cache: the benchmark reports what it measured)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return Calibration(tmp, workers=workers).model(PROBES)
+
+
+def run_arm(train_file: Path, model: dict, train: dict, budget_s: float, speed: SpeedModel, workers: int,
+            seed: int = 1337) -> dict:
+    """Train ``model`` / ``train`` (dicts of config fields) for the steps ``speed`` predicts fit
+    in ``budget_s`` (less the share auto leaves for evaluations), then score the validation file.
+    The learning rate decays over exactly those steps (what ``--time-budget`` does)."""
+    shape = ModelConfig(vocab_size=train["vocab_size"] + 1, **model)
+    batch = train["batch_size"]
+    steps = max(2, int(speed.tokens_per_s(shape) * budget_s * TRAIN_SHARE / (batch * shape.block_size)))
+    cfg = TrainConfig(**{**train, "max_steps": steps, "eval_interval": steps, "eval_steps": 2,
+                         "sample_tokens": 0, "workers": workers, "seed": seed,
+                         "warmup_steps": min(train.get("warmup_steps", 100), steps // 2)})
+    marks = {}
+
+    def on_event(event):
+        if event.kind == "state" and event.state == "running":
+            marks["start"] = time.perf_counter()
+        if event.kind == "error":
+            print(f"    error: {event.message}", flush=True)
+
+    val_file = train_file.parent / "val.txt"
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        trainer = Trainer.new(shape, cfg, train_file, val_data=val_file, out_dir=Path(out) / "run", callback=on_event)
+        done = trainer.run()
+        end = time.perf_counter()
+    report = evaluate(trainer.model, trainer.tokenizer, val_file.read_text("utf-8"))
+    return {"bpb": report.bits_per_byte, "steps": done.step, "reason": done.reason,
+            "params": trainer.model.num_params(), "train_s": end - marks.get("start", end),
+            "prepare_s": marks.get("start", end) - t0, "tokens": done.step * batch * shape.block_size,
+            "model": dataclasses.asdict(dataclasses.replace(shape, vocab_size=trainer.tokenizer.vocab_size)),
+            "train": {k: getattr(cfg, k) for k in ("vocab_size", "batch_size", "lr", "warmup_steps", "max_steps")}}

@@ -1,0 +1,249 @@
+"""``--preset auto``: the model and recipe that suit this text, this time budget and this machine.
+
+:func:`choose` is a pure function of three measurements, so the same measurements give
+the same choice, and tests can give it any:
+
+- :class:`TextStats`: the training text's size in bytes and its bytes per token at each
+  candidate vocabulary (:func:`measure_text` trains one BPE on a sample of the text and
+  encodes the sample with each vocabulary's prefix of its merges);
+- the time budget in seconds;
+- a speed model (``mnemos.calibrate``): this machine's tokens per second for any shape.
+
+It walks a ladder of shapes and picks the one whose tokens seen in the budget, discounted
+for repeats of a small text (Muennighoff et al. 2023: repeated tokens are worth less and
+less), are closest to ``TOKENS_PER_PARAM`` per parameter (Hoffmann et al. 2022 found ~20
+compute-optimal; the constant here is fitted to ``benchmarks/auto_sweep.py``, see
+docs/auto.md). Vocabulary, context, batch, learning rate, warmup and dropout follow from
+the text and that choice. Every choice comes with one line saying why. Settings the user
+gave (``fixed``) are kept and the rest is chosen around them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from mnemos.config import BASE_VOCAB, ModelConfig
+
+VOCABS = (512, 1024, 2048)  # candidate BPE sizes (the byte tokens included)
+TOKENS_PER_VOCAB_ENTRY = 800  # the largest vocabulary whose entries each get this many training tokens
+LADDER = (  # (n_layer, n_embd), heads of 32 dimensions, smallest first
+    (2, 64), (3, 96), (4, 128), (4, 160), (5, 192), (6, 256), (8, 320), (8, 384), (10, 512),
+)
+HEAD_DIM = 32
+TOKENS_PER_PARAM = 20.0  # target tokens seen (effective) per block parameter
+REPEAT_HALF_LIFE = 15.0  # R* of Muennighoff et al.: repeats beyond ~15 epochs add almost nothing
+TOKENS_PER_STEP = 2048  # batch x block
+BASE_LR, BASE_WIDTH = 2e-3, 128  # peak learning rate at n_embd 128, scaled by 1/sqrt(width)
+TRAIN_SHARE = 0.92  # of the budget after preparation: the rest evaluates and saves
+EVALS = 10  # evaluations in a run
+PREP_S_PER_MB = 0.6  # seconds of tokenizer training + encoding per MB (this project's BPE on 2 cores)
+
+
+class Speed(Protocol):
+    def tokens_per_s(self, cfg: ModelConfig) -> float: ...
+
+
+@dataclass(frozen=True)
+class TextStats:
+    """What the rule needs to know about the text: its size in bytes and its bytes per
+    token at each candidate vocabulary (measured on a sample)."""
+
+    n_bytes: int
+    bytes_per_token: dict[int, float]
+
+    def tokens(self, vocab: int) -> int:
+        return max(1, int(self.n_bytes / self.bytes_per_token.get(vocab, 1.0)))
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    """``model`` (ModelConfig fields) and ``train`` (TrainConfig fields) chosen, and one
+    line of reason per choice (in the order a person reads them)."""
+
+    model: dict
+    train: dict
+    reasons: list[str] = field(default_factory=list)
+    tokens_seen: int = 0
+    epochs: float = 0.0
+
+
+def _mb(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 1e5 else f"{n_bytes / 1e3:.0f} KB"
+
+
+def _count(n: float) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.3g} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def effective_tokens(seen: float, unique: float) -> float:
+    """Tokens seen, counting repeats less (Muennighoff et al. 2023, eq. 5): the first epoch
+    counts fully, epoch ``1 + R`` adds ``unique * R* * (1 - exp(-R / R*))`` in all."""
+    if seen <= unique:
+        return seen
+    repeats = seen / unique - 1.0
+    return unique * (1.0 + REPEAT_HALF_LIFE * (1.0 - math.exp(-repeats / REPEAT_HALF_LIFE)))
+
+
+def block_params(n_layer: int, n_embd: int) -> int:
+    """Weights in the Transformer blocks (the embeddings are lookups, not compute)."""
+    return 12 * n_layer * n_embd * n_embd
+
+
+def _heads(n_embd: int) -> int:
+    return max(1, n_embd // HEAD_DIM)
+
+
+def _choose_vocab(stats: TextStats) -> tuple[int, str]:
+    fits = [v for v in VOCABS if stats.tokens(v) >= TOKENS_PER_VOCAB_ENTRY * v]
+    vocab = max(fits) if fits else BASE_VOCAB
+    if vocab == BASE_VOCAB:
+        return vocab, (f"vocabulary 256 (bytes): {_mb(stats.n_bytes)} is too little text to learn merges "
+                       f"({TOKENS_PER_VOCAB_ENTRY} tokens per entry wanted)")
+    return vocab, (f"vocabulary {vocab}: {_mb(stats.n_bytes)} -> {_count(stats.tokens(vocab))} tokens at "
+                   f"{stats.bytes_per_token[vocab]:.2f} bytes/token, >= {TOKENS_PER_VOCAB_ENTRY} per entry "
+                   f"(a larger vocabulary would have fewer)")
+
+
+def _block_size(tokens: int) -> int:
+    """128 tokens of context, 64 for a text too short to cut into many windows of 128."""
+    return 128 if tokens >= 200 * 128 else 64
+
+
+def _dropout(epochs: float) -> tuple[float, str]:
+    if epochs <= 2:
+        return 0.0, f"dropout 0: the text will be seen {epochs:.1f} times, too few to overfit"
+    if epochs <= 8:
+        return 0.1, f"dropout 0.1: the text will be seen {epochs:.1f} times"
+    return 0.2, f"dropout 0.2: the text will be seen {epochs:.0f} times, a small model still memorises it"
+
+
+def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None = None) -> AutoChoice:
+    """The configuration for ``stats``' text trained for ``budget_s`` seconds on a machine
+    of ``speed``. ``fixed``: ModelConfig / TrainConfig fields the user gave; they are kept
+    and everything else is chosen around them."""
+    fixed = dict(fixed or {})
+    reasons = []
+    if "vocab_size" in fixed:
+        vocab = fixed["vocab_size"]
+        reasons.append(f"vocabulary {vocab}: given")
+    else:
+        vocab, why = _choose_vocab(stats)
+        reasons.append(why)
+    if vocab not in stats.bytes_per_token and vocab != BASE_VOCAB:
+        stats = dataclasses.replace(stats, bytes_per_token={**stats.bytes_per_token,
+                                                            vocab: _interpolate(stats.bytes_per_token, vocab)})
+    unique = stats.tokens(vocab)
+    block = fixed.get("block_size", _block_size(unique))
+    prep_s = PREP_S_PER_MB * stats.n_bytes / 1e6 * (vocab > BASE_VOCAB)
+    train_s = max(0.0, (budget_s - prep_s) * TRAIN_SHARE)
+
+    def shape(n_layer, n_embd):
+        n_layer, n_embd = fixed.get("n_layer", n_layer), fixed.get("n_embd", n_embd)
+        n_head = fixed.get("n_head", _heads(n_embd))
+        return ModelConfig(vocab_size=vocab + 1, n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block)
+
+    def score(cfg):
+        seen = speed.tokens_per_s(cfg) * train_s
+        ratio = effective_tokens(seen, unique) / block_params(cfg.n_layer, cfg.n_embd)
+        return abs(math.log(max(ratio, 1e-9) / TOKENS_PER_PARAM))
+
+    candidates = list(dict.fromkeys(shape(L, C) for L, C in LADDER))  # a fixed width or depth repeats shapes
+    cfg = min(candidates, key=score)  # ties: the smaller (earlier) shape
+    tps = speed.tokens_per_s(cfg)
+    seen = tps * train_s
+    epochs = seen / unique
+    n_params = block_params(cfg.n_layer, cfg.n_embd)
+    reasons.append(f"{_duration(budget_s)} at ~{_count(tps)} tokens/s (measured on this machine for this shape) "
+                   f"sees ~{_count(seen)} tokens after ~{prep_s:.0f} s of preparation")
+    reasons.append(f"model {cfg.n_layer} layers x {cfg.n_embd} wide, {cfg.n_head} heads: {_count(n_params)} block "
+                   f"parameters, ~{effective_tokens(seen, unique) / n_params:.0f} effective tokens each "
+                   f"(compute-optimal ~{TOKENS_PER_PARAM:.0f}; repeats of the text count less)")
+    reasons.append(f"context {block} tokens" + (": given" if "block_size" in fixed else
+                                                 " (64 for a text too short for many windows of 128)"))
+    batch = fixed.get("batch_size", max(1, TOKENS_PER_STEP // block))
+    steps = max(1, int(seen // (batch * block)))
+    reasons.append(f"batch {batch} x {block} tokens a step: ~{steps:,} steps in the budget")
+    lr = fixed.get("lr", round(BASE_LR * math.sqrt(BASE_WIDTH / cfg.n_embd), 6))
+    reasons.append(f"learning rate {lr:g} (peak; {BASE_LR:g} at width {BASE_WIDTH}, / sqrt(width) above)")
+    warmup = fixed.get("warmup_steps", min(200, max(10, steps // 50)))
+    reasons.append(f"warmup {warmup} steps (2% of the run), then cosine decay to a tenth")
+    if "dropout" in fixed:
+        dropout = fixed["dropout"]
+        reasons.append(f"dropout {dropout:g}: given")
+    else:
+        dropout, why = _dropout(epochs)
+        reasons.append(why)
+    reasons.append("architecture gpt2, optimizer adamw: the recipe measured so far")
+    model = dict(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=block, dropout=dropout)
+    train = dict(vocab_size=vocab, batch_size=batch, lr=lr, min_lr=round(lr / 10, 7), warmup_steps=warmup,
+                 max_steps=max(steps, warmup + 1), eval_interval=max(1, steps // EVALS), eval_steps=10)
+    return AutoChoice(model, train, reasons, int(seen), epochs)
+
+
+def _interpolate(table: dict[int, float], vocab: int) -> float:
+    """Bytes per token at a vocabulary that was not measured: linear in log2(vocab)
+    between the measured neighbours (1.0 at 256)."""
+    points = sorted({BASE_VOCAB: 1.0, **table}.items())
+    x = math.log2(vocab)
+    for (v0, b0), (v1, b1) in zip(points, points[1:]):
+        if vocab <= v1:
+            return b0 + (b1 - b0) * (x - math.log2(v0)) / (math.log2(v1) - math.log2(v0))
+    (v0, b0), (v1, b1) = points[-2], points[-1]
+    return b1 + (b1 - b0) * (x - math.log2(v1)) / (math.log2(v1) - math.log2(v0))
+
+
+# The shapes timed to fit the speed model: the ladder's small end, middle and upper middle.
+PROBES = ((2, 64), (4, 128), (6, 256))
+
+
+def plan(data: str | os.PathLike, budget_s: float, workers: int = 1, device: str = "cpu", fixed: dict | None = None,
+         calibration=None) -> AutoChoice:
+    """Measure the text in ``data`` and this machine (a few seconds; the speeds are cached
+    in the token cache's folder), then :func:`choose`. ``calibration``: a
+    ``mnemos.calibrate.Calibration`` to use instead of this machine's."""
+    from mnemos import data as data_mod
+    from mnemos.calibrate import Calibration
+
+    path = Path(data)
+    text = data_mod.read_text(path)
+    stats = measure_text(text)
+    if calibration is None:
+        calibration = Calibration(data_mod.default_cache_dir(path), workers=workers, device=device)
+    vocab = fixed.get("vocab_size", 1024) if fixed else 1024
+    probes = [(ModelConfig(vocab_size=vocab + 1, n_layer=L, n_head=_heads(C), n_embd=C, block_size=128),
+               TOKENS_PER_STEP // 128) for L, C in PROBES]
+    return choose(stats, budget_s, calibration.model(probes), fixed)
+
+
+def measure_text(text: str, vocabs=VOCABS, sample_chars: int = 1 << 19) -> TextStats:
+    """Size of ``text`` in bytes and bytes per token at each of ``vocabs``: one BPE of the
+    largest size trained on a sample (evenly spaced pieces of the text, at most
+    ``sample_chars``), each smaller vocabulary being a prefix of its merges."""
+    from mnemos.tokenizer import BPETokenizer
+
+    n_bytes = len(text.encode("utf-8"))
+    if len(text) > sample_chars:
+        pieces, size = 8, sample_chars // 8
+        step = len(text) // pieces
+        sample = "".join(text[i * step:i * step + size] for i in range(pieces))
+    else:
+        sample = text
+    full = BPETokenizer.train(sample, max(vocabs))
+    sample_bytes = len(sample.encode("utf-8"))
+    table = {}
+    for vocab in vocabs:
+        tok = BPETokenizer([pair for pair, _ in full.merges[:vocab - BASE_VOCAB]])
+        table[vocab] = sample_bytes / max(1, len(tok.encode_array(sample)))
+    return TextStats(n_bytes, table)

@@ -1,0 +1,159 @@
+"""``--preset auto``'s rule (mnemos.autosize): a pure function of the text's size, the budget
+and the machine's speed, so these tests give it made-up measurements and check its choices."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from mnemos import autosize
+from mnemos.autosize import AutoChoice, TextStats, block_params, choose, effective_tokens, measure_text, plan
+from mnemos.calibrate import Calibration, SpeedModel
+from mnemos.config import ModelConfig, TrainConfig
+from mnemos.tokenizer import BPETokenizer
+
+FAST = SpeedModel(0.0, 160e9)  # this project's 2-core machine, unloaded: ~160 GFLOP/s
+BPT = {512: 1.9, 1024: 2.4, 2048: 2.8}  # Shakespeare's bytes per token
+
+
+def stats(n_bytes: int) -> TextStats:
+    return TextStats(n_bytes, dict(BPT))
+
+
+def configs(choice: AutoChoice) -> tuple[ModelConfig, TrainConfig]:
+    """The choice builds valid configs (what the CLI does with it)."""
+    train = TrainConfig(**choice.train)
+    return ModelConfig(vocab_size=train.vocab_size + 1, **choice.model), train
+
+
+def test_same_measurements_same_choice():
+    a, b = choose(stats(5_000_000), 300, FAST), choose(stats(5_000_000), 300, FAST)
+    assert (a.model, a.train, a.reasons) == (b.model, b.train, b.reasons)
+    configs(a)
+
+
+def test_more_time_or_a_faster_machine_never_gives_a_smaller_model():
+    sizes = [block_params(c.model["n_layer"], c.model["n_embd"])
+             for c in (choose(stats(20_000_000), budget, FAST) for budget in (30, 120, 300, 900, 3600))]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+    slow, fast = (choose(stats(20_000_000), 300, SpeedModel(0.0, f)) for f in (20e9, 400e9))
+    assert block_params(slow.model["n_layer"], slow.model["n_embd"]) < block_params(fast.model["n_layer"],
+                                                                                    fast.model["n_embd"])
+
+
+def test_the_chosen_shape_is_the_ladder_rung_nearest_the_tokens_per_parameter_target():
+    choice = choose(stats(50_000_000), 600, FAST)  # much text: no repeats, so plain tokens per parameter
+    unique = stats(50_000_000).tokens(choice.train["vocab_size"])
+    block = choice.model["block_size"]
+
+    def distance(L, C):
+        cfg = ModelConfig(vocab_size=choice.train["vocab_size"] + 1, n_layer=L, n_head=C // 32, n_embd=C,
+                          block_size=block)
+        seen = FAST.tokens_per_s(cfg) * 600 * autosize.TRAIN_SHARE
+        return abs(math.log(effective_tokens(seen, unique) / block_params(L, C) / autosize.TOKENS_PER_PARAM))
+
+    best = min(autosize.LADDER, key=lambda rung: distance(*rung))
+    assert (choice.model["n_layer"], choice.model["n_embd"]) == best
+
+
+def test_a_small_text_gets_bytes_dropout_and_the_smallest_model():
+    choice = choose(TextStats(100_000, {512: 2.0, 1024: 2.6, 2048: 3.1}), 300, FAST)
+    model, train = configs(choice)
+    assert train.vocab_size == 256
+    assert (model.n_layer, model.n_embd) == autosize.LADDER[0]
+    assert model.dropout == 0.2
+    assert choice.epochs > 100
+    assert "0.1 MB" in choice.reasons[0] or "100 KB" in choice.reasons[0]
+
+
+def test_the_vocabulary_grows_with_the_text():
+    vocabs = [choose(stats(n), 300, FAST).train["vocab_size"] for n in (50_000, 1_000_000, 2_000_000, 20_000_000)]
+    assert vocabs == sorted(vocabs) and vocabs[0] == 256 and vocabs[-1] == 2048
+
+
+def test_dropout_follows_the_epochs():
+    big = choose(stats(200_000_000), 120, FAST)
+    assert big.epochs < 1 and big.model["dropout"] == 0.0
+    mid = choose(stats(5_000_000), 300, FAST)
+    assert 2 < mid.epochs <= 8 and mid.model["dropout"] == 0.1
+
+
+def test_the_settings_a_user_gives_are_kept_and_the_rest_chosen_around_them():
+    fixed = {"n_layer": 3, "n_embd": 96, "n_head": 4, "vocab_size": 512, "dropout": 0.05, "lr": 5e-4,
+             "block_size": 32, "batch_size": 7, "warmup_steps": 13}
+    choice = choose(stats(5_000_000), 300, FAST, fixed)
+    assert {k: {**choice.model, **choice.train}[k] for k in fixed} == fixed
+    assert sum("given" in line for line in choice.reasons) == 3  # vocabulary, context, dropout
+    only_vocab = choose(stats(5_000_000), 300, FAST, {"vocab_size": 300})  # an unmeasured size: interpolated
+    assert only_vocab.train["vocab_size"] == 300
+    configs(only_vocab)
+
+
+def test_one_reason_per_choice_with_the_numbers_behind_it():
+    choice = choose(stats(4_100_000), 300, FAST)
+    text = "\n".join(choice.reasons)
+    assert all("\n" not in line for line in choice.reasons)
+    for word in ("vocabulary", "tokens/s", "parameters", "context", "batch", "learning rate", "warmup", "dropout",
+                 "architecture", "optimizer"):
+        assert word in text
+    assert "4.1 MB" in text and "5 min" in text
+    seen = choice.tokens_seen
+    assert f"{seen / 1e6:.3g}M tokens" in text
+
+
+def test_the_budget_is_spent_on_training_steps():
+    choice = choose(stats(5_000_000), 300, FAST)
+    model, train = configs(choice)
+    tokens = train.max_steps * train.batch_size * model.block_size
+    assert tokens == pytest.approx(choice.tokens_seen, rel=0.01)
+    assert 0 < train.warmup_steps < train.max_steps
+    assert train.max_steps // train.eval_interval == pytest.approx(autosize.EVALS, abs=1)
+
+
+def test_effective_tokens_discount_repeats():
+    assert effective_tokens(500, 1000) == 500
+    assert effective_tokens(1000, 1000) == 1000
+    two_epochs = effective_tokens(2000, 1000)
+    assert 1900 < two_epochs < 2000  # a second epoch is worth almost as much as the first
+    many = effective_tokens(1_000_000, 1000)
+    assert many == pytest.approx(1000 * (1 + autosize.REPEAT_HALF_LIFE), rel=1e-3)  # saturates
+
+
+def test_measure_text_vocabulary_prefixes_are_the_smaller_tokenizers():
+    rng = np.random.default_rng(0)
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "été", "ça"]
+    text = "\n".join(" ".join(rng.choice(words, 8)) for _ in range(400))
+    st = measure_text(text, vocabs=(260, 300, 340))
+    assert st.n_bytes == len(text.encode())
+    assert st.bytes_per_token[260] < st.bytes_per_token[300] < st.bytes_per_token[340]
+    # the claim measure_text rests on: BPE's first k merges are the k merges of a smaller training
+    big, small = BPETokenizer.train(text, 340), BPETokenizer.train(text, 300)
+    assert [pair for pair, _ in big.merges[:44]] == [pair for pair, _ in small.merges]
+    assert st.bytes_per_token[300] == pytest.approx(len(text.encode()) / len(small.encode(text)))
+
+
+def test_plan_measures_the_file_and_caches_the_machine(tmp_path):
+    rng = np.random.default_rng(1)
+    text = "\n".join(" ".join(rng.choice(["to", "be", "or", "not", "that", "is"], 10)) for _ in range(300))
+    data = tmp_path / "train.txt"
+    data.write_text(text)
+    timed = []
+
+    def timer(cfg, batch, workers, device="cpu"):
+        timed.append((cfg.n_layer, cfg.n_embd, batch, workers))
+        return 1e12 / autosize_flops(cfg)  # a 1 TFLOP/s machine
+
+    choice = plan(data, 60, workers=3, calibration=Calibration(tmp_path / "cache", workers=3, timer=timer))
+    assert timed == [(L, C, 16, 3) for L, C in autosize.PROBES]
+    again = plan(data, 60, workers=3, calibration=Calibration(tmp_path / "cache", workers=3, timer=timer))
+    assert len(timed) == 3 and (again.model, again.train) == (choice.model, choice.train)  # from the cache
+    cached = json.loads((tmp_path / "cache" / "calibration-v1.json").read_text())
+    assert len(next(iter(cached.values()))) == 3
+    assert f"{len(text) / 1e3:.0f} KB" in choice.reasons[0]
+
+
+def autosize_flops(cfg):
+    from mnemos.calibrate import flops_per_token
+
+    return flops_per_token(cfg)

@@ -74,7 +74,7 @@ def setup(corpus: Path, workdir: Path):
             metrics.append(EvalEvent(step, 2.0, 2.1, 2.1, True, 1.0).to_dict())
             metrics.append(SampleEvent(step, "\n", text[step:step + 600], 2.1).to_dict())
     run = workdir / "checkpoints" / "run"
-    save_checkpoint(run, model, tok, config, TrainConfig(vocab_size=512), AdamW(model.params),
+    save_checkpoint(run, model, tok, config, TrainConfig(tokenizer_vocab=512), AdamW(model.params),
                     {"step": 5000}, metrics=metrics)
     return tok, model, prompt, run
 

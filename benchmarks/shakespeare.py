@@ -46,8 +46,8 @@ SEED = 1337
 
 
 def recipe(steps: int, vocab_size: int, workers: int) -> TrainConfig:
-    return TrainConfig(vocab_size=vocab_size, batch_size=12, lr=1e-3, min_lr=1e-4, warmup_steps=min(100, steps // 2),
-                       max_steps=steps, beta1=0.9, beta2=0.99, weight_decay=0.1, grad_clip=1.0,
+    return TrainConfig(tokenizer_vocab=vocab_size, batch_size=12, lr=1e-3, min_lr=1e-4,
+                       warmup_steps=min(100, steps // 2), max_steps=steps, beta1=0.9, beta2=0.99, weight_decay=0.1, grad_clip=1.0,
                        eval_interval=steps, eval_steps=1, sample_tokens=0, seed=SEED, workers=workers)
 
 

@@ -38,7 +38,7 @@ from mnemos.config import ModelConfig, TrainConfig, default_workers, get_preset 
 
 SHAKESPEARE = ROOT.parent / "shared" / "corpora" / "shakespeare.txt"
 SKIP = 10  # steps left out of the throughput (warm-up)
-FORM = {"vocab_size": "256", "eval_interval": "100000", "eval_steps": "20", "warmup_steps": "10"}
+FORM = {"tokenizer_vocab": "256", "eval_interval": "100000", "eval_steps": "20", "warmup_steps": "10"}
 
 
 def corpus(folder: Path) -> Path:
@@ -57,7 +57,7 @@ def corpus(folder: Path) -> Path:
 def configs(steps: int, workers: int) -> tuple[ModelConfig, TrainConfig]:
     preset = get_preset("small")
     model = ModelConfig(vocab_size=257, **preset.model)
-    train = TrainConfig(**{**preset.train, "vocab_size": 256, "max_steps": steps, "workers": workers,
+    train = TrainConfig(**{**preset.train, "tokenizer_vocab": 256, "max_steps": steps, "workers": workers,
                            "eval_interval": 100000, "warmup_steps": 10})
     return model, train
 

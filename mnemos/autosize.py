@@ -135,8 +135,8 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
     and everything else is chosen around them."""
     fixed = dict(fixed or {})
     reasons = []
-    if "vocab_size" in fixed:
-        vocab = fixed["vocab_size"]
+    if "tokenizer_vocab" in fixed:
+        vocab = fixed["tokenizer_vocab"]
         reasons.append(f"vocabulary {vocab}: given")
     else:
         vocab, why = _choose_vocab(stats)
@@ -187,7 +187,7 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
         reasons.append(why)
     reasons.append("architecture gpt2, optimizer adamw: the recipe measured so far")
     model = dict(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=block, dropout=dropout)
-    train = dict(vocab_size=vocab, batch_size=batch, lr=lr, min_lr=round(lr / 10, 7), warmup_steps=warmup,
+    train = dict(tokenizer_vocab=vocab, batch_size=batch, lr=lr, min_lr=round(lr / 10, 7), warmup_steps=warmup,
                  max_steps=max(steps, warmup + 1), eval_interval=max(1, steps // EVALS), eval_steps=10)
     return AutoChoice(model, train, reasons, int(seen), epochs)
 
@@ -221,7 +221,7 @@ def plan(data: str | os.PathLike, budget_s: float, workers: int = 1, device: str
     stats = measure_text(text)
     if calibration is None:
         calibration = Calibration(data_mod.default_cache_dir(path), workers=workers, device=device)
-    vocab = fixed.get("vocab_size", 1024) if fixed else 1024
+    vocab = fixed.get("tokenizer_vocab", 1024) if fixed else 1024
     probes = [(ModelConfig(vocab_size=vocab + 1, n_layer=L, n_head=_heads(C), n_embd=C, block_size=128),
                TOKENS_PER_STEP // 128) for L, C in PROBES]
     return choose(stats, budget_s, calibration.model(probes), fixed)

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from mnemos.compare import duration as _duration
-from mnemos.config import (AUTO_BUDGET_S, AUTO_PRESET, DEFAULT_PRESET, PRESETS, ModelConfig, TrainConfig,
-                           default_workers, get_preset)
+from mnemos.config import (AUTO_BUDGET_S, AUTO_PRESET, DEFAULT_PRESET, GROUPS, PRESETS, SETTINGS, ModelConfig,
+                           Preset, TrainConfig, configs_from, default_workers, get_preset)
 from mnemos.errors import ConfigError, MnemosError
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 2, 130
@@ -29,11 +29,6 @@ EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (`| head`): what a SIGP
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 DEFAULT_TRAIN_DATA = "data/training/train.txt"
 DEFAULT_TEST_DATA = "data/testing/test.txt"
-
-MODEL_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
-TRAIN_FLAGS = ("vocab_size", "batch_size", "lr", "min_lr", "warmup_steps", "max_steps", "weight_decay",
-               "grad_clip", "eval_interval", "eval_steps", "seed", "workers", "device", "grad_accum",
-               "sample_prompt", "sample_tokens")
 
 
 def _stdout_gone() -> None:
@@ -82,46 +77,24 @@ def _add_train(sub) -> None:
     p.add_argument("--preset", help=f"starting point: {', '.join(f'{k} ({v.description})' for k, v in PRESETS.items())}"
                                     f", {AUTO_PRESET} (chosen for the text, the time budget and this machine, "
                                     f"saying why) (default {DEFAULT_PRESET})")
-    g = p.add_argument_group("model shape")
-    g.add_argument("--vocab-size", type=int, help="tokenizer size: 256 = bytes only, more = BPE merges")
-    g.add_argument("--n-layer", type=int)
-    g.add_argument("--n-head", type=int)
-    g.add_argument("--n-embd", type=int)
-    g.add_argument("--block-size", type=int, help="context window in tokens")
-    g.add_argument("--dropout", type=float)
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--lr", type=float, help="peak learning rate")
-    g.add_argument("--min-lr", type=float, help="learning rate at the end of the cosine decay")
-    g.add_argument("--warmup-steps", type=int)
-    g.add_argument("--max-steps", type=int)
-    g.add_argument("--weight-decay", type=float)
-    g.add_argument("--grad-clip", type=float, help="max global gradient norm (0 = off)")
-    g.add_argument("--eval-interval", type=int, help="evaluate and checkpoint every N steps")
-    g.add_argument("--eval-steps", type=int, help="batches per evaluation")
-    g.add_argument("--grad-accum", type=int, help="micro-batches per step (gradient accumulation)")
-    g.add_argument("--seed", type=int)
-    g.add_argument("--sample-prompt", help="prompt completed at each evaluation (default: a newline)")
-    g.add_argument("--sample-tokens", type=int, help="tokens of that sample (0 = none)")
-    g = p.add_argument_group("compute")
-    g.add_argument("--workers", type=int, help=f"data-parallel worker processes (default: the CPU cores, at most 4: "
-                                               f"{default_workers()} here; a resumed run keeps its own)")
-    g.add_argument("--device", choices=("cpu", "cuda"))
+    groups = {key: p.add_argument_group(title) for key, title in GROUPS.items()}
+    for setting in SETTINGS:  # one flag per user-facing config field (mnemos.config)
+        metavar = None if setting.choices else setting.label.upper().replace("-", "_")
+        groups[setting.group].add_argument(setting.flag, dest=setting.name, type=setting.kind, metavar=metavar,
+                                           choices=setting.choices, help=setting.help or None)
     p.add_argument("--force", action="store_true", help="overwrite --out even if it holds another run")
     p.add_argument("--json", action="store_true", help="print one JSON object per event")
     p.set_defaults(handler=cmd_train)
 
 
+def _given(args: argparse.Namespace) -> dict:
+    """The settings given as flags (the rest come from the preset, or from the run on ``--resume``)."""
+    return {s.name: getattr(args, s.name) for s in SETTINGS if getattr(args, s.name) is not None}
+
+
 def train_configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
     """The preset's settings with every explicitly given flag on top (validated)."""
-    preset = get_preset(args.preset or DEFAULT_PRESET)
-    model = dict(preset.model)
-    train = {"workers": default_workers(), **preset.train}
-    model.update({k: getattr(args, k) for k in MODEL_FLAGS if getattr(args, k) is not None})
-    train.update({k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None})
-    train_cfg = TrainConfig(**train)
-    model_cfg = ModelConfig(vocab_size=train_cfg.vocab_size + 1, **model)  # + <|endoftext|>; set from the tokenizer
-    return model_cfg, train_cfg
+    return configs_from(args.preset, _given(args))
 
 
 def auto_configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig, list[str]]:
@@ -130,19 +103,17 @@ def auto_configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig, li
     the reasons."""
     from mnemos.autosize import plan
 
-    given = {k: getattr(args, k) for k in MODEL_FLAGS + TRAIN_FLAGS if getattr(args, k) is not None}
+    given = _given(args)
     budget = getattr(args, "time_budget", None) or AUTO_BUDGET_S
     workers = given.get("workers", default_workers())
     choice = plan(args.data or DEFAULT_TRAIN_DATA, budget, workers, given.get("device", "cpu"), fixed=given)
-    train_cfg = TrainConfig(**{"workers": workers, **choice.train, **{k: v for k, v in given.items()
-                                                                        if k in TRAIN_FLAGS}})
-    model = {**choice.model, **{k: v for k, v in given.items() if k in MODEL_FLAGS}}
-    return ModelConfig(vocab_size=train_cfg.vocab_size + 1, **model), train_cfg, choice.reasons
+    return (*configs_from(Preset(AUTO_PRESET, "", choice.model, choice.train), given), choice.reasons)
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    """Flags given explicitly on ``--resume`` (the trainer refuses shape changes)."""
-    out = {k: getattr(args, k) for k in MODEL_FLAGS + TRAIN_FLAGS if getattr(args, k) is not None}
+    """Flags given explicitly on ``--resume``, over the preset's settings if one is named
+    (the trainer refuses shape changes)."""
+    out = _given(args)
     if args.preset:
         preset = get_preset(args.preset)
         out = {**preset.model, **preset.train, **out}

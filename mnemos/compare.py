@@ -222,7 +222,8 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
     train, val = _curves(rows)
     if not len(train) and not len(val):
         raise CompareError(f"{run} has no logged steps (metrics.jsonl is missing or empty); train it first")
-    train_dict = train_cfg.to_dict()
+    train_dict = {("vocab_size" if k == "tokenizer_vocab" else k): v  # named as its flag, --vocab-size
+                  for k, v in train_cfg.to_dict().items()}
     hparams = {**{k: v for k, v in model_cfg.to_dict().items() if k != "vocab_size"}, **train_dict,
                "data": Path(state["data"]).name if isinstance(state.get("data"), str) else None}
     bpt, note = _bytes_per_token(state, train_dict)

@@ -1,9 +1,15 @@
-"""Model and training configuration, validated on construction.
+"""Model and training configuration: one schema, validated on construction.
 
 ``ModelConfig`` fixes the shape of the network (it must match a checkpoint to resume);
 ``TrainConfig`` holds everything that may change between runs or on resume. Both are
 plain dataclasses that round-trip through ``to_dict`` / ``from_dict`` (JSON in
-``config.json``). An impossible value raises :class:`ConfigError` with a one-line fix.
+``config.json``). An impossible value raises :class:`ConfigError` (``.field`` names the
+setting) with a one-line fix.
+
+The fields a user sets are declared with :func:`setting`: its metadata (flag, help,
+group, whether it fixes the model's shape, choices) is the one source from which
+``mnemos train`` builds its flags and resume overrides and the app builds its form
+(:data:`SETTINGS`). :func:`configs_from` merges a preset with overrides, in one place.
 """
 
 from __future__ import annotations
@@ -11,34 +17,85 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import typing
 from dataclasses import dataclass, field
 
 from mnemos.errors import ConfigError
 
 BASE_VOCAB = 256  # the 256 byte tokens every tokenizer starts from
+SPECIAL_TOKENS = 1  # <|endoftext|>, on top of the tokenizer's trained vocabulary
+GROUPS = {"model": "model shape", "optimisation": "optimisation", "compute": "compute"}  # key -> CLI title
+
+
+def setting(default, help: str = "", *, group: str = "optimisation", shape: bool = False,
+            choices: tuple | None = None, flag: str | None = None, text: bool = False):
+    """A dataclass field the user sets: a ``mnemos train`` flag (``flag``, default
+    ``--`` + the name with dashes), a row of the app's form, an override on resume.
+    ``shape``: it fixes the model's shape (refused on resume, locked in the form);
+    ``choices``: the allowed values (checked on construction); ``text``: free text
+    (the form shows a newline as ``\\n``)."""
+    assert group in GROUPS, group
+    return field(default=default, metadata={"setting": dict(help=help, group=group, shape=shape, choices=choices,
+                                                            flag=flag, text=text)})
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One user-facing field, as :data:`SETTINGS` lists it."""
+
+    name: str  # the attribute of ``config``
+    config: type  # ModelConfig or TrainConfig
+    kind: type  # int, float or str
+    flag: str  # "--n-layer"
+    help: str
+    group: str  # a key of GROUPS
+    shape: bool
+    choices: tuple | None
+    text: bool
+
+    @property
+    def label(self) -> str:
+        """The flag without its dashes: how the app's form names the field."""
+        return self.flag.lstrip("-")
+
+
+def _settings(*classes) -> tuple[Setting, ...]:
+    found = []
+    for cls in classes:
+        kinds = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if "setting" in f.metadata:
+                meta = dict(f.metadata["setting"])
+                meta["flag"] = meta["flag"] or "--" + f.name.replace("_", "-")
+                found.append(Setting(f.name, cls, kinds[f.name], **meta))
+    return tuple(sorted(found, key=lambda s: list(GROUPS).index(s.group)))  # stable: declaration order in a group
+
+
+def _fail(name: str, message: str):
+    raise ConfigError(message, field=name)
 
 
 # Upper bounds of every count and shape: far beyond what a NumPy GPT trains on one
 # machine, small enough that no value overflows an allocation before the memory check
 # (mnemos.memory) sees it. A checkpoint's config.json is held to them too.
 MAX_VOCAB = 1 << 20  # token ids are stored as characters by the tokenizer (chr() stops at 0x10FFFF)
-LIMITS = {"vocab_size": MAX_VOCAB - 1, "n_layer": 1024, "n_head": 1024, "n_embd": 1 << 16, "block_size": 1 << 20,
-          "batch_size": 1 << 20, "grad_accum": 1 << 16, "max_steps": 10 ** 12, "eval_interval": 10 ** 12,
-          "eval_steps": 1 << 20, "log_interval": 10 ** 12, "sample_tokens": 1 << 20, "warmup_steps": 10 ** 12,
-          "workers": 256, "seed": 2 ** 63 - 1}
+LIMITS = {"vocab_size": MAX_VOCAB - 1, "tokenizer_vocab": MAX_VOCAB - 1, "n_layer": 1024, "n_head": 1024,
+          "n_embd": 1 << 16, "block_size": 1 << 20, "batch_size": 1 << 20, "grad_accum": 1 << 16,
+          "max_steps": 10 ** 12, "eval_interval": 10 ** 12, "eval_steps": 1 << 20, "log_interval": 10 ** 12,
+          "sample_tokens": 1 << 20, "warmup_steps": 10 ** 12, "workers": 256, "seed": 2 ** 63 - 1}
 
 
 def _check_limit(name: str, value) -> None:
     limit = LIMITS.get(name)
     if limit is not None and value > limit:
-        raise ConfigError(f"{name} must be at most {limit:,}, got {value!r}")
+        _fail(name, f"{name} must be at most {limit:,}, got {value!r}")
 
 
 def _positive_int(obj, *names: str) -> None:
     for name in names:
         value = getattr(obj, name)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            _fail(name, f"{name} must be a positive integer, got {value!r}")
         _check_limit(name, value)
 
 
@@ -46,8 +103,15 @@ def _non_negative(obj, *names: str) -> None:
     for name in names:
         value = getattr(obj, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-            raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+            _fail(name, f"{name} must be a finite number >= 0, got {value!r}")
         _check_limit(name, value)
+
+
+def _check_choices(obj) -> None:
+    for f in dataclasses.fields(obj):
+        choices = f.metadata.get("setting", {}).get("choices")
+        if choices and getattr(obj, f.name) not in choices:
+            _fail(f.name, f"{f.name} must be {' or '.join(map(repr, choices))}, got {getattr(obj, f.name)!r}")
 
 
 def _from_dict(cls, data: dict, what: str):
@@ -65,23 +129,21 @@ class ModelConfig:
     """The GPT-2 shape. ``vocab_size`` is the number of rows of the token embedding
     (the tokenizer's full vocabulary, special tokens included)."""
 
-    vocab_size: int = 257
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 64
-    dropout: float = 0.0
+    vocab_size: int = BASE_VOCAB + SPECIAL_TOKENS
+    n_layer: int = setting(4, group="model", shape=True)
+    n_head: int = setting(4, group="model", shape=True)
+    n_embd: int = setting(128, group="model", shape=True)
+    block_size: int = setting(64, "context window in tokens", group="model", shape=True)
+    dropout: float = setting(0.0, group="model")
 
     def __post_init__(self) -> None:
         _positive_int(self, "vocab_size", "n_layer", "n_head", "n_embd", "block_size")
         if self.n_embd % self.n_head != 0:
-            raise ConfigError(
-                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}); "
-                f"try n_head in {[h for h in range(1, min(self.n_embd, 64) + 1) if self.n_embd % h == 0]}"
-            )
+            _fail("n_embd", f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}); "
+                            f"try n_head in {[h for h in range(1, min(self.n_embd, 64) + 1) if self.n_embd % h == 0]}")
         _non_negative(self, "dropout")
         if not self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+            _fail("dropout", f"dropout must be in [0, 1), got {self.dropout!r}")
 
     @property
     def head_dim(self) -> int:
@@ -103,58 +165,66 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation and bookkeeping. ``vocab_size`` here is what the tokenizer is
-    trained to (256 byte tokens + merges; 256 means pure byte level); special tokens
-    such as ``<|endoftext|>`` come on top of it."""
+    """Optimisation and bookkeeping. ``tokenizer_vocab`` (flag ``--vocab-size``) is what
+    the tokenizer is trained to (256 byte tokens + merges; 256 means pure byte level);
+    special tokens such as ``<|endoftext|>`` come on top of it."""
 
-    vocab_size: int = 256
-    batch_size: int = 12
-    grad_accum: int = 1
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_steps: int = 100
-    max_steps: int = 2000
-    weight_decay: float = 0.1
+    tokenizer_vocab: int = setting(BASE_VOCAB, "tokenizer size: 256 = bytes only, more = BPE merges",
+                                   group="model", shape=True, flag="--vocab-size")
+    batch_size: int = setting(12)
+    grad_accum: int = setting(1, "micro-batches per step (gradient accumulation)")
+    lr: float = setting(1e-3, "peak learning rate")
+    min_lr: float = setting(1e-4, "learning rate at the end of the cosine decay")
+    warmup_steps: int = setting(100)
+    max_steps: int = setting(2000)
+    weight_decay: float = setting(0.1)
     beta1: float = 0.9
     beta2: float = 0.99
     eps: float = 1e-8
-    grad_clip: float = 1.0
-    eval_interval: int = 250
-    eval_steps: int = 20
+    grad_clip: float = setting(1.0, "max global gradient norm (0 = off)")
+    eval_interval: int = setting(250, "evaluate and checkpoint every N steps")
+    eval_steps: int = setting(20, "batches per evaluation")
     log_interval: int = 1
-    sample_tokens: int = 200
-    sample_prompt: str = "\n"
-    seed: int = 1337
-    workers: int = 1
-    device: str = "cpu"
+    sample_prompt: str = setting("\n", "prompt completed at each evaluation (default: a newline)", text=True)
+    sample_tokens: int = setting(200, "tokens of that sample (0 = none)")
+    seed: int = setting(1337)
+    workers: int = setting(1, "data-parallel worker processes (default: the CPU cores, at most 4; a resumed run "
+                              "keeps its own)", group="compute")
+    device: str = setting("cpu", group="compute", choices=("cpu", "cuda"))
 
     def __post_init__(self) -> None:
-        _positive_int(self, "vocab_size", "batch_size", "grad_accum", "max_steps",
-                      "eval_interval", "eval_steps", "log_interval", "workers")
-        if self.vocab_size < BASE_VOCAB:
-            raise ConfigError(f"vocab_size must be at least {BASE_VOCAB} (the byte tokens), got {self.vocab_size}")
+        value = self.tokenizer_vocab
+        if isinstance(value, bool) or not isinstance(value, int) or value < BASE_VOCAB:
+            _fail("tokenizer_vocab", f"vocab_size must be an integer >= {BASE_VOCAB} (the byte tokens), got {value!r}")
+        _check_limit("tokenizer_vocab", value)
+        _positive_int(self, "batch_size", "grad_accum", "max_steps", "eval_interval", "eval_steps", "log_interval",
+                      "workers")
         _non_negative(self, "lr", "min_lr", "warmup_steps", "weight_decay", "grad_clip", "eps",
                       "sample_tokens", "seed")
         if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr!r}")
+            _fail("lr", f"lr must be > 0, got {self.lr!r}")
         if self.min_lr > self.lr:
-            raise ConfigError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+            _fail("min_lr", f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
         for name in ("beta1", "beta2"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
+                _fail(name, f"{name} must be in [0, 1), got {value!r}")
         if not isinstance(self.sample_prompt, str):
-            raise ConfigError(f"sample_prompt must be text, got {self.sample_prompt!r}")
-        if self.device not in ("cpu", "cuda"):
-            raise ConfigError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+            _fail("sample_prompt", f"sample_prompt must be text, got {self.sample_prompt!r}")
+        _check_choices(self)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
+        if isinstance(data, dict) and "vocab_size" in data:  # config.json before the field was renamed
+            data = {("tokenizer_vocab" if k == "vocab_size" else k): v for k, v in data.items()}
         return _from_dict(cls, data, "train config")
 
+
+SETTINGS: tuple[Setting, ...] = _settings(TrainConfig, ModelConfig)  # by group, then declaration order
+SETTINGS_BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
 @dataclass(frozen=True)
 class Preset:
@@ -170,19 +240,19 @@ PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         "tiny", "a few seconds: checks that everything works",
         model=dict(n_layer=2, n_head=2, n_embd=64, block_size=32),
-        train=dict(vocab_size=256, batch_size=8, max_steps=300, warmup_steps=20,
+        train=dict(tokenizer_vocab=256, batch_size=8, max_steps=300, warmup_steps=20,
                    eval_interval=100, eval_steps=5, lr=2e-3, min_lr=2e-4),
     ),
     "small": Preset(
         "small", "nanoGPT's baby GPT: Shakespeare-like text in about 5 minutes on a laptop",
         model=dict(n_layer=4, n_head=4, n_embd=128, block_size=64),
-        train=dict(vocab_size=512, batch_size=12, max_steps=5000, warmup_steps=100,
+        train=dict(tokenizer_vocab=512, batch_size=12, max_steps=5000, warmup_steps=100,
                    eval_interval=250, eval_steps=20, lr=1e-3, min_lr=1e-4),
     ),
     "base": Preset(
         "base", "a bigger model for a long run (tens of minutes to hours)",
         model=dict(n_layer=6, n_head=6, n_embd=192, block_size=128),
-        train=dict(vocab_size=1024, batch_size=16, max_steps=10000, warmup_steps=200,
+        train=dict(tokenizer_vocab=1024, batch_size=16, max_steps=10000, warmup_steps=200,
                    eval_interval=500, eval_steps=20, lr=6e-4, min_lr=6e-5),
     ),
 }
@@ -202,3 +272,47 @@ def get_preset(name: str) -> Preset:
 def default_workers() -> int:
     """Data-parallel workers by default: the machine's cores, capped at 4."""
     return max(1, min(4, os.cpu_count() or 1))
+
+
+def configs_from(preset: str | Preset | None = None,
+                 overrides: dict | None = None) -> tuple[ModelConfig, TrainConfig]:
+    """The validated configs of a new run: the defaults, then the preset (a name, default
+    :data:`DEFAULT_PRESET`, or a :class:`Preset` such as ``--preset auto``'s choice;
+    ``workers`` from :func:`default_workers` unless it sets them), then ``overrides``
+    (setting names -> values; ``None`` values are ignored). The model's ``vocab_size`` is
+    the tokenizer's target plus the special tokens; the trainer sets it exactly once the
+    tokenizer is trained."""
+    chosen = preset if isinstance(preset, Preset) else get_preset(preset or DEFAULT_PRESET)
+    values = {"workers": default_workers(), **chosen.model, **chosen.train,
+              **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    model, train = split_settings(values)
+    train_cfg = TrainConfig(**train)
+    return ModelConfig(vocab_size=train_cfg.tokenizer_vocab + SPECIAL_TOKENS, **model), train_cfg
+
+
+def split_settings(values: dict) -> tuple[dict, dict]:
+    """``values`` (setting names -> values) as ``(ModelConfig fields, TrainConfig fields)``;
+    an unknown name raises ``ConfigError``."""
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - model_fields - train_fields)
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}", field=unknown[0])
+    return ({k: v for k, v in values.items() if k in model_fields},
+            {k: v for k, v in values.items() if k in train_fields})
+
+
+def resumed_configs(model_cfg: ModelConfig, train_cfg: TrainConfig,
+                    overrides: dict | None) -> tuple[ModelConfig, TrainConfig]:
+    """A saved run's configs with ``overrides`` on top. A setting that fixes the model's
+    shape (and the model's ``vocab_size``) may only repeat the run's value."""
+    overrides = dict(overrides or {})
+    model, train = split_settings(overrides)
+    fixed = {s.name for s in SETTINGS if s.shape} | {"vocab_size"}
+    for name in sorted(fixed & set(overrides)):
+        have = getattr(model_cfg if name in model else train_cfg, name)
+        if overrides[name] != have:
+            label = SETTINGS_BY_NAME[name].label if name in SETTINGS_BY_NAME else name
+            raise ConfigError(f"cannot change {label} on resume (the run has {have}, asked {overrides[name]}); "
+                              f"start a new run with another --out instead", field=name)
+    return dataclasses.replace(model_cfg, **model), dataclasses.replace(train_cfg, **train)

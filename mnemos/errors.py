@@ -10,7 +10,13 @@ class MnemosError(Exception):
 
 
 class ConfigError(MnemosError):
-    """An impossible model or training setting (e.g. n_embd not divisible by n_head)."""
+    """An impossible model or training setting (e.g. n_embd not divisible by n_head).
+    ``field`` names the setting it is about (a ModelConfig / TrainConfig attribute) when
+    there is one, so a form can show the reason next to it."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class DataError(MnemosError):

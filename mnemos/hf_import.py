@@ -343,7 +343,8 @@ def import_hf(src: str | os.PathLike, out: str | os.PathLike, seed: int = 1337) 
         if not np.isfinite(value).all():
             raise ImportError_(f"{info.path}: {names[name]} holds NaN or infinite values; the model is broken")
         params.view(name)[...] = value
-    train_cfg = TrainConfig(vocab_size=tokenizer.vocab_size - len(tokenizer.special_tokens), seed=seed, workers=1)
+    train_cfg = TrainConfig(tokenizer_vocab=tokenizer.vocab_size - len(tokenizer.special_tokens), seed=seed,
+                            workers=1)
     rng = np.random.default_rng(seed)
     state = {"step": 0, "best_val_loss": None, "tokens_seen": 0, "elapsed_s": 0.0,
              "batch_rng": rng.bit_generator.state, "dropout_rng": model.rng.bit_generator.state,

@@ -35,13 +35,12 @@ import numpy as np
 from mnemos import data as data_mod
 from mnemos.backend import get_array_module
 from mnemos.checkpoint import is_checkpoint, load_checkpoint, read_config, read_metrics, save_checkpoint
-from mnemos.config import ModelConfig, TrainConfig
+from mnemos.config import ModelConfig, TrainConfig, resumed_configs
 from mnemos.errors import CheckpointError, ConfigError, MnemosError, WorkerError
 from mnemos.events import (CheckpointEvent, DoneEvent, ErrorEvent, EvalEvent, Event, PrepareEvent, SampleEvent,
                            StateEvent, StepEvent)
 from mnemos.memory import check_fits, training_estimate
 
-SHAPE_KEYS = ("n_layer", "n_head", "n_embd", "block_size")  # fixed for the life of a run
 SAMPLE_TEMPERATURE, SAMPLE_TOP_K = 0.8, 200  # the learning-replay sample (nanoGPT's sample.py)
 
 
@@ -162,19 +161,7 @@ class Trainer:
         overrides = dict(overrides or {})
         data = overrides.pop("data", None)
         val_data = overrides.pop("val_data", None)
-        for key in SHAPE_KEYS + ("vocab_size",):
-            if key in overrides:
-                have = getattr(train_cfg if key == "vocab_size" else model_cfg, key)
-                if overrides[key] != have:
-                    raise ConfigError(f"cannot change {key.replace('_', '-')} on resume (the run has {have}, asked "
-                                      f"{overrides[key]}); start a new run with another --out instead")
-                del overrides[key]
-        model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
-        model_cfg = dataclasses.replace(model_cfg, **{k: v for k, v in overrides.items() if k in model_fields})
-        try:
-            train_cfg = dataclasses.replace(train_cfg, **{k: v for k, v in overrides.items() if k not in model_fields})
-        except TypeError as exc:
-            raise ConfigError(f"unknown setting on resume: {exc}") from None
+        model_cfg, train_cfg = resumed_configs(model_cfg, train_cfg, overrides)
         check_fits(training_estimate(model_cfg, train_cfg))
         ckpt = load_checkpoint(dir)
         step = int(ckpt.state.get("step", 0))
@@ -256,16 +243,17 @@ class Trainer:
         val_text = data_mod.read_text(self.val_data) if self.val_data else None
         cut = len(text) if val_text is not None else int(len(text) * (1 - data_mod.VAL_FRACTION))
         if self._resume_from is None:
-            if cfg.vocab_size == 256:
+            target = cfg.tokenizer_vocab
+            if target == 256:
                 self._say("tokenizer", "tokenizer: byte level, one token per byte (no merges to learn)")
             else:
-                self._say("tokenizer", f"tokenizer: learning {cfg.vocab_size} tokens from {self.data} "
+                self._say("tokenizer", f"tokenizer: learning {target} tokens from {self.data} "
                                        f"({cut:,} characters; reused from the cache if trained before)")
-            self.tokenizer = data_mod.train_tokenizer(text[:cut], cfg.vocab_size, data_mod.default_cache_dir(self.data),
+            self.tokenizer = data_mod.train_tokenizer(text[:cut], target, data_mod.default_cache_dir(self.data),
                                                       self.data.stem, self._prepare_progress("tokenizer"))
             learned = self.tokenizer.vocab_size - len(self.tokenizer.special_tokens)
-            if learned < cfg.vocab_size:
-                self._say("tokenizer", f"tokenizer: {learned} of the {cfg.vocab_size} tokens asked for: the text has "
+            if learned < target:
+                self._say("tokenizer", f"tokenizer: {learned} of the {target} tokens asked for: the text has "
                                        f"no more pairs to merge; the model's vocabulary is {self.tokenizer.vocab_size}")
             self.model_cfg = dataclasses.replace(self.model_cfg, vocab_size=self.tokenizer.vocab_size)
             self.model = GPT(self.model_cfg, seed=cfg.seed, device=cfg.device)

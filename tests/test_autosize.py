@@ -24,7 +24,7 @@ def stats(n_bytes: int) -> TextStats:
 def configs(choice: AutoChoice) -> tuple[ModelConfig, TrainConfig]:
     """The choice builds valid configs (what the CLI does with it)."""
     train = TrainConfig(**choice.train)
-    return ModelConfig(vocab_size=train.vocab_size + 1, **choice.model), train
+    return ModelConfig(vocab_size=train.tokenizer_vocab + 1, **choice.model), train
 
 
 def test_same_measurements_same_choice():
@@ -44,11 +44,11 @@ def test_more_time_or_a_faster_machine_never_gives_a_smaller_model():
 
 def test_the_chosen_shape_is_the_ladder_rung_nearest_the_tokens_per_parameter_target():
     choice = choose(stats(50_000_000), 600, FAST)  # much text: no repeats, so plain tokens per parameter
-    unique = stats(50_000_000).tokens(choice.train["vocab_size"])
+    unique = stats(50_000_000).tokens(choice.train["tokenizer_vocab"])
     block = choice.model["block_size"]
 
     def distance(L, C):
-        cfg = ModelConfig(vocab_size=choice.train["vocab_size"] + 1, n_layer=L, n_head=C // 32, n_embd=C,
+        cfg = ModelConfig(vocab_size=choice.train["tokenizer_vocab"] + 1, n_layer=L, n_head=C // 32, n_embd=C,
                           block_size=block)
         seen = FAST.tokens_per_s(cfg) * 600 * autosize.TRAIN_SHARE
         return abs(math.log(effective_tokens(seen, unique) / block_params(L, C) / autosize.TOKENS_PER_PARAM))
@@ -60,7 +60,7 @@ def test_the_chosen_shape_is_the_ladder_rung_nearest_the_tokens_per_parameter_ta
 def test_a_small_text_gets_bytes_dropout_and_the_smallest_model():
     choice = choose(TextStats(100_000, {512: 2.0, 1024: 2.6, 2048: 3.1}), 300, FAST)
     model, train = configs(choice)
-    assert train.vocab_size == 256
+    assert train.tokenizer_vocab == 256
     assert (model.n_layer, model.n_embd) == autosize.LADDER[0]
     assert model.dropout == 0.2
     assert choice.epochs > 100
@@ -68,7 +68,7 @@ def test_a_small_text_gets_bytes_dropout_and_the_smallest_model():
 
 
 def test_the_vocabulary_grows_with_the_text():
-    vocabs = [choose(stats(n), 300, FAST).train["vocab_size"] for n in (50_000, 1_000_000, 2_000_000, 20_000_000)]
+    vocabs = [choose(stats(n), 300, FAST).train["tokenizer_vocab"] for n in (50_000, 1_000_000, 2_000_000, 20_000_000)]
     assert vocabs == sorted(vocabs) and vocabs[0] == 256 and vocabs[-1] == 2048
 
 
@@ -80,13 +80,13 @@ def test_dropout_follows_the_epochs():
 
 
 def test_the_settings_a_user_gives_are_kept_and_the_rest_chosen_around_them():
-    fixed = {"n_layer": 3, "n_embd": 96, "n_head": 4, "vocab_size": 512, "dropout": 0.05, "lr": 5e-4,
+    fixed = {"n_layer": 3, "n_embd": 96, "n_head": 4, "tokenizer_vocab": 512, "dropout": 0.05, "lr": 5e-4,
              "block_size": 32, "batch_size": 7, "warmup_steps": 13}
     choice = choose(stats(5_000_000), 300, FAST, fixed)
     assert {k: {**choice.model, **choice.train}[k] for k in fixed} == fixed
     assert sum("given" in line for line in choice.reasons) == 3  # vocabulary, context, dropout
-    only_vocab = choose(stats(5_000_000), 300, FAST, {"vocab_size": 300})  # an unmeasured size: interpolated
-    assert only_vocab.train["vocab_size"] == 300
+    only_vocab = choose(stats(5_000_000), 300, FAST, {"tokenizer_vocab": 300})  # an unmeasured size: interpolated
+    assert only_vocab.train["tokenizer_vocab"] == 300
     configs(only_vocab)
 
 

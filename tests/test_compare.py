@@ -40,7 +40,7 @@ def make_run(root, name, rows, state=None, n_layer=1, lr=1e-3, vocab_size=256):
     tokenizer = BPETokenizer()
     model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=n_layer, n_head=2, n_embd=16, block_size=16)
     model = GPT(model_cfg, seed=0)
-    train_cfg = TrainConfig(vocab_size=vocab_size, batch_size=2, max_steps=100, lr=lr)
+    train_cfg = TrainConfig(tokenizer_vocab=vocab_size, batch_size=2, max_steps=100, lr=lr)
     base = {"step": max([r["step"] for r in rows] or [0]), "best_val_loss": None, "data": "/x/train.txt"}
     path = root / name
     save_checkpoint(path, model, tokenizer, model_cfg, train_cfg, AdamW(model.params), {**base, **(state or {})},
@@ -209,7 +209,7 @@ def test_the_trainer_records_the_validation_bytes_per_token(tmp_path):
     data = tmp_path / "train.txt"
     data.write_text(text)
     model_cfg = ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=16)
-    train_cfg = TrainConfig(vocab_size=300, batch_size=2, max_steps=2, eval_interval=2, eval_steps=1,
+    train_cfg = TrainConfig(tokenizer_vocab=300, batch_size=2, max_steps=2, eval_interval=2, eval_steps=1,
                             sample_tokens=0, workers=1)
     trainer = Trainer.new(model_cfg, train_cfg, data, out_dir=tmp_path / "run")
     trainer.run()

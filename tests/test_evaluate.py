@@ -202,7 +202,7 @@ def run(tmp_path, tok):
     model = make_model(tok)
     state = {"step": 42, "data": str(train_file), "data_hash": content_hash(TEXT), "val_data": None}
     folder = tmp_path / "run"
-    checkpoint.save_checkpoint(folder, model, tok, model.config, TrainConfig(vocab_size=299), AdamW(model.params),
+    checkpoint.save_checkpoint(folder, model, tok, model.config, TrainConfig(tokenizer_vocab=299), AdamW(model.params),
                                state)
     return folder, test_file, train_file, model
 

@@ -144,7 +144,7 @@ def checkpoint(tmp_path_factory, model, tok):
     from mnemos.optim import AdamW
 
     run = tmp_path_factory.mktemp("run") / "ckpt"
-    train_cfg = TrainConfig(vocab_size=320, max_steps=10)
+    train_cfg = TrainConfig(tokenizer_vocab=320, max_steps=10)
     checkpoint_mod.save_checkpoint(run, model, tok, model.config, train_cfg, AdamW(model.params),
                                    {"step": 10, "best_val_loss": None})
     return run
@@ -273,7 +273,7 @@ def test_export_of_a_tokenizer_without_end_of_text(tmp_path):
 
     tok = BPETokenizer.train(TEXT, 260, special_tokens=())
     model = GPT(ModelConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=1, n_embd=16, block_size=8))
-    save_checkpoint(tmp_path / "run", model, tok, model.config, TrainConfig(vocab_size=260), AdamW(model.params),
+    save_checkpoint(tmp_path / "run", model, tok, model.config, TrainConfig(tokenizer_vocab=260), AdamW(model.params),
                     {"step": 0})
     out = export_hf(tmp_path / "run", tmp_path / "hf")
     config = json.loads((out / "config.json").read_text())

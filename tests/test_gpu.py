@@ -146,7 +146,7 @@ def test_a_gpu_run_checkpoints_numpy_and_resumes_on_the_cpu(tmp_path):
     words = "the king is dead long live the queen and all her men ride".split()
     text.write_text("\n".join(" ".join(rng.choice(words, 8)) for _ in range(200)), encoding="utf-8")
     cfg = ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=16)
-    train = TrainConfig(vocab_size=256, batch_size=4, max_steps=10, warmup_steps=2, eval_interval=5, eval_steps=1,
+    train = TrainConfig(tokenizer_vocab=256, batch_size=4, max_steps=10, warmup_steps=2, eval_interval=5, eval_steps=1,
                         sample_tokens=4, device="cuda", workers=1)
     trainer = Trainer.new(cfg, train, text, out_dir=tmp_path / "run")
     assert trainer.run().reason == "finished"

@@ -351,7 +351,7 @@ def run_dir(tmp_path_factory):
     data = root / "train.txt"
     data.write_text(TEXT * 3, encoding="utf-8")
     model_cfg = ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=16)
-    train_cfg = TrainConfig(vocab_size=280, batch_size=4, max_steps=12, warmup_steps=2, eval_interval=4,
+    train_cfg = TrainConfig(tokenizer_vocab=280, batch_size=4, max_steps=12, warmup_steps=2, eval_interval=4,
                             eval_steps=1, sample_tokens=12, sample_prompt="To be", workers=1)
     done = Trainer.new(model_cfg, train_cfg, data, out_dir=root / "run").run()
     assert done.reason == "finished"

@@ -193,7 +193,7 @@ def test_dropout_masks_are_reproducible_by_key_and_differ_between_keys():
 
 # ---------------------------------------------------------------- through the trainer
 
-TRAIN = TrainConfig(vocab_size=256, batch_size=6, grad_accum=2, max_steps=12, warmup_steps=2, lr=3e-3,
+TRAIN = TrainConfig(tokenizer_vocab=256, batch_size=6, grad_accum=2, max_steps=12, warmup_steps=2, lr=3e-3,
                     min_lr=3e-4, eval_interval=6, eval_steps=1, sample_tokens=0, seed=3)
 WORDS = "the king is dead long live the queen and all her men ride to the sea at dawn".split()
 

@@ -13,7 +13,7 @@ from mnemos.trainer import Trainer
 WORDS = ("the king is dead long live the queen and all her men ride to the sea at dawn "
          "where ships wait in grey light while birds cry over stone walls").split()
 MODEL = ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, dropout=0.1)
-TRAIN = TrainConfig(vocab_size=256, batch_size=4, grad_accum=2, max_steps=40, warmup_steps=5, lr=3e-3, min_lr=3e-4,
+TRAIN = TrainConfig(tokenizer_vocab=256, batch_size=4, grad_accum=2, max_steps=40, warmup_steps=5, lr=3e-3, min_lr=3e-4,
                     eval_interval=10, eval_steps=2, sample_tokens=8, seed=7)
 
 
@@ -74,7 +74,7 @@ def test_a_run_reports_learns_and_saves(text_file, tmp_path):
 def test_bpe_vocabulary_and_validation_file(text_file, tmp_path):
     val = tmp_path / "val.txt"
     val.write_text(text_file.read_text()[:3000])
-    cfg = TrainConfig(**{**TRAIN.to_dict(), "vocab_size": 280, "max_steps": 4, "eval_interval": 2})
+    cfg = TrainConfig(**{**TRAIN.to_dict(), "tokenizer_vocab": 280, "max_steps": 4, "eval_interval": 2})
     trainer, rec, done = train(text_file, tmp_path / "run", cfg, val_data=val)
     assert done.reason == "finished"
     assert trainer.tokenizer.vocab_size == 281 and trainer.model_cfg.vocab_size == 281
@@ -89,7 +89,7 @@ def test_bpe_vocabulary_and_validation_file(text_file, tmp_path):
 def test_a_text_with_fewer_merges_than_asked_says_so(text_file, tmp_path):
     """The vocabulary asked for is a ceiling: a text runs out of pairs to merge (here its
     ~30 distinct words make far fewer than 1024 - 256 merges), and the run says how many it got."""
-    cfg = TrainConfig(**{**TRAIN.to_dict(), "vocab_size": 1024, "max_steps": 1, "eval_interval": 1})
+    cfg = TrainConfig(**{**TRAIN.to_dict(), "tokenizer_vocab": 1024, "max_steps": 1, "eval_interval": 1})
     trainer, rec, done = train(text_file, tmp_path / "run", cfg)
     learned = trainer.tokenizer.vocab_size - 1
     assert done.reason == "finished" and 256 < learned < 1024
@@ -258,7 +258,7 @@ def test_text_shorter_than_a_window_is_an_error_event(tmp_path):
 
 
 def test_stop_during_preparation_saves_nothing(text_file, tmp_path):
-    cfg = TrainConfig(**{**TRAIN.to_dict(), "vocab_size": 400})
+    cfg = TrainConfig(**{**TRAIN.to_dict(), "tokenizer_vocab": 400})
     holder = {}
     rec = Recorder(lambda e: e.kind == "prepare" and e.phase == "tokenizer" and e.total and holder["t"].stop())
     trainer = Trainer.new(MODEL, cfg, text_file, out_dir=tmp_path / "run", callback=rec)

@@ -37,7 +37,7 @@ def root(tmp_path_factory):
     for step, loss, text in [(0, 5.7, "x#q"), (50, 3.1, "to be tho"), (100, 2.2, "to be or not")]:
         metrics.append(EvalEvent(step, loss + 0.1, loss, loss, True, 1.0).to_dict())
         metrics.append(SampleEvent(step, "To be", text, loss).to_dict())
-    save_checkpoint(root / "checkpoints" / "run", model, tok, cfg, TrainConfig(vocab_size=300),
+    save_checkpoint(root / "checkpoints" / "run", model, tok, cfg, TrainConfig(tokenizer_vocab=300),
                     AdamW(model.params), {"step": 100, "best_val_loss": 2.2}, metrics=metrics)
     train = root / "data" / "training" / "train.txt"
     train.parent.mkdir(parents=True)

@@ -17,7 +17,7 @@ pytest.importorskip("pytest_textual_snapshot", reason="snapshot tests need pytes
 def two_cores(monkeypatch):
     """The Train form's default workers is the machine's core count: fixed at 2 here, so
     the snapshots are the same on every machine."""
-    monkeypatch.setattr("tui.widgets.hparam_form.default_workers", lambda: 2)
+    monkeypatch.setattr("mnemos.config.default_workers", lambda: 2)
 
 
 async def settle(pilot) -> None:

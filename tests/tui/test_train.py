@@ -16,7 +16,7 @@ from tui_helpers import SIZE, text_of, wait_until
 pytestmark = pytest.mark.anyio
 
 TINY = {"n_layer": "1", "n_head": "2", "n_embd": "32", "block_size": "16", "batch_size": "4",
-        "vocab_size": "256", "eval_interval": "25", "eval_steps": "2", "warmup_steps": "5", "workers": "1"}
+        "tokenizer_vocab": "256", "eval_interval": "25", "eval_steps": "2", "warmup_steps": "5", "workers": "1"}
 
 
 async def open_train(pilot, app, **fields) -> None:
@@ -208,7 +208,7 @@ def trained(workspace) -> Path:
 
     out = workspace / "checkpoints" / "ten"
     Trainer.new(ModelConfig(vocab_size=257, n_layer=1, n_head=2, n_embd=32, block_size=16),
-                TrainConfig(vocab_size=256, batch_size=4, max_steps=10, eval_interval=5, eval_steps=2,
+                TrainConfig(tokenizer_vocab=256, batch_size=4, max_steps=10, eval_interval=5, eval_steps=2,
                             warmup_steps=2),
                 "data/training/train.txt", out_dir=out).run()
     return out

@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mnemos.config import ModelConfig
+from mnemos.config import ModelConfig, configs_from
 from mnemos.errors import ConfigError
-from tui.widgets.hparam_form import HyperparamForm
 from tui.widgets.loss_plot import bin_means
 from tui.widgets.train_stats import clock
 
@@ -21,13 +20,16 @@ def test_bin_means_averages_consecutive_points_and_keeps_short_series():
     np.testing.assert_allclose(by, 2 * bx)
 
 
-@pytest.mark.parametrize("message, field", [
-    ("n_embd (30) must be divisible by n_head (4); try n_head in [1, 2]", "n_embd"),
-    ("min_lr (0.1) must not exceed lr (0.01)", "min_lr"),
-    ("device must be 'cpu' or 'cuda', got 'tpu'", "device"),
+@pytest.mark.parametrize("overrides, field", [
+    (dict(n_embd=30, n_head=4), "n_embd"),
+    (dict(min_lr=0.1, lr=0.01), "min_lr"),
+    (dict(device="tpu"), "device"),
+    (dict(tokenizer_vocab=100), "tokenizer_vocab"),
 ])
-def test_a_config_error_is_shown_next_to_the_field_it_names_first(message, field):
-    assert HyperparamForm._blame(message) == field
+def test_a_config_error_names_the_field_it_is_about(overrides, field):
+    with pytest.raises(ConfigError) as caught:
+        configs_from("tiny", overrides)
+    assert caught.value.field == field
 
 
 def test_clock_formats_durations():

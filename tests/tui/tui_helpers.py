@@ -24,7 +24,7 @@ def make_checkpoint(root: Path, name: str = "demo", step: int = 0) -> Path:
     tokenizer = BPETokenizer.train(TEXT, 256)
     model_cfg = ModelConfig(vocab_size=tokenizer.vocab_size, n_layer=1, n_head=2, n_embd=32, block_size=32)
     model = GPT(model_cfg, seed=3)
-    train_cfg = TrainConfig(vocab_size=256, batch_size=4, max_steps=50, eval_interval=10, eval_steps=2)
+    train_cfg = TrainConfig(tokenizer_vocab=256, batch_size=4, max_steps=50, eval_interval=10, eval_steps=2)
     path = root / "checkpoints" / name
     save_checkpoint(path, model, tokenizer, model_cfg, train_cfg, AdamW(model.params),
                     {"step": step, "best_val_loss": None,

@@ -97,7 +97,7 @@ class DatasetsScreen(MnemosScreen):
 
         preset = PRESETS[DEFAULT_PRESET]
         try:
-            info = inspect_text_file(path, vocab_size=preset.train["vocab_size"],
+            info = inspect_text_file(path, vocab_size=preset.train["tokenizer_vocab"],
                                      block_size=preset.model["block_size"])
         except OSError as exc:
             self.app.call_from_thread(self.report, exc)

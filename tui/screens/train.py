@@ -243,8 +243,10 @@ class TrainScreen(MnemosScreen):
             else:
                 from mnemos.checkpoint import checkpoint_info
 
-                saved = checkpoint_info(resume_dir).train_config
-                overrides = {k: v for k, v in train_cfg.to_dict().items() if saved.get(k) != v}
+                info = checkpoint_info(resume_dir)
+                saved = {**info.model_config, **info.train_config}
+                overrides = {k: v for k, v in {**model_cfg.to_dict(), **train_cfg.to_dict()}.items()
+                             if k != "vocab_size" and saved.get(k) != v}  # vocab_size: the run's tokenizer's
                 trainer = Trainer.resume(str(resume_dir), overrides=overrides or None, callback=callback)
             self.trainer = self.mnemos.trainer = trainer
             self.app.call_from_thread(self.refresh_bindings)

@@ -1,5 +1,7 @@
 """``HyperparamForm``: every training setting of the CLI contract, validated as you type.
 
+One row per ``mnemos.config.SETTINGS`` entry (the fields ``mnemos train`` has flags for),
+labelled by its flag.
 Each field is parsed on every keystroke; the whole form is then validated by building
 ``ModelConfig`` and ``TrainConfig`` (the engine's own checks, so the TUI cannot drift
 from the CLI). The reason a value is refused shows under its field; the parameter count
@@ -10,7 +12,6 @@ same one that refuses a run that cannot fit) update live.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from rich.text import Text
 from textual import on
@@ -19,46 +20,9 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
 
-from mnemos.config import DEFAULT_PRESET, PRESETS, ModelConfig, TrainConfig, default_workers
+from mnemos.config import DEFAULT_PRESET, PRESETS, SETTINGS, SETTINGS_BY_NAME, ModelConfig, Setting, configs_from
 from mnemos.errors import ConfigError
 from mnemos.memory import check_fits, format_bytes, training_estimate
-
-SPECIAL_TOKENS = 1  # <|endoftext|> sits on top of the tokenizer's vocab_size
-
-
-@dataclass(frozen=True)
-class Field:
-    name: str  # the config attribute
-    label: str  # the CLI flag, so the form reads like `mnemos train --help`
-    kind: type
-    model: bool = False  # part of ModelConfig (fixed when resuming)
-    text: bool = False  # free text: typed with escapes (\\n a newline), spaces kept
-
-
-FIELDS: tuple[Field, ...] = (
-    Field("vocab_size", "vocab-size", int, model=True),
-    Field("n_layer", "n-layer", int, model=True),
-    Field("n_head", "n-head", int, model=True),
-    Field("n_embd", "n-embd", int, model=True),
-    Field("block_size", "block-size", int, model=True),
-    Field("dropout", "dropout", float, model=True),
-    Field("batch_size", "batch-size", int),
-    Field("grad_accum", "grad-accum", int),
-    Field("lr", "lr", float),
-    Field("min_lr", "min-lr", float),
-    Field("warmup_steps", "warmup-steps", int),
-    Field("max_steps", "max-steps", int),
-    Field("weight_decay", "weight-decay", float),
-    Field("grad_clip", "grad-clip", float),
-    Field("eval_interval", "eval-interval", int),
-    Field("eval_steps", "eval-steps", int),
-    Field("sample_prompt", "sample-prompt", str, text=True),
-    Field("sample_tokens", "sample-tokens", int),
-    Field("seed", "seed", int),
-    Field("workers", "workers", int),
-    Field("device", "device", str),
-)
-MODEL_FIELDS = {"n_layer", "n_head", "n_embd", "block_size", "dropout"}
 
 
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t"}  # a one-line Input shows \n for a newline
@@ -77,7 +41,7 @@ def _unescape(text: str) -> str:
     return re.sub(r"\\([\\nt])", lambda m: _UNESCAPES[m.group(1)], text)
 
 
-def _parse(field: Field, text: str):
+def _parse(field: Setting, text: str):
     if field.text:
         if not text:
             raise ConfigError("required (type \\n for a new line)")
@@ -121,7 +85,7 @@ class HyperparamForm(VerticalScroll):
             yield Label("preset", classes="form-label")
             yield Select([(f"{p.name}: {p.description}", p.name) for p in PRESETS.values()],
                          value=self.preset, allow_blank=False, id="preset", compact=True)
-        for field in FIELDS:
+        for field in SETTINGS:
             with Horizontal(classes="form-row"):
                 yield Label(field.label, classes="form-label")
                 yield Input(id=f"f-{field.name}", classes="form-input", compact=True,
@@ -134,15 +98,13 @@ class HyperparamForm(VerticalScroll):
     # -- values -----------------------------------------------------------------------
 
     def apply_preset(self, name: str) -> None:
-        preset = PRESETS[name]
-        model = ModelConfig(**{k: v for k, v in preset.model.items()})
-        train = TrainConfig(**{"workers": default_workers(), **preset.train})  # as `mnemos train`
+        model, train = configs_from(name)  # as `mnemos train --preset NAME`
         self.set_values({**model.to_dict(), **train.to_dict()})
 
     def set_values(self, values: dict) -> None:
         """Fill the fields from config dicts (a preset, or a checkpoint's configs)."""
         with self.prevent(Input.Changed):
-            for field in FIELDS:
+            for field in SETTINGS:
                 if field.name in values:
                     self.query_one(f"#f-{field.name}", Input).value = _format_value(values[field.name])
         self.validate()
@@ -150,14 +112,14 @@ class HyperparamForm(VerticalScroll):
     def set_resuming(self, resuming: bool) -> None:
         """When resuming, the model's shape comes from the checkpoint and cannot change."""
         self._resuming = resuming
-        for field in FIELDS:
-            if field.model:
+        for field in SETTINGS:
+            if field.shape:
                 self.query_one(f"#f-{field.name}", Input).disabled = resuming
 
     def raw_values(self) -> dict[str, object]:
         """Each field parsed on its own; parse errors go to ``self.errors``."""
         values = {}
-        for field in FIELDS:
+        for field in SETTINGS:
             try:
                 values[field.name] = _parse(field, self.query_one(f"#f-{field.name}", Input).value)
             except ConfigError as exc:
@@ -169,15 +131,8 @@ class HyperparamForm(VerticalScroll):
         self.validate()
         if self.errors:
             name, reason = next(iter(self.errors.items()))
-            raise ConfigError(f"{name.replace('_', '-')}: {reason}")
-        return self._build(self.raw_values())
-
-    def _build(self, values: dict) -> tuple[ModelConfig, TrainConfig]:
-        model = ModelConfig(vocab_size=values["vocab_size"] + SPECIAL_TOKENS,
-                            **{k: values[k] for k in MODEL_FIELDS})
-        train_fields = {f.name for f in FIELDS if not f.model} | {"vocab_size"}
-        train = TrainConfig(**{k: values[k] for k in train_fields})
-        return model, train
+            raise ConfigError(f"{SETTINGS_BY_NAME[name].label}: {reason}", field=name)
+        return configs_from(self.preset, self.raw_values())
 
     # -- validation -------------------------------------------------------------------
 
@@ -188,9 +143,9 @@ class HyperparamForm(VerticalScroll):
         model = train = None
         if not self.errors:
             try:
-                model, train = self._build(values)
+                model, train = configs_from(self.preset, values)
             except ConfigError as exc:
-                self.errors[self._blame(str(exc))] = str(exc)
+                self.errors[exc.field if exc.field in SETTINGS_BY_NAME else SETTINGS[0].name] = str(exc)
         for name in set(self.errors) | set(shown):
             reason = self.errors.get(name)
             if shown.get(name) != reason:
@@ -202,13 +157,6 @@ class HyperparamForm(VerticalScroll):
         valid = not self.errors
         self.post_message(self.Changed(self, valid))
         return valid
-
-    @staticmethod
-    def _blame(message: str) -> str:
-        """The field a ConfigError message is about: the first field name it mentions."""
-        names = [f.name for f in FIELDS]
-        found = [(m.start(), name) for name in names for m in re.finditer(rf"\b{name}\b", message)]
-        return min(found)[1] if found else "vocab_size"
 
     def _summarise(self, model: ModelConfig | None, train: TrainConfig | None) -> None:
         summary = self.query_one("#form-summary", Static)

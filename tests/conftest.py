@@ -19,3 +19,13 @@ def simulated_gpu(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", cuda_sim.cupy_module())
     monkeypatch.setitem(sys.modules, "cupyx", cuda_sim.cupyx_module())
     return cuda_sim.cupy_module()
+
+
+@pytest.fixture(scope="session")
+def hf_gpt2_dir(tmp_path_factory):
+    """A small random GPT-2 folder as ``save_pretrained`` writes it (see tests/hf_models.py)."""
+    pytest.importorskip("torch", reason="the Hugging Face model is made by transformers, which needs torch")
+    pytest.importorskip("transformers", reason="the Hugging Face model is made by transformers")
+    from hf_models import save_gpt2
+
+    return save_gpt2(tmp_path_factory.mktemp("hf") / "gpt2")

@@ -15,48 +15,17 @@ from mnemos.export import export_hf, save_safetensors
 from mnemos.generate import Generator
 from mnemos.hf_import import hf_tokenizer, import_hf
 from mnemos.safetensors_io import read_header
+from hf_models import TEXT, save_gpt2
 
 torch = pytest.importorskip("torch", reason="the import is checked against transformers, which needs torch")
 transformers = pytest.importorskip("transformers", reason="the import is checked against transformers")
 tokenizers = pytest.importorskip("tokenizers", reason="the test tokenizers are trained with Hugging Face tokenizers")
 
-WORDS = ("the king and queen of denmark speak to their people in the hall; what light through yonder window "
-         "breaks? it is the east, and juliet is the sun. naïve café 東京 🙂 1234 don't we'll").split()
-_rng = np.random.default_rng(0)
-TEXT = " ".join(_rng.choice(WORDS, size=3000)) + "\n"
-
-
-def _hf_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=360, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator([TEXT], trainer)
-    return tok
-
-
-def _save(folder: Path, dtype=None, **save_kwargs) -> Path:
-    tok = _hf_tokenizer()
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(vocab_size=tok.get_vocab_size(), n_positions=48, n_embd=32, n_layer=2,
-                                     n_head=4, bos_token_id=0, eos_token_id=0)
-    model = transformers.GPT2LMHeadModel(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(3)  # far from uniform, so parity checks more than near-constant logits
-    if dtype is not None:
-        model = model.to(dtype)
-    model.save_pretrained(folder, **save_kwargs)
-    transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>").save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
-def hf_dir(tmp_path_factory):
-    return _save(tmp_path_factory.mktemp("hf") / "gpt2")
+def hf_dir(hf_gpt2_dir):
+    return hf_gpt2_dir
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +79,7 @@ def test_logits_loss_and_greedy_text_match_transformers(hf_dir, run):
 
 
 def test_vocab_merges_files_sharded_and_bf16_weights_import_alike(hf_dir, run, tmp_path):
-    src = _save(tmp_path / "bf16", dtype=torch.bfloat16, max_shard_size="20KB")
+    src = save_gpt2(tmp_path / "bf16", dtype=torch.bfloat16, max_shard_size="20KB")
     assert (src / "model.safetensors.index.json").is_file()
     tok = json.loads((src / "tokenizer.json").read_text())
     (src / "tokenizer.json").unlink()

@@ -7,13 +7,14 @@ from datetime import datetime
 from pathlib import Path
 
 from rich.table import Table
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Static
 
 from tui.screens.base import MnemosScreen
+from tui.screens.import_dialog import ImportDialog
 from tui.widgets.file_info import human_bytes
 
 
@@ -25,6 +26,7 @@ class CheckpointsScreen(MnemosScreen):
         Binding("c", "chat", "Chat"),
         Binding("v", "evaluate", "Evaluate"),
         Binding("r", "refresh", "Refresh"),
+        Binding("i", "import_model", "Import HF model"),
     ]
 
     def __init__(self) -> None:
@@ -142,3 +144,27 @@ class CheckpointsScreen(MnemosScreen):
 
     def action_evaluate(self) -> None:
         self._open("evaluate")
+
+    def action_import_model(self) -> None:
+        """Import a Hugging Face GPT-2 folder as a new run (in a worker: 124M parameters take seconds)."""
+        def chosen(choice: tuple[str, str] | None) -> None:
+            if choice is not None:
+                self.notify(f"Importing {choice[0]} ...", title="Import")
+                self._import(*choice)
+
+        self.app.push_screen(ImportDialog(Path.cwd(), self.workspace.checkpoints_dir), chosen)
+
+    @work(thread=True, exclusive=True, group="import")
+    def _import(self, src: str, out: str) -> None:
+        from mnemos.errors import MnemosError
+        from mnemos.hf_import import import_hf
+
+        try:
+            report = import_hf(src, out)
+        except MnemosError as exc:
+            self.app.call_from_thread(self.report, exc, "Import failed")
+            return
+        message = (f"{report.model_type}, {report.n_params:,} parameters, vocabulary {report.vocab_size:,}: "
+                   f"saved as {report.out}" + "".join(f"; {note}" for note in report.notes))
+        self.app.call_from_thread(self.notify, message, title="Imported")
+        self.app.call_from_thread(self.action_refresh)

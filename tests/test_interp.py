@@ -293,7 +293,7 @@ def ckpt_dir(tok, tmp_path_factory):
 
     model = _random_model(tok)
     run = tmp_path_factory.mktemp("views") / "run"
-    save_checkpoint(run, model, tok, model.config, TrainConfig(vocab_size=300), AdamW(model.params), {"step": 0})
+    save_checkpoint(run, model, tok, model.config, TrainConfig(tokenizer_vocab=300), AdamW(model.params), {"step": 0})
     (run.parent / "text.txt").write_text(TEXT, encoding="utf-8")
     return run
 

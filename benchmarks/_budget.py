@@ -73,7 +73,7 @@ def run_arm(train_file: Path, model: dict, train: dict, budget_s: float, speed: 
     """Train ``model`` / ``train`` (dicts of config fields) for the steps ``speed`` predicts fit
     in ``budget_s`` (less the share auto leaves for evaluations), then score the validation file.
     The learning rate decays over exactly those steps (what ``--time-budget`` does)."""
-    shape = ModelConfig(vocab_size=train["vocab_size"] + 1, **model)
+    shape = ModelConfig(vocab_size=train["tokenizer_vocab"] + 1, **model)
     batch = train["batch_size"]
     steps = max(2, int(speed.tokens_per_s(shape) * budget_s * TRAIN_SHARE / (batch * shape.block_size)))
     cfg = TrainConfig(**{**train, "max_steps": steps, "eval_interval": steps, "eval_steps": 2,

@@ -52,8 +52,8 @@ def arm_config(arm: str, auto_model: dict, auto_train: dict) -> tuple[dict, dict
             return None
         train["lr"] = round(train["lr"] * (auto_model["n_embd"] / model["n_embd"]) ** 0.5, 6)
     elif arm in ("vocab-", "vocab+"):
-        train["vocab_size"] = train["vocab_size"] // 2 if arm == "vocab-" else train["vocab_size"] * 2
-        if not 256 <= train["vocab_size"] <= 4096:
+        train["tokenizer_vocab"] = train["tokenizer_vocab"] // 2 if arm == "vocab-" else train["tokenizer_vocab"] * 2
+        if not 256 <= train["tokenizer_vocab"] <= 4096:
             return None
     elif arm in ("lr/2", "lr*2"):
         train["lr"] = train["lr"] / 2 if arm == "lr/2" else train["lr"] * 2

@@ -99,7 +99,7 @@ def main() -> None:
                 rows.append(row)
                 m = result["model"]
                 print(f"  {arm:<8} bpb {result['bpb']:.4f}  L{m['n_layer']} C{m['n_embd']} T{m['block_size']} "
-                      f"V{result['train']['vocab_size']} drop {m['dropout']:g} lr {result['train']['lr']:g}  "
+                      f"V{result['train']['tokenizer_vocab']} drop {m['dropout']:g} lr {result['train']['lr']:g}  "
                       f"{result['params'] / 1e6:.2f}M params, {result['steps']} steps, {result['tokens'] / 1e6:.1f}M "
                       f"tokens, train {result['train_s']:.0f} s (load {row['load']:.1f})", flush=True)
                 if args.out:

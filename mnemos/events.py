@@ -47,6 +47,11 @@ class StepEvent(Event):
 
 @dataclass
 class EvalEvent(Event):
+    """Losses at an evaluation, and the induction bump's two numbers (``mnemos.heads``):
+    ``icl_score`` (loss on late minus early tokens of a window; negative = the context
+    helps) and ``induction_score`` of the best induction head, ``induction_head`` =
+    its [layer, head] counted from 1 (None when not measured)."""
+
     kind: ClassVar[str] = "eval"
     step: int
     train_loss: float
@@ -54,6 +59,9 @@ class EvalEvent(Event):
     best_val_loss: float
     is_best: bool
     elapsed_s: float
+    icl_score: float | None = None
+    induction_score: float | None = None
+    induction_head: list[int] | None = None
 
 
 @dataclass

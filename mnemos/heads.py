@@ -158,3 +158,14 @@ def icl_score(model, x: np.ndarray, y: np.ndarray) -> float:
     nll = _token_nll(to_numpy(logits), np.asarray(y)).astype(np.float64).mean(0)  # (T,) over windows
     early, late = icl_bands(nll.shape[0])
     return float(nll[late].mean() - nll[early].mean())
+
+
+def induction_probe(model, x: np.ndarray, y: np.ndarray, exclude=(), seed: int = 0) -> dict:
+    """What the trainer records at each evaluation: ``{"icl_score", "induction_score",
+    "induction_head"}`` (the best induction head's score and its [layer, head], counted
+    from 1), from the windows ``x``/``y`` and ``SEQ_BATCH`` repeated random sequences.
+    ``None`` values for a context too short to measure (under 4 tokens)."""
+    if model.config.block_size < 4:
+        return {"icl_score": None, "induction_score": None, "induction_head": None}
+    layer, head, score = head_scores(model, exclude, batch=SEQ_BATCH, seed=seed).top("induction")
+    return {"icl_score": icl_score(model, x, y), "induction_score": score, "induction_head": [layer + 1, head + 1]}

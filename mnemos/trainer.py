@@ -388,6 +388,17 @@ class Trainer:
             cfg.sample_prompt, max_new_tokens=cfg.sample_tokens, temperature=SAMPLE_TEMPERATURE,
             top_k=SAMPLE_TOP_K, seed=cfg.seed)
 
+    def _induction_probe(self) -> dict:
+        """The in-context-learning score and the best induction head (``mnemos.heads``), on
+        a small batch fixed for the run: ``SEQ_BATCH`` validation windows and as many
+        repeated random sequences, two forward passes of a few windows each."""
+        from mnemos.heads import SEQ_BATCH, induction_probe
+
+        cfg = self.train_cfg
+        x, y = data_mod.get_batch(self.val_tokens, SEQ_BATCH, self.model_cfg.block_size,
+                                  np.random.default_rng([cfg.seed, 3]))
+        return induction_probe(self.model, x, y, exclude=self.tokenizer.special_tokens.values(), seed=cfg.seed)
+
     def _evaluate(self, save: bool) -> None:
         t0 = time.perf_counter()
         train_loss = self._estimate_loss(self.train_tokens, 0)
@@ -396,7 +407,7 @@ class Trainer:
         if is_best:
             self.best_val_loss = val_loss
         best = self.best_val_loss if self.best_val_loss is not None else math.inf
-        self._emit(EvalEvent(self.step, train_loss, val_loss, best, is_best, self.elapsed_s))
+        self._emit(EvalEvent(self.step, train_loss, val_loss, best, is_best, self.elapsed_s, **self._induction_probe()))
         self._emit(SampleEvent(self.step, self.train_cfg.sample_prompt, self._sample(), val_loss))
         if save:
             self._save_checkpoint("best" if is_best else "latest", is_best)

@@ -348,3 +348,44 @@ def test_cli_view_user_errors(ckpt_dir, capsys, tmp_path, args):
     code, out, err = _inspect(capsys, "--checkpoint", ckpt_dir, "--view", view, "--prompt", "To be", *args)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and err.startswith("mnemos inspect: error:")
+
+
+# --------------------------------------------------------------------------- the induction bump, live
+
+
+def test_each_evaluation_records_the_icl_score_and_the_best_induction_head(tmp_path):
+    from mnemos import data as data_mod
+    from mnemos.checkpoint import load_checkpoint, read_metrics
+    from mnemos.config import TrainConfig
+    from mnemos.heads import SEQ_BATCH, induction_probe
+    from mnemos.trainer import Trainer
+
+    (tmp_path / "train.txt").write_text(TEXT * 4, encoding="utf-8")
+    events = []
+    model_cfg = ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=16)
+    train_cfg = TrainConfig(vocab_size=260, batch_size=4, max_steps=6, warmup_steps=2, eval_interval=3,
+                            eval_steps=1, sample_tokens=0, workers=1)
+    trainer = Trainer.new(model_cfg, train_cfg, tmp_path / "train.txt", out_dir=tmp_path / "run",
+                          callback=events.append)
+    assert trainer.run().reason == "finished"
+    rows = [r for r in read_metrics(tmp_path / "run") if r["event"] == "eval"]
+    assert [r["step"] for r in rows] == [0, 3, 6]
+    for r in rows:
+        assert isinstance(r["icl_score"], float) and 0 <= r["induction_score"] <= 1
+        assert len(r["induction_head"]) == 2 and 1 <= r["induction_head"][0] <= 2
+    # the numbers are the probe's on the final weights, with the run's fixed windows
+    ckpt = load_checkpoint(tmp_path / "run")
+    x, y = data_mod.get_batch(trainer.val_tokens, SEQ_BATCH, 16, np.random.default_rng([train_cfg.seed, 3]))
+    probe = induction_probe(ckpt.model, x, y, exclude=ckpt.tokenizer.special_tokens.values(), seed=train_cfg.seed)
+    assert probe["icl_score"] == pytest.approx(rows[-1]["icl_score"], abs=1e-6)
+    assert probe["induction_score"] == pytest.approx(rows[-1]["induction_score"], abs=1e-6)
+    assert probe["induction_head"] == rows[-1]["induction_head"]
+    assert [e.induction_head for e in events if e.kind == "eval"] == [r["induction_head"] for r in rows]
+
+
+def test_the_probe_is_skipped_for_a_context_too_short_to_measure():
+    from mnemos.heads import induction_probe
+
+    model = GPT(ModelConfig(vocab_size=20, n_layer=1, n_head=1, n_embd=8, block_size=3))
+    x = np.zeros((2, 3), dtype=np.int64)
+    assert induction_probe(model, x, x) == {"icl_score": None, "induction_score": None, "induction_head": None}

@@ -363,7 +363,7 @@ def test_each_evaluation_records_the_icl_score_and_the_best_induction_head(tmp_p
     (tmp_path / "train.txt").write_text(TEXT * 4, encoding="utf-8")
     events = []
     model_cfg = ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=16)
-    train_cfg = TrainConfig(vocab_size=260, batch_size=4, max_steps=6, warmup_steps=2, eval_interval=3,
+    train_cfg = TrainConfig(tokenizer_vocab=260, batch_size=4, max_steps=6, warmup_steps=2, eval_interval=3,
                             eval_steps=1, sample_tokens=0, workers=1)
     trainer = Trainer.new(model_cfg, train_cfg, tmp_path / "train.txt", out_dir=tmp_path / "run",
                           callback=events.append)

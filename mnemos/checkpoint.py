@@ -25,13 +25,11 @@ uses ``np.load(allow_pickle=False)`` only.
 from __future__ import annotations
 
 import errno
-import io
 import json
 import os
 import shutil
 import threading
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,10 +40,12 @@ from mnemos.config import ModelConfig, TrainConfig
 from mnemos.errors import CheckpointError, ConfigError, MnemosError
 from mnemos.fileio import read_jsonl
 from mnemos.memory import check_fits, inference_estimate
+from mnemos.safeload import check_state, expect_exactly, parse_json, read_npz
 
 FORMAT_VERSION = 1
 CHECKPOINT_FILES = ("config.json", "tokenizer.json", "model.npz", "optimizer.npz", "state.json")
 BEST = "best"
+MAX_BYTES = {"config.json": 1 << 20, "state.json": 16 << 20, "tokenizer.json": 256 << 20}  # a sane file is far smaller
 _SWAP_LOCK = threading.RLock()  # one swap or recovery at a time in this process (the TUI lists while it trains)
 
 
@@ -199,7 +199,8 @@ def save_checkpoint(dir: str | os.PathLike, model, tokenizer, model_cfg: ModelCo
         if optimizer is not None:  # None: a model that was never trained here (an import) has no moments
             opt = optimizer.state_dict()
             _write_npz(tmp / "optimizer.npz", {"m": opt["m"], "v": opt["v"], "t": np.asarray(opt["t"], dtype=np.int64)})
-        _write_json(tmp / "state.json", {"format_version": FORMAT_VERSION, **state})
+        _write_json(tmp / "state.json", {"format_version": FORMAT_VERSION, **state,
+                                         "model_shape": _model_shape(model_cfg)})
         if metrics is not None:
             lines = "".join(json.dumps(row, allow_nan=False) + "\n" for row in metrics)
             _write_bytes(tmp / "metrics.jsonl", lambda f: f.write(lines.encode()))
@@ -249,13 +250,17 @@ class Checkpoint:
     mnemos_version: str = ""
 
     def optimizer_state(self) -> dict:
-        name = "optimizer.npz"
-        arrays = _parse_npz(_snapshot(self.path, (name,))[name], self.path, name)
-        missing = {"m", "v", "t"} - set(arrays)
-        if missing:
-            raise CheckpointError(f"{self.path / name} lacks {', '.join(sorted(missing))}; "
-                                  f"it is not a Mnemos optimizer state")
-        return {"m": arrays["m"], "v": arrays["v"], "t": int(arrays["t"])}
+        name, n = "optimizer.npz", self.model_config.num_params()
+
+        def expect(key):  # the step count, and float32 moments of one value per parameter
+            return ((), np.int64) if key == "t" else ((n,), np.float32)
+        expect.required = ("m", "v", "t")
+        data = _snapshot(self.path, (name,), {name: 3 * (4 * n + (1 << 17))})[name]
+        arrays = read_npz(data, self.path / name, expect)
+        if arrays["t"] < 0:
+            raise CheckpointError(f"{self.path / name}: the step count t is negative; the file was edited or "
+                                  f"damaged, use the run's best/ folder or start a new run")
+        return {**arrays, "t": int(arrays["t"])}
 
 
 def _check_folder(run: Path) -> None:
@@ -271,7 +276,7 @@ def _check_folder(run: Path) -> None:
     raise CheckpointError(f"{run} {what}; pass a folder written by `mnemos train` (see `mnemos list`)")
 
 
-def _snapshot(run: Path, names: tuple[str, ...]) -> dict[str, bytes]:
+def _snapshot(run: Path, names: tuple[str, ...], limits: dict[str, int] | None = None) -> dict[str, bytes]:
     """The bytes of ``names``, all from one and the same checkpoint: they are read
     through a handle on the folder, so a save that swaps a new folder in meanwhile (in
     another process) cannot mix two checkpoints; if the old folder is deleted under us,
@@ -290,8 +295,15 @@ def _snapshot(run: Path, names: tuple[str, ...]) -> dict[str, bytes]:
                 for name in names:
                     opener = (lambda p, flags: os.open(p, flags, dir_fd=dfd)) if dfd is not None else None
                     with open(name if dfd is not None else run / name, "rb", opener=opener) as f:
+                        _check_size(run / name, os.fstat(f.fileno()).st_size, {**MAX_BYTES, **(limits or {})})
                         out[name] = f.read()
                 return out
+            except IsADirectoryError:
+                raise CheckpointError(f"{run / name} is a folder, not a file; it is not a Mnemos checkpoint file, "
+                                      f"use another checkpoint") from None
+            except PermissionError:
+                raise CheckpointError(f"{run / name} cannot be read (permission denied); fix its permissions"
+                                      ) from None
             except FileNotFoundError:
                 same = dfd is None or (run.exists() and os.stat(run).st_ino == os.fstat(dfd).st_ino)
                 if same:  # really missing, not swapped away
@@ -304,24 +316,21 @@ def _snapshot(run: Path, names: tuple[str, ...]) -> dict[str, bytes]:
     raise CheckpointError(f"{run} keeps changing while it is read; try again")
 
 
+def _check_size(path: Path, size: int, limits: dict[str, int]) -> None:
+    limit = limits.get(path.name)
+    if limit is not None and size > limit:
+        raise CheckpointError(f"{path} is {size:,} bytes, more than a checkpoint of this model can hold "
+                              f"({limit:,}); it was replaced or damaged, use another checkpoint")
+
+
 def _parse_json(data: bytes, run: Path, name: str) -> dict:
-    try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{run / name} is corrupt ({type(exc).__name__}); use {run}/best or start a new run"
-                              ) from None
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{run / name} is corrupt (not a JSON object); use {run}/best or start a new run")
-    return obj
+    return parse_json(data, run / name)
 
 
-def _parse_npz(data: bytes, run: Path, name: str) -> dict[str, np.ndarray]:
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, AttributeError) as exc:
-        raise CheckpointError(f"{run / name} is truncated or corrupt ({type(exc).__name__}: {str(exc)[:80]}); "
-                              f"use {run}/best or start a new run") from None
+def _model_npz_limit(cfg: ModelConfig) -> int:
+    """The most bytes a model.npz of ``cfg`` takes: its float32 weights plus a zip entry
+    and an .npy header per array."""
+    return 4 * cfg.num_params() + (1 << 17) * (12 * cfg.n_layer + 4)
 
 
 def _parse_config(data: bytes, run: Path) -> tuple[ModelConfig, TrainConfig, dict]:
@@ -349,7 +358,9 @@ def read_state(dir: str | os.PathLike) -> dict:
     """The ``state.json`` of a checkpoint folder (cheap: no weights)."""
     run = Path(dir)
     _check_folder(run)
-    return _parse_json(_snapshot(run, ("state.json",))["state.json"], run, "state.json")
+    state = _parse_json(_snapshot(run, ("state.json",))["state.json"], run, "state.json")
+    check_state(state, run / "state.json")
+    return state
 
 
 def load_checkpoint(dir: str | os.PathLike) -> Checkpoint:
@@ -364,26 +375,54 @@ def load_checkpoint(dir: str | os.PathLike) -> Checkpoint:
     from mnemos.tokenizer import BPETokenizer
 
     run = Path(dir)
-    _check_folder(run)
-    files = _snapshot(run, ("config.json", "state.json", "tokenizer.json", "model.npz"))
+    model_cfg, _, _ = read_config(run)  # first the config alone: what may be allocated, and read
+    check_fits(inference_estimate(model_cfg), f"the model in {run}")
+    files = _snapshot(run, ("config.json", "state.json", "tokenizer.json", "model.npz"),
+                      {"model.npz": _model_npz_limit(model_cfg)})
     model_cfg, train_cfg, raw = _parse_config(files["config.json"], run)
     state = _parse_json(files["state.json"], run, "state.json")
+    check_state(state, run / "state.json")
+    _check_shape(state, model_cfg, run)
     try:
         tokenizer = BPETokenizer.from_dict(_parse_json(files["tokenizer.json"], run, "tokenizer.json"),
                                            source=str(run / "tokenizer.json"))
     except MnemosError as exc:
         raise CheckpointError(str(exc)) from None
+    except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
+        raise CheckpointError(f"{run}/tokenizer.json is not a Mnemos tokenizer ({type(exc).__name__}); use "
+                              f"another checkpoint") from None
     if tokenizer.vocab_size != model_cfg.vocab_size:
         raise CheckpointError(f"{run}: tokenizer.json has {tokenizer.vocab_size} tokens but the model expects "
                               f"{model_cfg.vocab_size}; the folder mixes two runs, use another checkpoint")
-    check_fits(inference_estimate(model_cfg), f"the model in {run}")
-    weights = _parse_npz(files["model.npz"], run, "model.npz")
-    model = GPT(model_cfg, params=ParamStore(param_specs(model_cfg)))  # no random init: the weights follow
+    if state.get("tokenizer") and state["tokenizer"] != tokenizer.fingerprint():
+        raise CheckpointError(f"{run}/tokenizer.json is not the tokenizer this model was trained with (its "
+                              f"fingerprint differs from state.json's); restore it, or use the run's best/ folder")
+    specs = param_specs(model_cfg)
+    weights = read_npz(files["model.npz"], run / "model.npz",
+                       expect_exactly({name: (shape, np.float32) for name, shape, _ in specs}))
+    model = GPT(model_cfg, params=ParamStore(specs))  # no random init: the weights follow
     try:
         model.load_state_dict(weights)
     except CheckpointError as exc:
         raise CheckpointError(f"{run}/model.npz does not fit its config.json ({exc})") from None
     return Checkpoint(run, model, tokenizer, model_cfg, train_cfg, state, str(raw.get("mnemos_version", "")))
+
+
+def _model_shape(cfg: ModelConfig) -> dict:
+    """The shape settings saved in state.json too, so an edited config.json is caught
+    (``n_head`` changes no array's shape)."""
+    return {k: getattr(cfg, k) for k in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size")}
+
+
+def _check_shape(state: dict, cfg: ModelConfig, run: Path) -> None:
+    saved = state.get("model_shape")
+    if saved is None:
+        return  # saved before model_shape was recorded
+    for key, have in _model_shape(cfg).items():
+        if key in saved and saved[key] != have:
+            raise CheckpointError(f"{run}/config.json says {key} {have} but the model was saved with {key} "
+                                  f"{saved[key]!r}; config.json was edited: restore {key} {saved[key]!r}, or "
+                                  f"start a new run to change the shape")
 
 
 def is_checkpoint(dir: str | os.PathLike) -> bool:

@@ -319,7 +319,8 @@ class Trainer:
         self.best_val_loss = s.get("best_val_loss")
         self.tokens_seen = int(s.get("tokens_seen", 0))
         self._elapsed_before = float(s.get("elapsed_s", 0.0))
-        self.metrics = [row for row in read_metrics(ckpt.path) if row.get("step", 0) <= self.step]
+        self.metrics = [row for row in read_metrics(ckpt.path)  # rows of another shape (edited) are dropped
+                        if isinstance(row.get("step", 0), int) and row.get("step", 0) <= self.step]
         self.last_good = str(ckpt.path)
         self._saved_step, self._saved_once = self.step, True
         self._say("resume", f"resuming {ckpt.path} at step {self.step} of {self.train_cfg.max_steps}")

@@ -159,7 +159,11 @@ def test_shape_mismatch(run):
     config = json.loads((run / "config.json").read_text())
     config["model"]["n_embd"] = 32
     (run / "config.json").write_text(json.dumps(config))
-    _one_line_error(run, "does not fit its config.json", "shape")
+    _one_line_error(run, "config.json says n_embd 32 but the model was saved with n_embd 16", "edited")
+    state = json.loads((run / "state.json").read_text())
+    del state["model_shape"]  # as saved before the shape was recorded: the arrays' shapes tell
+    (run / "state.json").write_text(json.dumps(state))
+    _one_line_error(run, "model.npz does not fit its config.json", "shape (257, 16), expected float32 and (257, 32)")
 
 
 def test_missing_file(run):

@@ -18,7 +18,7 @@ from mnemos.tokenizer import BPETokenizer
 from mnemos.trainer import Trainer
 
 MODEL_CFG = ModelConfig(vocab_size=258, n_layer=1, n_head=2, n_embd=16, block_size=8)
-TRAIN_CFG = TrainConfig(vocab_size=257, max_steps=10)
+TRAIN_CFG = TrainConfig(tokenizer_vocab=257, max_steps=10)
 
 
 @pytest.fixture

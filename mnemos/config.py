@@ -80,7 +80,7 @@ def _fail(name: str, message: str):
 # (mnemos.memory) sees it. A checkpoint's config.json is held to them too.
 MAX_VOCAB = 1 << 20  # token ids are stored as characters by the tokenizer (chr() stops at 0x10FFFF)
 LIMITS = {"vocab_size": MAX_VOCAB - 1, "tokenizer_vocab": MAX_VOCAB - 1, "n_layer": 1024, "n_head": 1024,
-          "n_embd": 1 << 16, "block_size": 1 << 20, "batch_size": 1 << 20, "grad_accum": 1 << 16,
+          "n_embd": 1 << 16, "intermediate_size": 1 << 18, "block_size": 1 << 20, "batch_size": 1 << 20, "grad_accum": 1 << 16,
           "max_steps": 10 ** 12, "eval_interval": 10 ** 12, "eval_steps": 1 << 20, "log_interval": 10 ** 12,
           "sample_tokens": 1 << 20, "warmup_steps": 10 ** 12, "workers": 256, "seed": 2 ** 63 - 1}
 
@@ -124,10 +124,31 @@ def _from_dict(cls, data: dict, what: str):
     return cls(**data)
 
 
+ARCHS = ("gpt2", "llama")
+
+
+def llama_intermediate_size(n_embd: int, multiple_of: int = 32) -> int:
+    """The SwiGLU hidden width of Llama's rule: 2/3 of GPT-2's 4·n_embd (so the three
+    matrices of a gated MLP cost what GPT-2's two do), rounded up to a multiple of 32."""
+    hidden = 8 * n_embd // 3
+    return multiple_of * -(-hidden // multiple_of)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """The GPT-2 shape. ``vocab_size`` is the number of rows of the token embedding
-    (the tokenizer's full vocabulary, special tokens included)."""
+    """The network's shape. ``vocab_size`` is the number of rows of the token embedding
+    (the tokenizer's full vocabulary, special tokens included).
+
+    ``arch`` picks the block: ``"gpt2"`` (learned positions, LayerNorm, GELU MLP, biases)
+    or ``"llama"`` (rotary positions, RMSNorm, SwiGLU MLP, no biases). ``head``: the
+    output head is the token embedding (``"tied"``) or a matrix of its own
+    (``"untied"``, parameter ``lm_head``). ``intermediate_size`` is the MLP's hidden width;
+    ``None`` means the architecture's rule (GPT-2: 4·n_embd; Llama:
+    :func:`llama_intermediate_size`), resolved on construction so that config.json
+    records the number (pass ``None`` again when changing ``n_embd`` with
+    ``dataclasses.replace``). ``rope_theta`` is RoPE's base (Llama only); ``norm_eps`` the
+    LayerNorm / RMSNorm epsilon.
+    """
 
     vocab_size: int = BASE_VOCAB + SPECIAL_TOKENS
     n_layer: int = setting(4, group="model", shape=True)
@@ -135,6 +156,13 @@ class ModelConfig:
     n_embd: int = setting(128, group="model", shape=True)
     block_size: int = setting(64, "context window in tokens", group="model", shape=True)
     dropout: float = setting(0.0, group="model")
+    arch: str = setting("gpt2", "gpt2 (learned positions, LayerNorm, GELU, biases) or llama (rotary positions, "
+                                "RMSNorm, SwiGLU, no biases)", group="model", shape=True, choices=ARCHS)
+    head: str = setting("tied", "output head: tied (the token embedding) or untied (a matrix of its own)",
+                        group="model", shape=True, choices=("tied", "untied"))
+    intermediate_size: int | None = None
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:
         _positive_int(self, "vocab_size", "n_layer", "n_head", "n_embd", "block_size")
@@ -144,16 +172,32 @@ class ModelConfig:
         _non_negative(self, "dropout")
         if not self.dropout < 1.0:
             _fail("dropout", f"dropout must be in [0, 1), got {self.dropout!r}")
+        _check_choices(self)
+        if self.arch == "llama" and self.head_dim % 2:
+            _fail("n_embd", f"llama's rotary embeddings need an even head size, got n_embd / n_head = "
+                            f"{self.head_dim}; change n_embd or n_head")
+        if self.intermediate_size is None:
+            rule = 4 * self.n_embd if self.arch == "gpt2" else llama_intermediate_size(self.n_embd)
+            object.__setattr__(self, "intermediate_size", rule)
+        _positive_int(self, "intermediate_size")
+        for name in ("rope_theta", "norm_eps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                _fail(name, f"{name} must be a finite number > 0, got {value!r}")
 
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
 
+    @property
+    def tied_head(self) -> bool:
+        return self.head == "tied"
+
     def num_params(self) -> int:
-        """Parameter count (tied head counted once)."""
-        C, L, V, T = self.n_embd, self.n_layer, self.vocab_size, self.block_size
-        per_block = 2 * 2 * C + (C * 3 * C + 3 * C) + (C * C + C) + (C * 4 * C + 4 * C) + (4 * C * C + C)
-        return V * C + T * C + L * per_block + 2 * C
+        """Parameter count (a tied head counted once)."""
+        from mnemos.nn.gpt import param_specs
+
+        return sum(math.prod(shape) for _, shape, _ in param_specs(self))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

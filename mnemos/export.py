@@ -1,6 +1,7 @@
-"""Hugging Face export: a Mnemos checkpoint as a ``transformers`` GPT-2 folder.
+"""Hugging Face export: a Mnemos checkpoint as a ``transformers`` GPT-2 or Llama folder.
 
-Mnemos is GPT-2 shaped on purpose, so the export is a renaming, not a conversion:
+Mnemos is GPT-2 (or Llama) shaped on purpose, so the export is a renaming, not a
+conversion. GPT-2 (``GPT2LMHeadModel``):
 
 - Mnemos ``wte`` / ``wpe`` are ``transformer.wte.weight`` / ``transformer.wpe.weight``;
   every other parameter is ``transformer.`` + its Mnemos name (``h.0.attn.c_attn.weight``,
@@ -8,8 +9,14 @@ Mnemos is GPT-2 shaped on purpose, so the export is a renaming, not a conversion
   layout of GPT-2's ``Conv1D``, so no transpose is needed.
 - The output head is tied to the token embedding (``lm_head.weight`` is ``wte``):
   ``to_hf_state_dict`` includes it, the safetensors file leaves it out as
-  ``save_pretrained`` does (``transformers`` ties it back on load).
+  ``save_pretrained`` does (``transformers`` ties it back on load). An untied head
+  (``lm_head``) is written as ``lm_head.weight``.
 - The activation is GPT-2's tanh GELU (``"gelu_new"``), LayerNorm eps 1e-5.
+
+Llama (``LlamaForCausalLM``): the table ``LLAMA_NAMES``. Hugging Face's ``nn.Linear``
+stores ``(out, in)``, so linear weights are transposed, and Mnemos' fused ``c_attn``
+(q | k | v) and ``c_fc`` (gate | up) are split along their output axis. Mnemos' rotary
+embedding uses Hugging Face's ``rotate_half`` layout, so q and k need no permutation.
 
 ``export_hf(checkpoint, out)`` writes ``config.json``, ``generation_config.json``,
 ``model.safetensors`` (written here, in pure Python: an 8-byte little-endian header length,
@@ -41,50 +48,113 @@ EXPORT_FILES = ("config.json", "generation_config.json", "model.safetensors", "t
 
 
 def hf_name(name: str) -> str:
-    """The ``GPT2LMHeadModel`` name of a Mnemos parameter name."""
+    """The ``GPT2LMHeadModel`` name of a Mnemos GPT-2 parameter name."""
+    if name == "lm_head":
+        return "lm_head.weight"
     return f"transformer.{name}.weight" if name in ("wte", "wpe") else f"transformer.{name}"
 
 
 def mnemos_name(name: str) -> str:
     """Inverse of ``hf_name``."""
+    if name == "lm_head.weight":
+        return "lm_head"
     if not name.startswith("transformer."):
         raise KeyError(name)
     name = name[len("transformer."):]
     return name[: -len(".weight")] if name in ("wte.weight", "wpe.weight") else name
 
 
+# (Mnemos name, Hugging Face LlamaForCausalLM names, transposed); ``{i}`` is the layer.
+# Several HF names: the Mnemos tensor is theirs side by side along its output axis.
+LLAMA_NAMES = (
+    ("wte", ("model.embed_tokens.weight",), False),
+    ("h.{i}.ln_1.weight", ("model.layers.{i}.input_layernorm.weight",), False),
+    ("h.{i}.attn.c_attn.weight", ("model.layers.{i}.self_attn.q_proj.weight", "model.layers.{i}.self_attn.k_proj.weight",
+                                  "model.layers.{i}.self_attn.v_proj.weight"), True),
+    ("h.{i}.attn.c_proj.weight", ("model.layers.{i}.self_attn.o_proj.weight",), True),
+    ("h.{i}.ln_2.weight", ("model.layers.{i}.post_attention_layernorm.weight",), False),
+    ("h.{i}.mlp.c_fc.weight", ("model.layers.{i}.mlp.gate_proj.weight", "model.layers.{i}.mlp.up_proj.weight"), True),
+    ("h.{i}.mlp.c_proj.weight", ("model.layers.{i}.mlp.down_proj.weight",), True),
+    ("ln_f.weight", ("model.norm.weight",), False),
+    ("lm_head", ("lm_head.weight",), False),
+)
+
+
+def llama_names(config: ModelConfig) -> list[tuple[str, tuple[str, ...], bool]]:
+    """``LLAMA_NAMES`` for every layer of ``config`` (``lm_head`` only when untied)."""
+    rows = []
+    for ours, theirs, transposed in LLAMA_NAMES:
+        if ours == "lm_head" and config.tied_head:
+            continue
+        layers = range(config.n_layer) if "{i}" in ours else [None]
+        rows += [(ours.format(i=i), tuple(t.format(i=i) for t in theirs), transposed) for i in layers]
+    return rows
+
+
 def to_hf_state_dict(model) -> dict[str, np.ndarray]:
-    """The model's weights under ``GPT2LMHeadModel`` names, float32 copies, with
-    ``lm_head.weight`` (the tied head: the same values as ``transformer.wte.weight``)."""
-    state = {hf_name(k): v for k, v in model.state_dict().items()}
-    state["lm_head.weight"] = state["transformer.wte.weight"]
+    """The model's weights under ``GPT2LMHeadModel`` or ``LlamaForCausalLM`` names,
+    float32 copies, with ``lm_head.weight`` (for a tied head the same values as the
+    token embedding)."""
+    ours = model.state_dict()
+    if model.config.arch == "gpt2":
+        state = {hf_name(k): v for k, v in ours.items()}
+        state.setdefault("lm_head.weight", state["transformer.wte.weight"])
+        return state
+    state = {}
+    for name, theirs, transposed in llama_names(model.config):
+        parts = np.split(ours[name], len(theirs), axis=-1)
+        for hf, part in zip(theirs, parts):
+            state[hf] = np.ascontiguousarray(part.T if transposed else part)
+    state.setdefault("lm_head.weight", state["model.embed_tokens.weight"])
     return state
 
 
+def _from_llama(d: dict, config: ModelConfig) -> tuple[dict, object]:
+    """Mnemos names for a ``LlamaForCausalLM`` state dict, and its ``lm_head.weight``."""
+    rows = llama_names(config)
+    known = {hf for _, theirs, _ in rows for hf in theirs} | {"lm_head.weight"}
+    foreign = sorted(k for k in d if k not in known and not k.endswith("rotary_emb.inv_freq"))
+    if foreign:
+        raise CheckpointError(f"{foreign[0]!r} is not a weight of this Llama shape; "
+                              f"pass a LlamaForCausalLM state dict made with the same config")
+    state = {}
+    for name, theirs, transposed in rows:
+        if all(hf in d for hf in theirs):
+            parts = [np.asarray(d[hf], dtype=np.float32) for hf in theirs]
+            state[name] = np.concatenate([p.T if transposed else p for p in parts], axis=-1)
+    return state, d.get("lm_head.weight")
+
+
 def from_hf_state_dict(d: dict, config: ModelConfig, **gpt_kwargs):
-    """A Mnemos ``GPT`` built from a ``GPT2LMHeadModel`` state dict (NumPy arrays or
-    anything ``np.asarray`` takes, e.g. CPU torch tensors).
+    """A Mnemos ``GPT`` built from a ``GPT2LMHeadModel`` or (``config.arch == "llama"``)
+    ``LlamaForCausalLM`` state dict (NumPy arrays or anything ``np.asarray`` takes, e.g.
+    CPU torch tensors).
 
     The causal-mask buffers old ``transformers`` versions store (``attn.bias``,
-    ``attn.masked_bias``) are ignored; an untied ``lm_head`` cannot be represented and
-    raises ``CheckpointError``, as do missing names and wrong shapes.
+    ``attn.masked_bias``, ``rotary_emb.inv_freq``) are ignored. With ``config.tied_head``
+    an ``lm_head.weight`` that differs from the token embedding raises
+    ``CheckpointError``, as do foreign or missing names and wrong shapes.
     """
     from mnemos.nn import GPT
 
-    state, head = {}, None
-    for key, value in d.items():
-        if key == "lm_head.weight":
-            head = value
-        elif key.endswith((".attn.bias", ".attn.masked_bias")):
-            continue
-        else:
+    if config.arch == "llama":
+        state, head = _from_llama(d, config)
+    else:
+        state, head = {}, d.get("lm_head.weight")
+        for key, value in d.items():
+            if key == "lm_head.weight" or key.endswith((".attn.bias", ".attn.masked_bias")):
+                continue
             try:
                 state[mnemos_name(key)] = np.asarray(value, dtype=np.float32)
             except KeyError:
                 raise CheckpointError(f"{key!r} is not a GPT-2 weight name; "
                                       f"pass a GPT2LMHeadModel state dict") from None
-    if head is not None and "wte" in state and not np.array_equal(np.asarray(head, dtype=np.float32), state["wte"]):
-        raise CheckpointError("lm_head.weight differs from transformer.wte.weight; Mnemos needs a tied output head")
+        if head is not None and not config.tied_head:
+            state["lm_head"] = np.asarray(head, dtype=np.float32)
+    if head is not None and config.tied_head and "wte" in state \
+            and not np.array_equal(np.asarray(head, dtype=np.float32), state["wte"]):
+        raise CheckpointError("lm_head.weight differs from the token embedding; "
+                              "this model config has a tied output head (set head to untied)")
     model = GPT(config, **gpt_kwargs)
     model.load_state_dict(state)
     return model
@@ -99,9 +169,11 @@ def _eot(config: ModelConfig, eot_id: int | None) -> int:
 
 
 def hf_config(model_config: ModelConfig, eot_id: int | None = None) -> dict:
-    """The ``GPT2Config`` JSON of a Mnemos shape. ``eot_id`` (default: the last id,
-    where ``<|endoftext|>`` sits) is GPT-2's bos, eos and pad token."""
+    """The ``GPT2Config`` (or ``LlamaConfig``) JSON of a Mnemos shape. ``eot_id``
+    (default: the last id, where ``<|endoftext|>`` sits) is the bos, eos and pad token."""
     c, eot = model_config, _eot(model_config, eot_id)
+    if c.arch == "llama":
+        return _llama_config(c, eot)
     return {
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",
@@ -111,7 +183,7 @@ def hf_config(model_config: ModelConfig, eot_id: int | None = None) -> dict:
         "n_embd": c.n_embd,
         "n_layer": c.n_layer,
         "n_head": c.n_head,
-        "n_inner": None,  # 4 * n_embd
+        "n_inner": c.intermediate_size,
         "activation_function": "gelu_new",
         "layer_norm_epsilon": 1e-5,
         "resid_pdrop": c.dropout,
@@ -121,8 +193,44 @@ def hf_config(model_config: ModelConfig, eot_id: int | None = None) -> dict:
         "scale_attn_weights": True,
         "bos_token_id": eot,
         "eos_token_id": eot,
-        "pad_token_id": eot,
-        "tie_word_embeddings": True,
+        "pad_token_id": None,
+        "tie_word_embeddings": c.tied_head,
+        "use_cache": True,
+        "torch_dtype": "float32",
+        "mnemos_version": mnemos.__version__,
+    }
+
+
+def _llama_config(c: ModelConfig, eot: int) -> dict:
+    """The ``LlamaConfig`` JSON: full multi-head attention (as many key/value heads as
+    heads), no biases, SiLU gate; ``rope_theta`` both where ``transformers`` 5 reads it
+    (``rope_parameters``) and where earlier versions and other readers look. No
+    ``pad_token_id``: Llama would make it the embedding's ``padding_idx``, which gets no
+    gradient, and here it is ``<|endoftext|>``, a token the model reads between
+    documents (generation_config.json still pads with it)."""
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": c.vocab_size,
+        "hidden_size": c.n_embd,
+        "intermediate_size": c.intermediate_size,
+        "num_hidden_layers": c.n_layer,
+        "num_attention_heads": c.n_head,
+        "num_key_value_heads": c.n_head,
+        "head_dim": c.head_dim,
+        "hidden_act": "silu",
+        "max_position_embeddings": c.block_size,
+        "rms_norm_eps": c.norm_eps,
+        "rope_theta": c.rope_theta,
+        "rope_parameters": {"rope_type": "default", "rope_theta": c.rope_theta},
+        "attention_bias": False,
+        "mlp_bias": False,
+        "attention_dropout": c.dropout,
+        "initializer_range": 0.02,
+        "bos_token_id": eot,
+        "eos_token_id": eot,
+        "pad_token_id": None,
+        "tie_word_embeddings": c.tied_head,
         "use_cache": True,
         "torch_dtype": "float32",
         "mnemos_version": mnemos.__version__,
@@ -231,10 +339,14 @@ def _write_json(path: Path, obj) -> None:
 
 def _model_card(model_cfg: ModelConfig, source: Path, state: dict, out: Path) -> str:
     step = state.get("step")
+    shape = "GPT-2" if model_cfg.arch == "gpt2" else "Llama"
+    context = ("GPT-2 has learned position embeddings, so keep `input_ids` at most that long"
+               if model_cfg.arch == "gpt2" else
+               "it was trained on windows of that length, so longer inputs leave what it learned")
     return (
-        "---\nlibrary_name: transformers\npipeline_tag: text-generation\ntags: [gpt2, mnemos]\n---\n\n"
+        f"---\nlibrary_name: transformers\npipeline_tag: text-generation\ntags: [{model_cfg.arch}, mnemos]\n---\n\n"
         f"# {source.name}\n\n"
-        f"A GPT-2 shaped model trained from scratch with Mnemos {mnemos.__version__} "
+        f"A {shape} shaped model trained from scratch with Mnemos {mnemos.__version__} "
         f"({model_cfg.n_layer} layers, {model_cfg.n_head} heads, {model_cfg.n_embd} wide, "
         f"{model_cfg.block_size} positions, vocabulary {model_cfg.vocab_size}, "
         f"{model_cfg.num_params():,} parameters"
@@ -242,8 +354,7 @@ def _model_card(model_cfg: ModelConfig, source: Path, state: dict, out: Path) ->
         "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
         f'model = AutoModelForCausalLM.from_pretrained("{out}")\n'
         f'tokenizer = AutoTokenizer.from_pretrained("{out}")\n```\n\n'
-        f"The context is {model_cfg.block_size} tokens: GPT-2 has learned position embeddings, "
-        "so keep `input_ids` at most that long.\n"
+        f"The context is {model_cfg.block_size} tokens: {context}.\n"
     )
 
 
@@ -262,7 +373,7 @@ def _check_out(out: Path) -> None:
 
 
 def export_hf(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
-    """Export a Mnemos checkpoint folder to a Hugging Face GPT-2 folder; returns it.
+    """Export a Mnemos checkpoint folder to a Hugging Face GPT-2 or Llama folder; returns it.
 
     ``out_dir`` must be new, empty, or a previous export (whose files are replaced).
     The files are written to a temporary folder first and moved in at the end, so a
@@ -287,7 +398,8 @@ def export_hf(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike) -> 
         _write_json(tmp / "config.json", configs[0])
         _write_json(tmp / "generation_config.json", configs[1])
         weights = to_hf_state_dict(ckpt.model)
-        del weights["lm_head.weight"]  # tied: transformers restores it from wte
+        if cfg.tied_head:
+            del weights["lm_head.weight"]  # tied: transformers restores it from the embedding
         save_safetensors(tmp / "model.safetensors", weights, {"format": "pt"})
         ckpt.tokenizer.export_hf(tmp / "tokenizer.json")
         ckpt.tokenizer.export_hf_vocab_merges(tmp)

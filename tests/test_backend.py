@@ -125,7 +125,7 @@ def test_numpy_has_no_fused_kernels_and_the_layers_keep_their_numpy_code():
     assert fused_kernels(np) is None
     model = GPT(ModelConfig(vocab_size=11, n_layer=1, n_head=1, n_embd=8, block_size=4))
     block = model.blocks[0]
-    assert block.ln_1.fused is None and block.mlp.gelu.fused is None and block.attn.fused is None
+    assert block.ln_1.fused is None and block.mlp.act.fused is None and block.attn.fused is None
     assert model.ce.fused is None and AdamW(model.params)._fused is None
     assert backend._KERNELS == {}  # nothing compiled or imported for the CPU
 
@@ -204,7 +204,7 @@ class NumpyKernels:
 def with_kernels(model, kernels):
     layers = [model.ln_f, model.ce]
     for block in model.blocks:
-        layers += [block.ln_1, block.ln_2, block.attn, block.mlp.gelu]
+        layers += [block.ln_1, block.ln_2, block.attn, block.mlp.act]
     for layer in layers:
         assert layer.fused is None
         layer.fused = kernels

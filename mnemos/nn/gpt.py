@@ -1,8 +1,14 @@
-"""GPT-2, assembled from the layers in :mod:`mnemos.nn.layers`.
+"""The model, assembled from the layers in :mod:`mnemos.nn.layers` and :mod:`mnemos.nn.llama`.
 
-``wte + wpe -> n_layer x Block -> ln_f -> logits = x @ wte^T`` (head tied to the token
-embedding). A Block is pre-LayerNorm: ``x += attn(ln_1(x)); x += mlp(ln_2(x))``, so the
-residual stream is one ``(B*T, C)`` buffer updated in place, and its gradient likewise.
+``wte (+ wpe) -> n_layer x Block -> ln_f -> logits = x @ wte^T`` (or ``x @ lm_head^T``
+with an untied head). A Block is pre-norm: ``x += attn(ln_1(x)); x += mlp(ln_2(x))``, so
+the residual stream is one ``(B*T, C)`` buffer updated in place, and its gradient likewise.
+
+``config.arch`` chooses the block's parts: GPT-2 (learned positions ``wpe``, LayerNorm,
+GELU MLP, biases) or Llama (rotary positions in attention, RMSNorm, SwiGLU MLP, no
+biases). Both keep the same parameter names (``ln_1`` is the norm before attention,
+``c_attn`` the fused q/k/v projection, ``c_fc`` the MLP's up projection: for Llama the
+gate and up projections side by side), so the rest of Mnemos treats them alike.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from mnemos.config import ModelConfig
 from mnemos.errors import CheckpointError, ContextError
 from mnemos.nn.kvcache import KVCache
 from mnemos.nn.layers import MLP, CausalSelfAttention, CrossEntropy, Embedding, LayerNorm, grad_product
+from mnemos.nn.llama import RMSNorm, Rotary, SwiGLU
 from mnemos.nn.params import ParamStore
 from mnemos.nn.workspace import Workspace
 
@@ -23,35 +30,48 @@ from mnemos.nn.workspace import Workspace
 def param_specs(config: ModelConfig) -> list[tuple[str, tuple[int, ...], bool]]:
     """``(name, shape, weight_decay)`` for every parameter, in the stable order.
 
-    Weight decay applies to the 2-D matrices (``wte`` and the linear weights), not to
-    biases, LayerNorm parameters or the position embedding ``wpe``.
+    Weight decay applies to the 2-D matrices (``wte``, the linear weights, an untied
+    ``lm_head``), not to biases, norm gains or the position embedding ``wpe``. GPT-2 has
+    ``wpe`` and biases; Llama has neither, and its ``c_fc`` is ``(C, 2F)``: the gate and
+    up projections side by side (``F = intermediate_size``).
     """
-    C, V = config.n_embd, config.vocab_size
-    specs = [("wte", (V, C), True), ("wpe", (config.block_size, C), False)]
+    C, V, F = config.n_embd, config.vocab_size, config.intermediate_size
+    gpt2 = config.arch == "gpt2"
+    fc = F if gpt2 else 2 * F
+    specs = [("wte", (V, C), True)] + ([("wpe", (config.block_size, C), False)] if gpt2 else [])
+
+    def norm(name):
+        return [(name + ".weight", (C,), False)] + ([(name + ".bias", (C,), False)] if gpt2 else [])
+
+    def linear(name, n_in, n_out):
+        return [(name + ".weight", (n_in, n_out), True)] + ([(name + ".bias", (n_out,), False)] if gpt2 else [])
+
     for i in range(config.n_layer):
         p = f"h.{i}."
-        specs += [
-            (p + "ln_1.weight", (C,), False), (p + "ln_1.bias", (C,), False),
-            (p + "attn.c_attn.weight", (C, 3 * C), True), (p + "attn.c_attn.bias", (3 * C,), False),
-            (p + "attn.c_proj.weight", (C, C), True), (p + "attn.c_proj.bias", (C,), False),
-            (p + "ln_2.weight", (C,), False), (p + "ln_2.bias", (C,), False),
-            (p + "mlp.c_fc.weight", (C, 4 * C), True), (p + "mlp.c_fc.bias", (4 * C,), False),
-            (p + "mlp.c_proj.weight", (4 * C, C), True), (p + "mlp.c_proj.bias", (C,), False),
-        ]
-    specs += [("ln_f.weight", (C,), False), ("ln_f.bias", (C,), False)]
+        specs += (norm(p + "ln_1") + linear(p + "attn.c_attn", C, 3 * C) + linear(p + "attn.c_proj", C, C)
+                  + norm(p + "ln_2") + linear(p + "mlp.c_fc", C, fc) + linear(p + "mlp.c_proj", F, C))
+    specs += norm("ln_f")
+    if not config.tied_head:
+        specs.append(("lm_head", (V, C), True))
     return specs
 
 
-class Block:
-    """Pre-LN transformer block; forward and backward update the residual in place."""
+def _norm(params, name, ws, config):
+    """The block's normalisation: LayerNorm (GPT-2) or RMSNorm (Llama)."""
+    return (LayerNorm if config.arch == "gpt2" else RMSNorm)(params, name, ws, config.norm_eps)
 
-    def __init__(self, params, i, ws, config, rng):
+
+class Block:
+    """Pre-norm transformer block; forward and backward update the residual in place.
+    ``rope`` (Llama) is the rotary table shared by every block, None for GPT-2."""
+
+    def __init__(self, params, i, ws, config, rng, rope=None):
         p = f"h.{i}."
-        self.ln_1 = LayerNorm(params, p + "ln_1", ws)
+        self.ln_1 = _norm(params, p + "ln_1", ws, config)
         self.attn = CausalSelfAttention(params, p + "attn", ws, config.n_head, config.block_size,
-                                        config.dropout, rng)
-        self.ln_2 = LayerNorm(params, p + "ln_2", ws)
-        self.mlp = MLP(params, p + "mlp", ws, config.dropout, rng)
+                                        config.dropout, rng, rope)
+        self.ln_2 = _norm(params, p + "ln_2", ws, config)
+        self.mlp = MLP(params, p + "mlp", ws, config.dropout, rng, None if rope is None else SwiGLU)
 
     def forward(self, x, B, T, train, record=None):  # (B*T, C) residual, in place
         x += self.attn.forward(self.ln_1.forward(x), B, T, train, record)
@@ -67,7 +87,7 @@ class Block:
 
 
 class GPT:
-    """A GPT-2-shaped language model with hand-written backward.
+    """A GPT-2- or Llama-shaped language model (``config.arch``) with hand-written backward.
 
     ``params`` holds every weight in one flat buffer (``params.data``) and every gradient
     in another (``params.grad``). ``rng`` is the dropout generator, seeded from ``seed``
@@ -91,8 +111,11 @@ class GPT:
         """The layers, holding views of ``params``; forgets any pending backward."""
         config = self.config
         self.emb = Embedding(self.params, self.ws, config.dropout, self.rng)
-        self.blocks = [Block(self.params, i, self.ws, config, self.rng) for i in range(config.n_layer)]
-        self.ln_f = LayerNorm(self.params, "ln_f", self.ws)
+        rope = (None if config.arch == "gpt2"
+                else Rotary(self.ws, config.head_dim, config.block_size, config.rope_theta))
+        self.blocks = [Block(self.params, i, self.ws, config, self.rng, rope) for i in range(config.n_layer)]
+        self.ln_f = _norm(self.params, "ln_f", self.ws, config)
+        self.head_param = "wte" if config.tied_head else "lm_head"  # the output head
         self._xf = None
         self._ready = False
 
@@ -104,8 +127,8 @@ class GPT:
         self._build_layers()
 
     def init_weights(self, seed: int) -> None:
-        """GPT-2 init: N(0, 0.02) matrices and embeddings, residual projections
-        N(0, 0.02 / sqrt(2 n_layer)), zero biases, LayerNorm weights 1. Drawn in float64
+        """GPT-2 init (Llama too): N(0, 0.02) matrices and embeddings, residual projections
+        N(0, 0.02 / sqrt(2 n_layer)), zero biases, norm weights 1. Drawn in float64
         from ``default_rng(seed)`` so float32 and float64 models start from the same values."""
         rng = np.random.default_rng(seed)
         proj_std = 0.02 / math.sqrt(2 * self.config.n_layer)
@@ -152,7 +175,7 @@ class GPT:
             block.forward(x, B, T, train, _record)
         xf = self.ln_f.forward(x)
         logits = self.ws.get("logits", (N, V))
-        xp.matmul(xf, self.params.view("wte").T, out=logits)
+        xp.matmul(xf, self.params.view(self.head_param).T, out=logits)
         loss = None
         if targets is not None:
             targets = self._tokens(targets, "targets")
@@ -182,10 +205,12 @@ class GPT:
         self.params.accumulate = accumulate
         try:
             dlogits = self.ce.backward(scale)  # (N, V)
-            wte, dwte = self.params.view("wte"), self.params.grad_view("wte")
+            head, dhead = self.params.view(self.head_param), self.params.grad_view(self.head_param)
             dxf = ws.get("dxf", self._xf.shape)
-            xp.matmul(dlogits, wte, out=dxf)
-            grad_product(dlogits.T, self._xf, dwte, self.params, ws, "dwte")  # the tied head writes dwte first
+            xp.matmul(dlogits, head, out=dxf)
+            grad_product(dlogits.T, self._xf, dhead, self.params, ws, "dwte")  # a tied head writes dwte first
+            if self.head_param != "wte" and not accumulate:
+                self.params.grad_view("wte").fill(0)  # the embedding's scatter-add only adds
             dx = ws.get("dresidual", dxf.shape)  # the residual stream's gradient, updated in place
             dx[...] = self.ln_f.backward(dxf)
             for block in reversed(self.blocks):
@@ -206,7 +231,6 @@ class GPT:
     def forward_cached(self, idx_new, cache: KVCache):
         """Logits ``(B, t, V)`` for ``t`` new tokens after the ``cache.length`` cached ones
         (appends them to the cache). Equals the matching rows of a full ``forward``."""
-        xp = self.xp
         idx_new = self._tokens(idx_new, "idx_new")
         B, t = idx_new.shape
         if B != cache.batch:
@@ -214,15 +238,12 @@ class GPT:
         start = cache.reserve(t)
         self._ready = False
         self.ws.use(("cached", B, t))
-        C = self.config.n_embd
-        x = self.ws.get("residual", (B * t, C))
-        xp.take(self.params.view("wte"), idx_new.reshape(-1), axis=0, out=x)
-        x.reshape(B, t, C)[...] += self.params.view("wpe")[start:start + t]
+        x = self.emb.forward(idx_new, False, self.ws.get("residual", (B * t, self.config.n_embd)), start)
         for i, block in enumerate(self.blocks):
             block.forward_cached(x, B, t, cache, i, start)
         cache.length = start + t
         xf = self.ln_f.forward(x)
-        return (xf @ self.params.view("wte").T).reshape(B, t, -1)
+        return (xf @ self.params.view(self.head_param).T).reshape(B, t, -1)
 
     def attention_maps(self, idx) -> list:
         """One ``(B, n_head, T, T)`` array of attention probabilities per layer."""

@@ -74,7 +74,8 @@ class Dropout:
 
 
 class Linear:
-    """``y = x @ W + b`` with ``W`` stored ``(in, out)`` like Hugging Face's Conv1D.
+    """``y = x @ W + b`` with ``W`` stored ``(in, out)`` like Hugging Face's Conv1D; the
+    bias ``b`` only when the store holds ``<name>.bias`` (Llama's linears have none).
 
     Backward: ``dx = dy @ W^T``, ``dW = x^T @ dy``, ``db = 1^T @ dy`` (sum over rows).
     """
@@ -82,21 +83,25 @@ class Linear:
     def __init__(self, params, name, ws, keep_output=True):
         self.params, self.name, self.ws, self.xp = params, name, ws, ws.xp
         self.out_key = name + ".y" if keep_output else "linear.y"  # shared when used at once
-        self.W, self.b = params.view(name + ".weight"), params.view(name + ".bias")
-        self.dW, self.db = params.grad_view(name + ".weight"), params.grad_view(name + ".bias")
+        self.W, self.dW = params.view(name + ".weight"), params.grad_view(name + ".weight")
+        has_bias = name + ".bias" in params
+        self.b = params.view(name + ".bias") if has_bias else None
+        self.db = params.grad_view(name + ".bias") if has_bias else None
         self.x = None
 
     def forward(self, x):  # (N, in) -> (N, out)
         self.x = x
         y = self.ws.get(self.out_key, (x.shape[0], self.W.shape[1]))
         self.xp.matmul(x, self.W, out=y)
-        y += self.b
+        if self.b is not None:
+            y += self.b
         return y
 
     def backward(self, dy):  # (N, out) -> (N, in)
         xp, ws = self.xp, self.ws
         grad_product(self.x.T, dy, self.dW, self.params, ws, "linear.dW")
-        grad_product(ws.ones(dy.shape[0]), dy, self.db, self.params, ws, "linear.db")
+        if self.db is not None:
+            grad_product(ws.ones(dy.shape[0]), dy, self.db, self.params, ws, "linear.db")
         dx = ws.get("linear.dx", self.x.shape)
         xp.matmul(dy, self.W.T, out=dx)
         return dx
@@ -161,16 +166,25 @@ class LayerNorm:
         grad_product(ones_n, g, self.dw, self.params, ws, "ln.dw")
         grad_product(ones_n, dy, self.db, self.params, ws, "ln.db")
         xp.multiply(dy, self.w, out=g)
+        norm_input_grad(xp, g, xhat, rstd, ones_c, dx, centred=True)
+        return dx
+
+
+def norm_input_grad(xp, g, xhat, rstd, ones_c, dx, centred) -> None:
+    """``dx = rstd * (g - mean(g) - xhat * mean(g * xhat))``, means over each row of
+    ``C``: the input gradient of LayerNorm (``g = dy * w``); without the ``mean(g)`` term
+    (``centred`` false) that of RMSNorm, which does not subtract the mean."""
+    C = g.shape[1]
+    xp.multiply(g, xhat, out=dx)
+    mean_gx = dx @ ones_c
+    mean_gx *= 1.0 / C
+    xp.multiply(xhat, mean_gx[:, None], out=dx)
+    xp.subtract(g, dx, out=dx)
+    if centred:
         mean_g = g @ ones_c
         mean_g *= 1.0 / C
-        xp.multiply(g, xhat, out=dx)
-        mean_gx = dx @ ones_c
-        mean_gx *= 1.0 / C
-        xp.multiply(xhat, mean_gx[:, None], out=dx)
-        xp.subtract(g, dx, out=dx)
         xp.subtract(dx, mean_g[:, None], out=dx)
-        dx *= rstd[:, None]
-        return dx
+    dx *= rstd[:, None]
 
 
 class GELU:
@@ -229,27 +243,30 @@ class GELU:
 
 
 class Embedding:
-    """``x = wte[idx] + wpe[:T]`` then dropout.
+    """``x = wte[idx] + wpe[start:start + T]`` then dropout; without a ``wpe`` in the
+    store (Llama: positions enter as rotations inside attention) just ``wte[idx]``.
 
     Backward: the lookup routes gradients back to the rows used, summed over repeats
     (``dwte[idx[n]] += dx[n]``, a scatter-add on the flat view: always added, as the
-    tied head has written ``dwte`` first); ``dwpe[t] += sum_b dx[b, t]``.
+    head, tied or not, has written ``dwte`` first); ``dwpe[t] += sum_b dx[b, t]``.
     """
 
     def __init__(self, params, ws, dropout, rng):
         self.params, self.ws, self.xp = params, ws, ws.xp
-        self.wte, self.wpe = params.view("wte"), params.view("wpe")
-        self.dwte, self.dwpe = params.grad_view("wte"), params.grad_view("wpe")
+        self.wte, self.dwte = params.view("wte"), params.grad_view("wte")
+        self.wpe = params.view("wpe") if "wpe" in params else None
+        self.dwpe = params.grad_view("wpe") if "wpe" in params else None
         self.drop = Dropout("emb.drop", dropout, ws, rng)
         self.idx = None
 
-    def forward(self, idx, train, out):  # (B, T) int -> (B*T, C) in out
+    def forward(self, idx, train, out, start=0):  # (B, T) int -> (B*T, C) in out
         xp = self.xp
         B, T = idx.shape
         C = self.wte.shape[1]
         self.idx = idx
         xp.take(self.wte, idx.reshape(-1), axis=0, out=out)
-        out.reshape(B, T, C)[...] += self.wpe[:T]
+        if self.wpe is not None:
+            out.reshape(B, T, C)[...] += self.wpe[start:start + T]
         return self.drop.forward(out, train)
 
     def backward(self, dx):  # (B*T, C) -> None (dx is modified)
@@ -257,9 +274,11 @@ class Embedding:
         B, T = self.idx.shape
         C = self.wte.shape[1]
         dx = self.drop.backward(dx)
-        if not self.params.accumulate:
-            self.dwpe[T:] = 0  # positions past T get no gradient from this batch
-        grad_product(ws.ones(B), dx.reshape(B, T * C), self.dwpe[:T].reshape(T * C), self.params, ws, "emb.dwpe")
+        if self.dwpe is not None:
+            if not self.params.accumulate:
+                self.dwpe[T:] = 0  # positions past T get no gradient from this batch
+            grad_product(ws.ones(B), dx.reshape(B, T * C), self.dwpe[:T].reshape(T * C), self.params, ws,
+                         "emb.dwpe")
         flat = ws.get("emb.flat_idx", (B * T, C), dtype=xp.intp)
         xp.add((self.idx.reshape(-1, 1) * C), xp.arange(C), out=flat)
         scatter_add(xp, self.dwte.reshape(-1), flat.reshape(-1), dx.reshape(-1))
@@ -304,11 +323,16 @@ class CausalSelfAttention:
     ``dP = dP' * mask``); softmax rows: ``dS = P * (dP - rowsum(dP * P))`` (masked entries
     have ``P = 0`` so get no gradient); ``dq = dS @ k / sqrt(hd)``, ``dk = dS^T @ q / sqrt(hd)``.
     dq, dk, dv are written straight into the strided views of one ``dqkv`` buffer.
+
+    With ``rope`` (a :class:`~mnemos.nn.llama.Rotary`, Llama) q and k are rotated by
+    their positions in place inside ``qkv`` before the scores, and ``dq``, ``dk`` rotated
+    back inside ``dqkv`` before ``c_attn``'s backward.
     """
 
-    def __init__(self, params, name, ws, n_head, block_size, dropout, rng):
+    def __init__(self, params, name, ws, n_head, block_size, dropout, rng, rope=None):
         self.name, self.ws, self.xp = name, ws, ws.xp
         self.n_head = n_head
+        self.rope = rope
         self.c_attn = Linear(params, name + ".c_attn", ws)
         self.c_proj = Linear(params, name + ".c_proj", ws, keep_output=False)
         self.attn_drop = Dropout(name + ".attn_drop", dropout, ws, rng)
@@ -321,9 +345,12 @@ class CausalSelfAttention:
 
     def _heads(self, qkv, B, T):
         """q, k, v as (B, H, T, hd) views of the fused (B*T, 3C) projection."""
+        return self._split(qkv, B, T).transpose(2, 0, 3, 1, 4)
+
+    def _split(self, qkv, B, T):
+        """The fused (B*T, 3C) projection as a (B, T, 3, H, hd) view."""
         H = self.n_head
-        hd = qkv.shape[-1] // (3 * H)
-        return qkv.reshape(B, T, 3, H, hd).transpose(2, 0, 3, 1, 4)
+        return qkv.reshape(B, T, 3, H, qkv.shape[-1] // (3 * H))
 
     def forward(self, x, B, T, train, record=None):  # (B*T, C) -> (B*T, C)
         xp, ws, n = self.xp, self.ws, self.name
@@ -331,6 +358,8 @@ class CausalSelfAttention:
         H = self.n_head
         hd = C // H
         qkv = self.c_attn.forward(x)
+        if self.rope is not None:
+            self.rope.forward(self._split(qkv, B, T)[:, :, :2])  # q and k, rotated in place
         q, k, v = self._heads(qkv, B, T)
         S = ws.get("attn.scores", (B, H, T, T))  # scratch shared by all layers
         P = ws.get(n + ".P", (B, H, T, T))
@@ -380,6 +409,8 @@ class CausalSelfAttention:
             dP *= 1.0 / math.sqrt(hd)
         xp.matmul(dP, k, out=dq)
         xp.matmul(dP.swapaxes(-1, -2), q, out=dk)
+        if self.rope is not None:
+            self.rope.backward(self._split(dqkv, B, T)[:, :, :2])
         return self.c_attn.backward(dqkv)
 
     def forward_cached(self, x, B, t, k_cache, v_cache, start):  # (B*t, C) -> (B*t, C)
@@ -393,7 +424,10 @@ class CausalSelfAttention:
         C = x.shape[1]
         H = self.n_head
         hd = C // H
-        q, k, v = self._heads(self.c_attn.forward(x), B, t)
+        qkv = self.c_attn.forward(x)
+        if self.rope is not None:
+            self.rope.forward(self._split(qkv, B, t)[:, :, :2], start)
+        q, k, v = self._heads(qkv, B, t)
         end = start + t
         k_cache[:, :, start:end] = k
         v_cache[:, :, start:end] = v
@@ -413,22 +447,25 @@ class CausalSelfAttention:
 
 
 class MLP:
-    """``out = dropout(gelu(x @ W_fc + b_fc) @ W_proj + b_proj)``; backward chains the parts."""
+    """``out = dropout(act(x @ W_fc + b_fc) @ W_proj + b_proj)``; backward chains the parts.
 
-    def __init__(self, params, name, ws, dropout, rng):
+    ``activation`` is GELU (GPT-2) or :class:`~mnemos.nn.llama.SwiGLU` (Llama, whose
+    ``c_fc`` holds the gate and up projections side by side and has no biases)."""
+
+    def __init__(self, params, name, ws, dropout, rng, activation=None):
         self.name, self.ws = name, ws
-        self.c_fc = Linear(params, name + ".c_fc", ws, keep_output=False)  # GELU keeps dy/dx instead
-        self.gelu = GELU(name + ".gelu", ws)
+        self.c_fc = Linear(params, name + ".c_fc", ws, keep_output=False)  # the activation keeps what it needs
+        self.act = (activation or GELU)(name + ".act", ws)
         self.c_proj = Linear(params, name + ".c_proj", ws, keep_output=False)
         self.drop = Dropout(name + ".drop", dropout, ws, rng)
 
     def forward(self, x, train):  # (N, C) -> (N, C)
-        out = self.c_proj.forward(self.gelu.forward(self.c_fc.forward(x), train))
+        out = self.c_proj.forward(self.act.forward(self.c_fc.forward(x), train))
         return self.drop.forward(out, train)
 
     def backward(self, dout):  # (N, C) -> (N, C); dout is not modified
         dout = self.drop.backward(dout, out=self.ws.get("mlp.dout", dout.shape))
-        return self.c_fc.backward(self.gelu.backward(self.c_proj.backward(dout)))
+        return self.c_fc.backward(self.act.backward(self.c_proj.backward(dout)))
 
 
 class CrossEntropy:

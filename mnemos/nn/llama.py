@@ -1,0 +1,164 @@
+"""The layers Llama adds to GPT-2's, each with its forward and hand-written backward.
+
+A Llama block (Touvron et al. 2023, "LLaMA: Open and Efficient Foundation Language
+Models") is GPT-2's pre-norm block with three parts swapped, each for a reason:
+
+- :class:`RMSNorm` for LayerNorm (Zhang & Sennrich 2019, "Root Mean Square Layer
+  Normalization"): scale by the root mean square only, no centring and no bias; as good,
+  one pass fewer.
+- :class:`Rotary` position embeddings for the learned ``wpe`` (Su et al. 2021, "RoFormer:
+  Enhanced Transformer with Rotary Position Embedding"): queries and keys are rotated by
+  an angle proportional to their position, so a score ``q·k`` depends on how far apart
+  two tokens are, not where they are; there is no position table to learn.
+- :class:`SwiGLU` for GELU (Shazeer 2020, "GLU Variants Improve Transformer"): a gate
+  ``silu(x W_gate)`` multiplies ``x W_up`` elementwise; at 2/3 of GPT-2's width the
+  three matrices cost what GPT-2's two do.
+
+The linear layers have no biases. The conventions are :mod:`mnemos.nn.layers`': 2-D
+``(N, C)`` activations, buffers from the shared workspace, backward adds the parameter
+gradients and returns the input gradient.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mnemos.nn.layers import grad_product, norm_input_grad
+
+
+class RMSNorm:
+    """``y = x * rstd * w`` with ``rstd = 1/sqrt(mean(x^2) + eps)`` over the last axis.
+
+    Backward: with ``xhat = x * rstd``, ``dw = 1^T @ (dy * xhat)``. With ``g = dy * w``,
+    since ``d rstd / d x_i = -rstd^3 x_i / C``:
+    ``dx = rstd * (g - xhat * mean(g * xhat))`` (LayerNorm's, without the mean terms).
+    """
+
+    def __init__(self, params, name, ws, eps=1e-5):
+        self.params, self.name, self.ws, self.xp, self.eps = params, name, ws, ws.xp, eps
+        self.w, self.dw = params.view(name + ".weight"), params.grad_view(name + ".weight")
+        self.xhat = self.rstd = None
+        self.keys = (name + ".xhat", name + ".y", name + ".rstd")
+        C = self.w.shape[0]
+        self.inv_c = self.xp.full(C, 1.0 / C, dtype=ws.dtype)  # x @ inv_c = row means
+
+    def forward(self, x):  # (N, C) -> (N, C)
+        xp, ws = self.xp, self.ws
+        N, C = x.shape
+        xhat = ws.get(self.keys[0], (N, C))
+        y = ws.get(self.keys[1], (N, C))
+        rstd = ws.get(self.keys[2], (N,))
+        xp.multiply(x, x, out=y)  # y as scratch for the squares
+        xp.matmul(y, self.inv_c, out=rstd)  # mean squares
+        rstd += self.eps
+        xp.sqrt(rstd, out=rstd)
+        xp.reciprocal(rstd, out=rstd)
+        xp.multiply(x, rstd[:, None], out=xhat)
+        xp.multiply(xhat, self.w, out=y)
+        self.xhat, self.rstd = xhat, rstd
+        return y
+
+    def backward(self, dy):  # (N, C) -> (N, C)
+        xp, ws = self.xp, self.ws
+        xhat, rstd = self.xhat, self.rstd
+        N, C = xhat.shape
+        g = ws.get("rms.g", (N, C))
+        dx = ws.get("rms.dx", (N, C))
+        xp.multiply(dy, xhat, out=g)
+        grad_product(ws.ones(N), g, self.dw, self.params, ws, "rms.dw")
+        xp.multiply(dy, self.w, out=g)
+        norm_input_grad(xp, g, xhat, rstd, ws.ones(C), dx, centred=False)
+        return dx
+
+
+class Rotary:
+    """Rotary position embedding, in place on the queries and keys.
+
+    Each head vector of size ``hd`` is split into halves ``(x1, x2)`` (Hugging Face
+    Llama's ``rotate_half`` layout, so exported weights need no permutation); pair ``i``
+    at position ``p`` is turned by the angle ``p * theta^(-2i/hd)``:
+    ``x1' = x1 cos - x2 sin``, ``x2' = x2 cos + x1 sin``.
+
+    Backward: a rotation's transpose is the rotation by minus the angle,
+    ``dx1 = dy1 cos + dy2 sin``, ``dx2 = dy2 cos - dy1 sin``. The tables ``cos`` and
+    ``sin`` (``(block_size, 1, 1, hd/2)``, computed in float64) broadcast over batch,
+    q/k and heads.
+    """
+
+    def __init__(self, ws, head_dim, block_size, theta=10000.0):
+        self.ws, self.xp = ws, ws.xp
+        inv_freq = 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)  # (hd/2,)
+        angles = np.arange(block_size, dtype=np.float64)[:, None] * inv_freq  # (block_size, hd/2)
+        self.cos = self.xp.asarray(np.cos(angles)[:, None, None, :], dtype=ws.dtype)
+        self.sin = self.xp.asarray(np.sin(angles)[:, None, None, :], dtype=ws.dtype)
+
+    def _turn(self, x, start, sign):  # (B, T, 2, H, hd) view, in place
+        xp, ws = self.xp, self.ws
+        half = x.shape[-1] // 2
+        x1, x2 = x[..., :half], x[..., half:]
+        T = x.shape[1]
+        cos, sin = self.cos[start:start + T], self.sin[start:start + T]
+        a = ws.get("rope.a", x1.shape)
+        b = ws.get("rope.b", x1.shape)
+        xp.multiply(x2, sin, out=a)
+        xp.multiply(x1, sin, out=b)
+        x1 *= cos
+        x2 *= cos
+        if sign > 0:
+            x1 -= a
+            x2 += b
+        else:
+            x1 += a
+            x2 -= b
+
+    def forward(self, qk, start=0):  # (B, T, 2, H, hd) q and k of positions start.., in place
+        self._turn(qk, start, +1)
+
+    def backward(self, dqk, start=0):  # (B, T, 2, H, hd) their gradients, in place
+        self._turn(dqk, start, -1)
+
+
+class SwiGLU:
+    """``h = silu(g) * u`` for ``a = [g | u]`` (the gate and up projections side by
+    side, ``(N, 2F)``), ``silu(g) = g * s``, ``s = sigmoid(g)``.
+
+    Backward: ``du = dh * silu(g)``, ``dg = dh * u * silu'(g)`` with
+    ``silu'(g) = s (1 + g (1 - s)) = s + silu(g) (1 - s)``. In training the forward keeps
+    ``silu(g)`` and ``u * silu'(g)``, so the backward is two products.
+    """
+
+    def __init__(self, name, ws):
+        self.name, self.ws, self.xp = name, ws, ws.xp
+        self.silu = self.u_dsilu = None
+
+    def forward(self, a, train=True):  # (N, 2F) -> (N, F)
+        xp, ws = self.xp, self.ws
+        N, F = a.shape[0], a.shape[1] // 2
+        g, u = a[:, :F], a[:, F:]
+        s = ws.get("swiglu.s", (N, F))
+        silu = ws.get(self.name + ".silu", (N, F))
+        h = ws.get(self.name + ".h", (N, F))
+        xp.negative(g, out=s)
+        xp.exp(s, out=s)
+        s += 1.0
+        xp.reciprocal(s, out=s)  # sigmoid(g)
+        xp.multiply(g, s, out=silu)
+        xp.multiply(silu, u, out=h)
+        if not train:
+            self.silu = self.u_dsilu = None
+            return h
+        d = self.u_dsilu = ws.get(self.name + ".u_dsilu", (N, F))
+        xp.subtract(1.0, s, out=d)
+        d *= silu
+        d += s  # silu'(g)
+        d *= u
+        self.silu = silu
+        return h
+
+    def backward(self, dh):  # (N, F) -> (N, 2F)
+        xp = self.xp
+        N, F = dh.shape
+        da = self.ws.get("swiglu.da", (N, 2 * F))
+        xp.multiply(dh, self.u_dsilu, out=da[:, :F])
+        xp.multiply(dh, self.silu, out=da[:, F:])
+        return da

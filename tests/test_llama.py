@@ -1,0 +1,338 @@
+"""``arch="llama"``: RMSNorm, rotary embeddings and SwiGLU against float64 finite
+differences and PyTorch, the assembled model against finite differences, its KV cache,
+and Hugging Face's ``LlamaForCausalLM`` (same weights: same logits, loss, gradients)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from mnemos.config import ModelConfig, llama_intermediate_size
+from mnemos.errors import ConfigError
+from mnemos.nn import GPT, param_specs
+from mnemos.nn.layers import MLP, CausalSelfAttention, Embedding, Linear
+from mnemos.nn.llama import RMSNorm, Rotary, SwiGLU
+from mnemos.nn.params import ParamStore
+from mnemos.nn.workspace import Workspace
+
+from gradcheck import numeric_grad
+from test_layers import check_layer, make_params
+
+TINY = ModelConfig(vocab_size=11, n_layer=2, n_head=2, n_embd=8, block_size=6, arch="llama")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(4321)
+
+
+@pytest.fixture
+def ws():
+    return Workspace(np, np.float64)
+
+
+# ---- layers against finite differences ----------------------------------------------
+
+
+def test_rmsnorm(rng, ws):
+    params = make_params([("n.weight", (8,))], rng)
+    layer = RMSNorm(params, "n", ws)
+    x = rng.normal(1.0, 2.0, size=(5, 8))
+    check_layer(lambda: layer.forward(x), layer.backward, x, params, rng)
+
+
+def test_rmsnorm_gives_unit_root_mean_square(rng, ws):
+    params = ParamStore([("n.weight", (16,), False)], dtype=np.float64)
+    params.view("n.weight")[...] = 1.0
+    x = rng.normal(3.0, 0.01, size=(3, 16))  # not centred: RMSNorm does not subtract the mean
+    y = RMSNorm(params, "n", ws, eps=1e-5).forward(x)
+    ms = (x * x).mean(1)
+    np.testing.assert_allclose((y * y).mean(1), ms / (ms + 1e-5), rtol=1e-12)
+    np.testing.assert_allclose(y, x / np.sqrt(ms + 1e-5)[:, None], rtol=1e-12)
+
+
+def test_rotary(rng, ws):
+    """Rotation in place on a (B, T, 2, H, hd) view, as attention applies it to q and k."""
+    rope = Rotary(ws, head_dim=6, block_size=8, theta=10.0)
+    x0 = rng.normal(size=(2, 5, 2, 3, 6))
+    x = x0.copy()
+
+    def forward():
+        x[...] = x0
+        rope.forward(x, start=2)
+        return x
+
+    y = forward().copy()
+    R = rng.normal(size=y.shape)
+    dx = R.copy()
+    rope.backward(dx, start=2)
+    num = numeric_grad(lambda: float(np.sum(forward() * R)), x0)
+    np.testing.assert_allclose(dx, num, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(np.linalg.norm(y, axis=-1), np.linalg.norm(x0, axis=-1), rtol=1e-12)  # a rotation
+
+
+def test_rotary_scores_depend_on_distance_only(rng, ws):
+    rope = Rotary(ws, head_dim=8, block_size=16)
+    q, k = rng.normal(size=8), rng.normal(size=8)
+
+    def score(pq, pk):
+        qk = np.zeros((1, 16, 2, 1, 8))
+        qk[0, pq, 0, 0], qk[0, pk, 1, 0] = q, k
+        rope.forward(qk)
+        return qk[0, pq, 0, 0] @ qk[0, pk, 1, 0]
+
+    assert score(5, 2) == pytest.approx(score(13, 10), rel=1e-12)
+    assert score(5, 2) != pytest.approx(score(5, 3), rel=1e-3)
+
+
+def test_swiglu(rng, ws):
+    layer = SwiGLU("s", ws)
+    a = rng.normal(0.0, 2.0, size=(4, 10))
+    check_layer(lambda: layer.forward(a), layer.backward, a, ParamStore([], np.float64), rng)
+    g, u = a[:, :5], a[:, 5:]
+    np.testing.assert_allclose(layer.forward(a, train=False), g / (1 + np.exp(-g)) * u, rtol=1e-13)
+
+
+def test_linear_without_bias(rng, ws):
+    params = make_params([("lin.weight", (5, 7))], rng)
+    layer = Linear(params, "lin", ws)
+    x = rng.normal(size=(6, 5))
+    np.testing.assert_allclose(layer.forward(x), x @ params.view("lin.weight"), rtol=1e-13)
+    check_layer(lambda: layer.forward(x), layer.backward, x, params, rng)
+
+
+def test_swiglu_mlp(rng, ws):
+    C, F = 6, 8
+    params = make_params([("m.c_fc.weight", (C, 2 * F)), ("m.c_proj.weight", (F, C))], rng)
+    layer = MLP(params, "m", ws, dropout=0.0, rng=None, activation=SwiGLU)
+    x = rng.normal(size=(5, C))
+    check_layer(lambda: layer.forward(x, True), layer.backward, x, params, rng)
+
+
+@pytest.mark.parametrize("n_head", [1, 2])
+def test_rotary_attention_without_biases(rng, ws, n_head):
+    C, B, T = 8, 2, 5
+    params = make_params([("a.c_attn.weight", (C, 3 * C)), ("a.c_proj.weight", (C, C))], rng)
+    rope = Rotary(ws, C // n_head, block_size=8, theta=100.0)
+    layer = CausalSelfAttention(params, "a", ws, n_head, block_size=8, dropout=0.0, rng=None, rope=rope)
+    x = rng.normal(size=(B * T, C))
+    check_layer(lambda: layer.forward(x, B, T, train=True), layer.backward, x, params, rng)
+
+
+def test_embedding_without_positions(rng, ws):
+    params = make_params([("wte", (7, 4))], rng)
+    layer = Embedding(params, ws, dropout=0.0, rng=np.random.default_rng(0))
+    idx = np.array([[1, 3, 3], [6, 1, 1]])
+    out = ws.get("x", (6, 4))
+    np.testing.assert_array_equal(layer.forward(idx, False, out), params.view("wte")[idx.reshape(-1)])
+
+    def backward(R):
+        layer.backward(R.copy())
+
+    check_layer(lambda: layer.forward(idx, False, out), backward, None, params, rng)
+
+
+# ---- layers against PyTorch ---------------------------------------------------------
+
+
+def test_layers_match_pytorch(rng, ws):
+    """RMSNorm and SwiGLU against PyTorch autograd, the rotary embedding against Hugging
+    Face's ``apply_rotary_pos_emb`` (the rotate_half layout the export relies on)."""
+    torch = pytest.importorskip("torch", reason="PyTorch is the parity peer")
+    llama = pytest.importorskip("transformers.models.llama.modeling_llama", reason="HF Llama is the peer")
+    N, C = 6, 8
+    params = make_params([("n.weight", (C,))], rng)
+    x, dy = rng.normal(size=(N, C)), rng.normal(size=(N, C))
+    norm = RMSNorm(params, "n", ws, eps=1e-6)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(params.view("n.weight"), requires_grad=True)
+    out = torch.nn.functional.rms_norm(tx, (C,), tw, eps=1e-6)  # (HF's LlamaRMSNorm runs in float32)
+    out.backward(torch.tensor(dy))
+    np.testing.assert_allclose(norm.forward(x), out.detach().numpy(), rtol=1e-12, atol=1e-14)
+    params.grad[:] = 0
+    np.testing.assert_allclose(norm.backward(dy), tx.grad.numpy(), rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(params.grad_view("n.weight"), tw.grad.numpy(), rtol=1e-10)
+
+    a, dh = rng.normal(size=(N, 2 * C)), rng.normal(size=(N, C))
+    ta = torch.tensor(a, requires_grad=True)
+    th = torch.nn.functional.silu(ta[:, :C]) * ta[:, C:]
+    th.backward(torch.tensor(dh))
+    act = SwiGLU("s", ws)
+    np.testing.assert_allclose(act.forward(a), th.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(act.backward(dh), ta.grad.numpy(), rtol=1e-10, atol=1e-13)
+
+    B, T, H, hd = 2, 5, 3, 4
+    rope = Rotary(ws, hd, block_size=8, theta=500.0)
+    q, k = rng.normal(size=(B, H, T, hd)), rng.normal(size=(B, H, T, hd))
+    angles = np.arange(T)[:, None] / 500.0 ** (np.arange(0, hd, 2) / hd)
+    emb = np.concatenate([angles, angles], -1)[None]  # (1, T, hd), HF's cat(freqs, freqs)
+    tq, tk = llama.apply_rotary_pos_emb(torch.tensor(q), torch.tensor(k), torch.tensor(np.cos(emb)),
+                                        torch.tensor(np.sin(emb)))
+    qk = np.stack([q, k], axis=2).transpose(0, 3, 2, 1, 4).copy()  # (B, T, 2, H, hd)
+    rope.forward(qk)
+    np.testing.assert_allclose(qk[:, :, 0].transpose(0, 2, 1, 3), tq.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(qk[:, :, 1].transpose(0, 2, 1, 3), tk.numpy(), rtol=1e-12, atol=1e-14)
+    hf_rope = llama.LlamaRotaryEmbedding(llama.LlamaConfig(hidden_size=H * hd, num_attention_heads=H,
+                                                           max_position_embeddings=8,
+                                                           rope_parameters={"rope_type": "default",
+                                                                            "rope_theta": 500.0}))
+    cos, _ = hf_rope(torch.zeros(1, dtype=torch.float32), torch.arange(T)[None])
+    np.testing.assert_allclose(cos[0].numpy(), np.cos(emb[0]), atol=1e-6)  # HF's table, in float32
+
+
+# ---- the assembled model ------------------------------------------------------------
+
+
+def randomised(config, seed=1, dtype=np.float64):
+    model = GPT(config, dtype=dtype, seed=seed)
+    model.params.data[:] = np.random.default_rng(seed).normal(0.0, 0.3, model.params.size)
+    return model
+
+
+def batch(config, B, T, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, config.vocab_size, (B, T)), rng.integers(0, config.vocab_size, (B, T))
+
+
+def test_parameters_have_no_biases_and_no_position_table():
+    names = [n for n, _, _ in param_specs(TINY)]
+    assert "wpe" not in names and not any(n.endswith(".bias") for n in names) and "lm_head" not in names
+    shapes = dict((n, s) for n, s, _ in param_specs(TINY))
+    assert shapes["h.0.mlp.c_fc.weight"] == (8, 2 * TINY.intermediate_size)
+    assert shapes["h.0.mlp.c_proj.weight"] == (TINY.intermediate_size, 8)
+    untied = ModelConfig(**{**TINY.to_dict(), "head": "untied"})
+    assert [n for n, _, _ in param_specs(untied)][-1] == "lm_head"
+    for cfg in (TINY, untied, ModelConfig(), ModelConfig(head="untied")):
+        assert cfg.num_params() == GPT(cfg).num_params()
+    assert untied.num_params() - TINY.num_params() == 11 * 8
+
+
+@pytest.mark.parametrize("tied, dropout", [(True, 0.0), (False, 0.0), (True, 0.2)])
+def test_whole_model_gradient_matches_finite_differences(tied, dropout):
+    config = ModelConfig(**{**TINY.to_dict(), "head": "tied" if tied else "untied", "dropout": dropout})
+    model = randomised(config)
+    idx, targets = batch(config, 2, 5)
+    state = model.rng.bit_generator.state
+
+    def loss():
+        model.rng.bit_generator.state = state
+        return model.forward(idx, targets, train=True)[1]
+
+    model.zero_grad()
+    loss()
+    model.backward()
+    num = numeric_grad(loss, model.params.data)
+    assert np.abs(model.params.grad - num).max() / np.abs(num).max() < 1e-7
+    for name in model.params.names:
+        assert np.abs(model.params.grad_view(name)).max() > 1e-8, name
+
+
+def test_untied_backward_can_overwrite_the_gradient():
+    """accumulate=False (the data-parallel workers) must also clear wte, which the untied
+    head no longer writes first."""
+    config = ModelConfig(**{**TINY.to_dict(), "head": "untied"})
+    model = randomised(config)
+    idx, targets = batch(config, 3, 4)
+    model.zero_grad()
+    model.forward(idx, targets, train=True)
+    model.backward()
+    reference = {name: model.params.grad_view(name).copy() for name in model.params.names}
+    for name in model.params.names:
+        model.params.grad_view(name)[...] = np.nan
+    model.forward(idx, targets, train=True)
+    model.backward(scale=0.5, accumulate=False)
+    for name in model.params.names:
+        np.testing.assert_allclose(model.params.grad_view(name), 0.5 * reference[name], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("chunks", [[6], [1, 1, 1, 1, 1, 1], [3, 1, 2], [2, 4]])
+def test_kv_cache_rotates_by_absolute_position(chunks):
+    model = randomised(TINY)
+    idx, _ = batch(TINY, 2, 6, seed=5)
+    full, _ = model.forward(idx)
+    cache = model.new_cache(batch=2)
+    parts, start = [], 0
+    for t in chunks:
+        parts.append(model.forward_cached(idx[:, start:start + t], cache))
+        start += t
+    np.testing.assert_allclose(np.concatenate(parts, axis=1), full, rtol=1e-12, atol=1e-12)
+
+
+def test_learns_a_repeating_sequence():
+    from mnemos.optim import AdamW
+
+    config = ModelConfig(vocab_size=8, n_layer=1, n_head=2, n_embd=16, block_size=8, arch="llama")
+    model = GPT(config, seed=0)
+    opt = AdamW(model.params, lr=1e-2, weight_decay=0.0)
+    seq = np.tile(np.arange(8), 3)
+    idx, targets = np.stack([seq[i:i + 8] for i in range(8)]), np.stack([seq[i + 1:i + 9] for i in range(8)])
+    first = None
+    for _ in range(60):
+        model.zero_grad()
+        _, loss = model.forward(idx, targets, train=True)
+        model.backward()
+        opt.step()
+        first = first if first is not None else loss
+    assert first > math.log(8) - 0.2 and loss < 0.1
+
+
+# ---- config ---------------------------------------------------------------------------
+
+
+def test_intermediate_size_rule_and_config_round_trip():
+    assert [llama_intermediate_size(c) for c in (32, 64, 128, 192)] == [96, 192, 352, 512]
+    assert ModelConfig(n_embd=128, arch="llama").intermediate_size == 352
+    assert ModelConfig(n_embd=128).intermediate_size == 512  # GPT-2: 4 n_embd
+    assert ModelConfig(arch="llama", intermediate_size=100).intermediate_size == 100
+    assert ModelConfig.from_dict(TINY.to_dict()) == TINY
+    old = {"vocab_size": 11, "n_layer": 2, "n_head": 2, "n_embd": 8, "block_size": 6, "dropout": 0.0}
+    assert ModelConfig.from_dict(old) == ModelConfig(**old, arch="gpt2", intermediate_size=32)  # before arch
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(arch="bert"), "arch must be 'gpt2' or 'llama'"),
+    (dict(arch="llama", n_embd=12, n_head=4), "even head size"),
+    (dict(arch="llama", intermediate_size=0), "intermediate_size"),
+    (dict(head="no"), "head must be 'tied' or 'untied'"),
+    (dict(rope_theta=0), "rope_theta"),
+    (dict(norm_eps=-1e-5), "norm_eps"),
+])
+def test_bad_llama_settings_are_config_errors(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        ModelConfig(**kwargs)
+
+
+# ---- Hugging Face LlamaForCausalLM, the same weights ----------------------------------
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_logits_loss_and_gradients_match_hugging_face_llama(tied):
+    """float64; Hugging Face computes its rotary table in float32, hence ~1e-7."""
+    torch = pytest.importorskip("torch", reason="PyTorch is the parity peer")
+    transformers = pytest.importorskip("transformers", reason="Hugging Face Llama is the parity peer")
+    from mnemos.export import from_hf_state_dict, hf_config, to_hf_state_dict
+
+    config = ModelConfig(vocab_size=37, n_layer=2, n_head=4, n_embd=32, block_size=16, arch="llama",
+                         head="tied" if tied else "untied", rope_theta=1000.0)
+    model = randomised(config, seed=3)
+    hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**hf_config(config))).double()
+    missing, unexpected = hf.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in to_hf_state_dict(model).items()},
+                                             strict=False)
+    assert not missing and not unexpected
+    idx, targets = batch(config, 3, 16, seed=2)
+    model.zero_grad()
+    logits, loss = model.forward(idx, targets, train=True)
+    logits = logits.copy()
+    model.backward()
+    out = hf(torch.from_numpy(idx))
+    tloss = torch.nn.functional.cross_entropy(out.logits.reshape(-1, 37), torch.from_numpy(targets).reshape(-1))
+    tloss.backward()
+    np.testing.assert_allclose(logits, out.logits.detach().numpy(), atol=1e-6 * np.abs(logits).max())
+    assert loss == pytest.approx(tloss.item(), rel=1e-7)
+    grads = {name: p.grad.numpy() for name, p in hf.named_parameters()}
+    if tied:
+        grads["lm_head.weight"] = grads["model.embed_tokens.weight"]
+    theirs = from_hf_state_dict(grads, config, dtype=np.float64)  # their gradients in our layout
+    for name in model.params.names:
+        ref = theirs.params.view(name)
+        err = np.abs(model.params.grad_view(name) - ref).max() / np.abs(ref).max()
+        assert err < 1e-5, name

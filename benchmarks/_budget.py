@@ -98,4 +98,5 @@ def run_arm(train_file: Path, model: dict, train: dict, budget_s: float, speed: 
             "params": trainer.model.num_params(), "train_s": end - marks.get("start", end),
             "prepare_s": marks.get("start", end) - t0, "tokens": done.step * batch * shape.block_size,
             "model": dataclasses.asdict(dataclasses.replace(shape, vocab_size=trainer.tokenizer.vocab_size)),
-            "train": {k: getattr(cfg, k) for k in ("tokenizer_vocab", "batch_size", "lr", "warmup_steps", "max_steps")}}
+            "train": {k: getattr(cfg, k)
+                      for k in ("tokenizer_vocab", "batch_size", "lr", "warmup_steps", "max_steps")}}

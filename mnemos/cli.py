@@ -234,7 +234,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and args.preset == AUTO_PRESET:
         raise ConfigError(f"--preset {AUTO_PRESET} chooses the shape of a new run; resume without it")
     if args.resume:
-        trainer = Trainer.resume(args.resume, overrides=_overrides(args), callback=printer)
+        trainer = Trainer.from_checkpoint(args.resume, callback=printer, **_overrides(args))
     elif args.preset == AUTO_PRESET:
         if not args.json:
             print("auto: measuring the text and this machine's speed (a few seconds, cached) ...", flush=True)

@@ -334,6 +334,11 @@ def configs_from(preset: str | Preset | None = None,
     return ModelConfig(vocab_size=train_cfg.tokenizer_vocab + SPECIAL_TOKENS, **model), train_cfg
 
 
+def setting_values(model_cfg: ModelConfig, train_cfg: TrainConfig) -> dict:
+    """The user-facing settings of a pair of configs (setting name -> value)."""
+    return {s.name: getattr(model_cfg if s.config is ModelConfig else train_cfg, s.name) for s in SETTINGS}
+
+
 def split_settings(values: dict) -> tuple[dict, dict]:
     """``values`` (setting names -> values) as ``(ModelConfig fields, TrainConfig fields)``;
     an unknown name raises ``ConfigError``."""

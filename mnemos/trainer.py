@@ -1,12 +1,12 @@
 """The training loop as an object that the CLI and the TUI both drive.
 
-``Trainer.new(...)`` or ``Trainer.resume(dir)`` sets a run up (cheap checks only), and
+``Trainer.new(...)`` or ``Trainer.from_checkpoint(dir)`` sets a run up (cheap checks only), and
 ``run()`` does the work, blocking, reporting through events (``mnemos.events``) to a
 callback: ``PrepareEvent`` while the tokenizer trains and the text is encoded, then
 ``StepEvent`` per logged step, ``EvalEvent`` + ``SampleEvent`` + ``CheckpointEvent``
 every ``eval_interval`` steps, ``StateEvent`` on pause / resume / stop, and a final
 ``DoneEvent`` (after an ``ErrorEvent`` if something went wrong). ``pause()``,
-``resume()``, ``stop()`` and ``save_now()`` may be called from any thread; the loop
+``unpause()``, ``stop()`` and ``save_now()`` may be called from any thread; the loop
 looks at them between steps, so they act within one step.
 
 One step (nanoGPT's): learning rate from the warmup + cosine schedule, ``grad_accum``
@@ -34,7 +34,7 @@ import numpy as np
 
 from mnemos import data as data_mod
 from mnemos.backend import get_array_module
-from mnemos.checkpoint import is_checkpoint, load_checkpoint, read_config, read_metrics, save_checkpoint
+from mnemos.checkpoint import is_checkpoint, load_checkpoint, read_metrics, save_checkpoint
 from mnemos.config import ModelConfig, TrainConfig, resumed_configs
 from mnemos.errors import CheckpointError, ConfigError, MnemosError, WorkerError
 from mnemos.events import (CheckpointEvent, DoneEvent, ErrorEvent, EvalEvent, Event, PrepareEvent, SampleEvent,
@@ -50,18 +50,6 @@ class _Stopped(Exception):
 
 class _Diverged(Exception):
     """The loss or the gradient norm is not finite."""
-
-
-class _ClassOrInstance:
-    """``Trainer.resume(dir)`` opens a saved run; ``trainer.resume()`` un-pauses a running
-    one. The API names both, so the attribute dispatches on how it is looked up."""
-
-    def __init__(self, on_class, on_instance):
-        self.on_class, self.on_instance = on_class, on_instance
-        self.__doc__ = on_instance.__doc__
-
-    def __get__(self, obj, cls):
-        return self.on_class.__get__(cls, cls) if obj is None else self.on_instance.__get__(obj, cls)
 
 
 def _finite_or_none(x: float | None) -> float | None:
@@ -86,7 +74,7 @@ def default_run_dir(root: str | os.PathLike = "checkpoints") -> Path:
 
 
 class Trainer:
-    """One training run: set up by :meth:`new` or :meth:`resume`, executed by :meth:`run`."""
+    """One training run: set up by :meth:`new` or :meth:`from_checkpoint`, executed by :meth:`run`."""
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data: str, val_data: str | None,
                  out_dir: str, callback=None, resume_from=None):
@@ -151,25 +139,22 @@ class Trainer:
         return trainer
 
     @classmethod
-    def _open(cls, dir, overrides: dict | None = None, callback=None) -> "Trainer":
-        """Continue the run saved in ``dir``. ``overrides`` may change the training
-        settings (``max_steps``, learning rates, ``data`` ...) but not the model shape."""
-        model_cfg, train_cfg, _ = read_config(dir)
+    def from_checkpoint(cls, dir, callback=None, **overrides) -> "Trainer":
+        """Continue the run saved in ``dir`` (its folder is read once). ``overrides`` are
+        settings (``max_steps``, learning rates, ``dropout`` ...; see ``mnemos.config.SETTINGS``)
+        and ``data`` / ``val_data``; one that changes the model's shape raises ``ConfigError``."""
         if Path(dir).name == "best" and is_checkpoint(Path(dir).parent):
             raise ConfigError(f"{dir} is the best checkpoint inside the run {Path(dir).parent}; resume the run "
                               f"itself, or copy {dir} to a new folder to branch off from it")
-        overrides = dict(overrides or {})
-        data = overrides.pop("data", None)
-        val_data = overrides.pop("val_data", None)
-        model_cfg, train_cfg = resumed_configs(model_cfg, train_cfg, overrides)
-        check_fits(training_estimate(model_cfg, train_cfg))
         ckpt = load_checkpoint(dir)
+        data = overrides.pop("data", None) or ckpt.state.get("data")
+        val_data = overrides.pop("val_data", None) or ckpt.state.get("val_data")
+        model_cfg, train_cfg = resumed_configs(ckpt.model_config, ckpt.train_config, overrides)
+        check_fits(training_estimate(model_cfg, train_cfg))
         step = int(ckpt.state.get("step", 0))
         if step >= train_cfg.max_steps:
             raise ConfigError(f"the run in {dir} is already at step {step} of {train_cfg.max_steps}; pass a larger "
                               f"--max-steps to continue it")
-        data = data or ckpt.state.get("data")
-        val_data = val_data or ckpt.state.get("val_data")
         for path in (data, val_data):
             if path is not None:
                 data_mod.check_text_head(path)
@@ -182,11 +167,9 @@ class Trainer:
         """Pause after the current step (the loop waits; save_now and stop still work)."""
         self._unpaused.clear()
 
-    def _unpause(self) -> None:
+    def unpause(self) -> None:
         """Continue a paused run."""
         self._unpaused.set()
-
-    resume = _ClassOrInstance(_open, _unpause)
 
     def stop(self, reason: str = "final", save: bool = True) -> None:
         """Stop after the current step, saving a checkpoint unless ``save`` is False.
@@ -449,7 +432,7 @@ class Trainer:
         """Prepare, then train until ``max_steps`` or ``stop()``; returns the DoneEvent
         (also sent to the callback). User errors become an ErrorEvent, not an exception."""
         if self.state != "idle":
-            raise RuntimeError("a Trainer runs once; make a new one (Trainer.resume) to continue")
+            raise RuntimeError("a Trainer runs once; make a new one (Trainer.from_checkpoint) to continue")
         self._t_start = time.perf_counter()
         reason, loss = "finished", None
         try:

@@ -9,13 +9,12 @@ import pytest
 
 from mnemos.cli import build_parser
 from mnemos.config import (PRESETS, SETTINGS, SPECIAL_TOKENS, ModelConfig, TrainConfig, configs_from,
-                           resumed_configs)
+                           resumed_configs, setting_values)
 from mnemos.errors import ConfigError
 
 
 def test_every_setting_is_a_train_flag_with_its_type():
-    model, train = ModelConfig(), TrainConfig()
-    values = {s.name: getattr(model if s.config is ModelConfig else train, s.name) for s in SETTINGS}
+    values = setting_values(ModelConfig(), TrainConfig())
     argv = [x for s in SETTINGS for x in (s.flag, str(values[s.name]))]
     args = build_parser().parse_args(["train", *argv])
     assert {s.name: getattr(args, s.name) for s in SETTINGS} == values

@@ -156,9 +156,9 @@ def test_a_gpu_run_checkpoints_numpy_and_resumes_on_the_cpu(tmp_path):
     x, _ = batch(2, 16, vocab=257)
     np.testing.assert_allclose(to_numpy(trainer.model.forward(x)[0]), ckpt.model.forward(x)[0], rtol=1e-4,
                                atol=1e-5)
-    resumed = Trainer.resume(tmp_path / "run", overrides={"max_steps": 12, "device": "cpu"})
+    resumed = Trainer.from_checkpoint(tmp_path / "run", max_steps=12, device="cpu")
     assert resumed.run().reason == "finished" and resumed.model.xp is np
-    back = Trainer.resume(tmp_path / "run", overrides={"max_steps": 14, "device": "cuda"})
+    back = Trainer.from_checkpoint(tmp_path / "run", max_steps=14, device="cuda")
     assert back.run().reason == "finished" and back.model.xp is cupy
 
 

@@ -238,7 +238,7 @@ def test_two_worker_runs_are_deterministic_and_resume_bit_for_bit(text_file, tmp
                         callback=lambda e: e.kind == "step" and e.step == 7 and holder["t"].stop())
     holder["t"] = first
     assert first.run().reason == "stopped" and first.step == 7
-    resumed = Trainer.resume(tmp_path / "split")
+    resumed = Trainer.from_checkpoint(tmp_path / "split")
     assert resumed.run().reason == "finished" and resumed.step == 12
     assert np.array_equal(resumed.model.params.data, straight.model.params.data)
     assert np.array_equal(resumed.optimizer.m, straight.optimizer.m)

@@ -117,7 +117,7 @@ def test_resume_is_bit_exact(text_file, tmp_path):
     assert done.reason == "stopped" and done.step == 17
     assert rec.of("checkpoint")[-1].reason == "final" and rec.of("checkpoint")[-1].step == 17
     rec2 = Recorder()
-    resumed = Trainer.resume(tmp_path / "split", callback=rec2)
+    resumed = Trainer.from_checkpoint(tmp_path / "split", callback=rec2)
     assert resumed.run().reason == "finished"
     assert [e.step for e in rec2.of("step")] == list(range(18, 41))
     assert any(e.message == f"resuming {tmp_path / 'split'} at step 17 of 40" for e in rec2.of("prepare"))
@@ -166,7 +166,7 @@ def test_controls_from_another_thread(text_file, tmp_path):
         assert saved.wait(60)
         assert trainer.step == step  # nothing trained while paused
         assert load_checkpoint(tmp_path / "run").state["step"] == step
-        trainer.resume()
+        trainer.unpause()
         while trainer.step < step + 2 and worker.is_alive():
             worker.join(0.01)
         trainer.stop()
@@ -203,12 +203,12 @@ def test_resume_refuses_a_shape_change_and_takes_new_settings(text_file, tmp_pat
     cfg = TrainConfig(**{**TRAIN.to_dict(), "max_steps": 10})
     train(text_file, tmp_path / "run", cfg)
     with pytest.raises(ConfigError, match="cannot change n-embd on resume"):
-        Trainer.resume(tmp_path / "run", overrides={"n_embd": 32})
+        Trainer.from_checkpoint(tmp_path / "run", n_embd=32)
     with pytest.raises(ConfigError, match="best checkpoint inside the run"):
-        Trainer.resume(tmp_path / "run" / "best", overrides={"max_steps": 20})
+        Trainer.from_checkpoint(tmp_path / "run" / "best", max_steps=20)
     with pytest.raises(ConfigError, match="already at step 10 of 10"):
-        Trainer.resume(tmp_path / "run")
-    trainer = Trainer.resume(tmp_path / "run", overrides={"max_steps": 12, "lr": 1e-3, "n_embd": 16})
+        Trainer.from_checkpoint(tmp_path / "run")
+    trainer = Trainer.from_checkpoint(tmp_path / "run", max_steps=12, lr=1e-3, n_embd=16)
     assert trainer.train_cfg.lr == 1e-3 and trainer.train_cfg.max_steps == 12
     assert trainer.run().step == 12
     assert load_checkpoint(tmp_path / "run").train_config.max_steps == 12

@@ -75,7 +75,7 @@ async def test_the_form_shows_the_engines_memory_estimate_and_what_cannot_fit(wo
     async with app.run_test(size=SIZE) as pilot:
         await open_train(pilot, app)
         form = app.screen.query_one(HyperparamForm)
-        model, train = form._build(form.raw_values())
+        model, train = form.configs()
         summary = text_of(app.screen.query_one("#form-summary"))
         assert f"≈ {memory.format_bytes(memory.training_estimate(model, train).total)} memory" in summary
         assert "more than is free" not in summary

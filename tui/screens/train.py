@@ -184,7 +184,7 @@ class TrainScreen(MnemosScreen):
 
     def action_resume(self) -> None:
         if self.trainer is not None:
-            self.trainer.resume()
+            self.trainer.unpause()
 
     def action_stop(self) -> None:
         if self.trainer is not None:
@@ -224,6 +224,7 @@ class TrainScreen(MnemosScreen):
 
     @work(thread=True, exclusive=True, group="train", exit_on_error=False)
     def run_training(self, model_cfg, train_cfg, resume_dir: Path | None, run_name: str = "") -> None:
+        from mnemos.config import setting_values
         from mnemos.trainer import Trainer
 
         worker = get_current_worker()
@@ -240,14 +241,9 @@ class TrainScreen(MnemosScreen):
                 out_dir = str(ws.checkpoints_dir / run_name) if run_name else None  # None: a dated folder
                 trainer = Trainer.new(model_cfg, train_cfg, str(ws.train_file), out_dir=out_dir,
                                       callback=callback, runs_root=ws.checkpoints_dir)
-            else:
-                from mnemos.checkpoint import checkpoint_info
-
-                info = checkpoint_info(resume_dir)
-                saved = {**info.model_config, **info.train_config}
-                overrides = {k: v for k, v in {**model_cfg.to_dict(), **train_cfg.to_dict()}.items()
-                             if k != "vocab_size" and saved.get(k) != v}  # vocab_size: the run's tokenizer's
-                trainer = Trainer.resume(str(resume_dir), overrides=overrides or None, callback=callback)
+            else:  # the form's settings (its shape fields hold the run's own, locked)
+                trainer = Trainer.from_checkpoint(str(resume_dir), callback=callback,
+                                                  **setting_values(model_cfg, train_cfg))
             self.trainer = self.mnemos.trainer = trainer
             self.app.call_from_thread(self.refresh_bindings)
             trainer.run()

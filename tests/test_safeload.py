@@ -186,6 +186,6 @@ def test_metrics_rows_of_the_wrong_type_do_not_stop_a_resume(run, tmp_path):
                                                      dropout_rng=np.random.default_rng(1).bit_generator.state,
                                                      data=str(tmp_path / "t.txt")))
     (run / "metrics.jsonl").write_text('{"step": "x"}\n{"step": [1]}\n{"step": 2, "loss": 1.0}\n[]\n')
-    trainer = Trainer.resume(run, overrides={"max_steps": 6, "eval_interval": 100, "workers": 1})
+    trainer = Trainer.from_checkpoint(run, max_steps=6, eval_interval=100, workers=1)
     done = trainer.run()
     assert done.reason == "finished" and done.step == 6

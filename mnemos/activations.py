@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mnemos.backend import to_numpy
+from mnemos.nn.layers import LayerNorm
 
 
 @dataclass
@@ -29,7 +30,7 @@ class ActivationCache:
     All arrays are host NumPy in the model's dtype; ``L`` = n_layer, ``C`` = n_embd."""
 
     idx: np.ndarray  # (B, T) the token ids
-    embed: np.ndarray  # (B, T, C) the stream before the first block (token + position embeddings)
+    embed: np.ndarray  # (B, T, C) the stream before the first block (token (+ position) embeddings)
     attn_out: np.ndarray  # (L, B, T, C) what each block's attention added
     mlp_out: np.ndarray  # (L, B, T, C) what each block's MLP added
     resid: np.ndarray  # (L + 1, B, T, C) the stream after the embeddings and after each block
@@ -78,8 +79,8 @@ def run_with_cache(model, idx) -> ActivationCache:
 
 def head_weight(model):
     """The output head as an ``(C, V)`` matrix of the model's array module: logits =
-    ``final_norm(x) @ head_weight``. GPT-2 ties it to the token embedding."""
-    return model.params.view("wte").T
+    ``final_norm(x) @ head_weight``; the token embedding when the head is tied."""
+    return model.params.view(model.head_param).T
 
 
 def unembed(model, x):
@@ -91,9 +92,10 @@ def unembed(model, x):
 @dataclass
 class NormLinear:
     """The final norm at each position as the affine map it is once its scale is frozen:
-    ``norm(x) = centre(x) * scale * weight + bias``, where ``centre`` subtracts the
-    mean over features (LayerNorm) and ``scale`` is the position's ``1/sqrt(var + eps)``.
-    A sum of residual components then maps to the sum of their images plus ``bias``."""
+    ``norm(x) = centre(x) * scale * weight + bias``. LayerNorm (GPT-2) centres (subtracts
+    the mean over features) with ``scale = 1/sqrt(var + eps)``; RMSNorm (Llama) does not
+    centre, ``scale = 1/sqrt(mean(x^2) + eps)`` and its bias is zero. A sum of residual
+    components then maps to the sum of their images plus ``bias``."""
 
     scale: np.ndarray  # (..., 1) float64
     weight: np.ndarray  # (C,) float64
@@ -109,9 +111,11 @@ class NormLinear:
 
 
 def final_norm_linear(model, x: np.ndarray) -> NormLinear:
-    """The final LayerNorm frozen at the residual ``x`` (..., C)."""
-    ln = model.ln_f
+    """The final norm (LayerNorm or RMSNorm) frozen at the residual ``x`` (..., C)."""
+    norm = model.ln_f
     x = np.asarray(x, dtype=np.float64)
-    var = x.var(-1, keepdims=True)
-    return NormLinear(1.0 / np.sqrt(var + ln.eps), to_numpy(ln.w).astype(np.float64),
-                      to_numpy(ln.b).astype(np.float64), centre=True)
+    centre = isinstance(norm, LayerNorm)
+    square = x.var(-1, keepdims=True) if centre else (x * x).mean(-1, keepdims=True)
+    weight = to_numpy(norm.w).astype(np.float64)
+    bias = to_numpy(norm.b).astype(np.float64) if centre else np.zeros_like(weight)
+    return NormLinear(1.0 / np.sqrt(square + norm.eps), weight, bias, centre)

@@ -68,7 +68,12 @@ def logit_lens(model, tokenizer, ids, k: int = 3) -> LensView:
     """The logit lens of ``ids`` (its last ``block_size`` tokens): one forward pass and
     one pass of the final norm and head over every layer's stream."""
     idx = _context(model, ids)
-    probs = softmax(lens_logits(model, run_with_cache(model, idx))[:, 0])  # (L + 1, T, V)
+    return lens_view(model, tokenizer, run_with_cache(model, idx), k, len(np.asarray(ids).reshape(-1)) - idx.shape[1])
+
+
+def lens_view(model, tokenizer, cache, k: int = 3, truncated: int = 0) -> LensView:
+    """The logit lens of the first sequence of ``cache`` (``run_with_cache`` of a prompt)."""
+    probs = softmax(lens_logits(model, cache)[:, 0])  # (L + 1, T, V)
     k = max(1, min(int(k), probs.shape[-1]))
     # top k per (layer, position), best first
     order = np.argpartition(-probs, k - 1, axis=-1)[..., :k]
@@ -80,10 +85,9 @@ def logit_lens(model, tokenizer, ids, k: int = 3) -> LensView:
     hit = order[:, :, 0] == answer[None, :]  # (L + 1, T); the last row is all true
     first = hit.argmax(0)
     label = {int(i): token_label(tokenizer.token_bytes(int(i))) for i in np.unique(order)}
-    kept = [int(i) for i in idx[0]]
+    kept = [int(i) for i in cache.idx[0]]
     return LensView(
-        ids=kept, labels=[token_label(tokenizer.token_bytes(i)) for i in kept],
-        truncated=len(np.asarray(ids).reshape(-1)) - len(kept), top_ids=order,
-        top_labels=[[[label[int(i)] for i in row] for row in layer] for layer in order],
+        ids=kept, labels=[token_label(tokenizer.token_bytes(i)) for i in kept], truncated=truncated,
+        top_ids=order, top_labels=[[[label[int(i)] for i in row] for row in layer] for layer in order],
         top_probs=top_probs, answer=[int(a) for a in answer], answer_probs=answer_probs,
         first_layer=[int(f) for f in first])

@@ -30,20 +30,27 @@ def tok():
     return BPETokenizer.train(TEXT, 300)
 
 
+ARCHS = [pytest.param({}, id="gpt2"), pytest.param({"arch": "llama", "head": "untied"}, id="llama-untied")]
+
+
 def _random_model(tok, dtype=np.float32, sharpen=4.0, **shape):
     config = ModelConfig(vocab_size=tok.vocab_size, **{"n_layer": 2, "n_head": 2, "n_embd": 32,
                                                       "block_size": 24, **shape})
     model = GPT(config, dtype=dtype, seed=5)
     model.params.data *= sharpen  # far from uniform: a stronger test
+    for name in model.params.names:  # norm gains away from 1 (and biases from 0) too
+        if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
+            model.params.view(name)[...] = 1 + 0.3 * np.sin(np.arange(32))
     return model
 
 
 # --------------------------------------------------------------------------- the cache
 
 
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_cache_reproduces_the_forward_and_sums_to_the_stream(tok, dtype):
-    model = _random_model(tok, dtype)
+def test_cache_reproduces_the_forward_and_sums_to_the_stream(tok, dtype, arch):
+    model = _random_model(tok, dtype, **arch)
     idx = np.random.default_rng(0).integers(0, tok.vocab_size, (3, 20))
     cache = run_with_cache(model, idx)
     logits, _ = model.forward(idx)
@@ -57,20 +64,26 @@ def test_cache_reproduces_the_forward_and_sums_to_the_stream(tok, dtype):
     np.testing.assert_allclose(cache.patterns, np.stack(model.attention_maps(idx)), rtol=0, atol=0)
 
 
-def test_cache_matches_hugging_face_hidden_states(tok):
+@pytest.mark.parametrize("arch", ARCHS)
+def test_cache_matches_hugging_face_hidden_states(tok, arch):
     """The peer's residual stream after each block (``output_hidden_states``) and its
-    own head read through its own final LayerNorm (attention maps: test_inspect)."""
-    from tests.test_export import hf_model
+    own head read through its own final norm (attention maps: test_inspect)."""
+    torch = pytest.importorskip("torch", reason="Hugging Face parity needs torch")
+    transformers = pytest.importorskip("transformers", reason="Hugging Face parity needs transformers")
+    from mnemos.export import hf_config, to_hf_state_dict
 
-    model = _random_model(tok, np.float64, sharpen=2.0)
-    hf, torch = hf_model(model)
-    hf = hf.double()
+    model = _random_model(tok, np.float64, sharpen=2.0, **arch)
+    cls = transformers.LlamaForCausalLM if arch else transformers.GPT2LMHeadModel
+    peer_config = (transformers.LlamaConfig if arch else transformers.GPT2Config)(**hf_config(model.config))
+    hf = cls(peer_config).double().eval()
+    hf.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in to_hf_state_dict(model).items()}, strict=False)
+    norm = hf.model.norm if arch else hf.transformer.ln_f
     idx = np.random.default_rng(4).integers(0, tok.vocab_size, (2, 16))
     cache = run_with_cache(model, idx)
     with torch.no_grad():
         out = hf(torch.from_numpy(idx), output_hidden_states=True)
-        hidden = [h.numpy() for h in out.hidden_states]  # the last one has ln_f applied
-        lens = [hf.lm_head(hf.transformer.ln_f(h)).numpy() for h in out.hidden_states[:-1]]
+        hidden = [h.numpy() for h in out.hidden_states]  # the last one has the final norm applied
+        lens = [hf.lm_head(norm(h)).numpy() for h in out.hidden_states[:-1]]
     L = model.config.n_layer
     for layer in range(L):
         np.testing.assert_allclose(cache.resid[layer], hidden[layer], atol=1e-7)
@@ -81,8 +94,9 @@ def test_cache_matches_hugging_face_hidden_states(tok):
 # --------------------------------------------------------------------------- logit lens
 
 
-def test_logit_lens_last_layer_is_the_models_next_token_distribution(tok):
-    model = _random_model(tok)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_logit_lens_last_layer_is_the_models_next_token_distribution(tok, arch):
+    model = _random_model(tok, **arch)
     ids = tok.encode(TEXT)[:20]
     cache = run_with_cache(model, np.array([ids]))
     lens = lens_logits(model, cache)
@@ -216,18 +230,22 @@ def test_an_induction_circuit_learns_in_context():
 # --------------------------------------------------------------------------- attribution
 
 
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-9), (np.float32, 1e-5)])
-def test_attributions_sum_to_the_logit_minus_the_bias_term(tok, dtype, tol):
-    model = _random_model(tok, dtype, sharpen=2.0)
-    model.params.view("ln_f.bias")[...] = np.random.default_rng(0).normal(0, 0.5, 32)
+def test_attributions_sum_to_the_logit_minus_the_bias_term(tok, dtype, tol, arch):
+    model = _random_model(tok, dtype, sharpen=2.0, **arch)
+    if not arch:
+        model.params.view("ln_f.bias")[...] = np.random.default_rng(0).normal(0, 0.5, 32)
     ids = tok.encode(TEXT)[:15]
     for position, token in [(-1, None), (3, 7), (0, None)]:
         a = direct_logit_attribution(model, tok, ids, position, token)
         logits = model.forward(np.array([ids]))[0][0, a.position]
         assert a.logit == pytest.approx(float(logits[a.token]), abs=tol)
         assert a.total + a.bias == pytest.approx(a.logit, abs=tol * max(1.0, abs(a.logit)))
-        assert [n for n, _ in a.parts] == ["token embedding", "position embedding", "block 1 attention",
-                                           "block 1 MLP", "block 2 attention", "block 2 MLP"]
+        assert (a.bias == 0) == bool(arch)  # RMSNorm has no bias
+        embeddings = ["token embedding"] if arch else ["token embedding", "position embedding"]
+        assert [n for n, _ in a.parts] == embeddings + ["block 1 attention", "block 1 MLP", "block 2 attention",
+                                                        "block 2 MLP"]
         assert a.rank == int((logits > logits[a.token]).sum())
     assert direct_logit_attribution(model, tok, ids).rank == 0
     with pytest.raises(MnemosError):

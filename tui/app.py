@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Iterable
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.widget import Widget
 
 from tui.workspace import Workspace
 
@@ -88,6 +89,8 @@ class MnemosApp(App[None]):
                                     "train" if data is not None else "datasets")
         self.trainer: Trainer | None = None  # set by the Train screen while a run is alive
         self.train_screen: TrainScreen | None = None  # set by the Train screen when mounted
+        self.strict_errors: bool | None = None  # None: unexpected errors end the app only when headless
+        self._error_times: list[float] = []
 
     def on_mount(self) -> None:
         self.switch_mode(self.start_mode)
@@ -110,19 +113,26 @@ class MnemosApp(App[None]):
     # -- errors -----------------------------------------------------------------------
 
     def _handle_exception(self, error: Exception) -> None:
-        """The safety net under every handler: an unexpected exception becomes an error
-        notification and the app stays up (screens catch the errors they expect
-        themselves). Headless runs (tests) keep Textual's behaviour, so a bug fails the
-        test instead of hiding in a toast; a burst of errors (a widget failing on
-        every repaint) still exits, with the traceback."""
+        """The safety net under every handler (Textual has no public hook for this yet):
+        an unexpected exception becomes an error notification and the app stays up
+        (screens catch the errors they expect themselves). A widget whose drawing fails
+        is hidden, so it cannot fail again on every repaint (the plot used to, and took
+        the app and its training down). Headless runs (tests) keep Textual's behaviour
+        unless ``strict_errors`` is False, so a bug fails the test instead of hiding in a
+        toast; a burst of errors still exits, with the traceback."""
         now = time.monotonic()
-        self._error_times = [t for t in getattr(self, "_error_times", []) if now - t < 2.0] + [now]
-        if self.is_headless or len(self._error_times) > 5:
+        self._error_times = [t for t in self._error_times if now - t < 2.0] + [now]
+        strict = self.is_headless if self.strict_errors is None else self.strict_errors
+        if strict or len(self._error_times) > 5:
             super()._handle_exception(error)
             return
         logging.getLogger("tui").exception("unexpected error", exc_info=error)
-        self.notify(f"{type(error).__name__}: {error}", title="Unexpected error (the app carries on)",
-                    severity="error", timeout=10)
+        failed = _failed_widget(error)
+        if failed is not None:
+            failed.display = False
+        title = (f"{type(failed).__name__} could not be drawn and is hidden" if failed is not None
+                 else "Unexpected error (the app carries on)")
+        self.notify(f"{type(error).__name__}: {error}", title=title, severity="error", timeout=10)
 
     # -- quitting -------------------------------------------------------------------
 
@@ -141,6 +151,18 @@ class MnemosApp(App[None]):
     def _quit_chosen(self, choice: str | None) -> None:
         if choice in ("save", "discard") and self.train_screen is not None:
             self.train_screen.quit_training(save=choice == "save")
+
+
+def _failed_widget(error: BaseException) -> Widget | None:
+    """The innermost widget whose ``render`` raised ``error``, read from the traceback."""
+    found = None
+    tb = error.__traceback__
+    while tb is not None:
+        owner = tb.tb_frame.f_locals.get("self")
+        if isinstance(owner, Widget) and not isinstance(owner, Screen) and tb.tb_frame.f_code.co_name in ("render", "render_line", "render_lines"):
+            found = owner
+        tb = tb.tb_next
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -261,3 +261,80 @@ async def test_a_run_on_the_device_in_the_app(workspace, simulated_gpu):
         assert app.screen.trainer.model.xp is simulated_gpu
     ckpt = load_checkpoint(workspace / "checkpoints" / "on-gpu")
     assert ckpt.state["step"] == 4 and ckpt.train_config.device == "cuda"
+
+
+def plot_text(plot) -> str:
+    """What the loss plot shows, as plain text (a fresh draw, as a repaint makes)."""
+    return plot.render().plain
+
+
+async def test_log_scale_survives_any_number_of_redraws_and_screen_switches(workspace):
+    """Issue 14, finding 1: log scale on, then redraws with no new points (help open and
+    closed, another screen and back, a resize) took the log of the log inside plotext and
+    killed the app. Losses below 1 make the second log negative, the third impossible."""
+    app = MnemosApp(root=workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        await pilot.pause()
+        plot = app.screen.query_one("#loss-plot")
+        plot.add_train(list(range(1, 41)), [5.0 * 0.9 ** i for i in range(40)])  # 5.0 down to 0.07
+        plot.add_val(0, 5.5)
+        plot.add_val(40, 0.09)
+        await pilot.press("ctrl+l")
+        await pilot.pause()
+        for keys in (["f1", "escape"], ["f2", "f3"], ["f1", "g", "escape", "escape"]):
+            for _ in range(3):
+                assert "loss (log scale)" in plot_text(plot)
+            await pilot.press(*keys)
+            await pilot.pause()
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        text = plot_text(plot)
+        assert "loss (log scale)" in text and "cannot be drawn" not in text
+        assert app.is_running and app.return_code is None
+        assert plot.train_points[-1] == (40, 5.0 * 0.9 ** 39)  # the stored points are untouched
+
+
+async def test_a_widget_that_fails_to_draw_is_hidden_and_the_run_goes_on(workspace, monkeypatch):
+    from tui.widgets.train_stats import TrainStats
+
+    def broken(self):
+        raise RuntimeError("cannot draw")
+
+    app = MnemosApp(root=workspace)
+    app.strict_errors = False  # as in a terminal: errors are shown, not raised
+    async with app.run_test(size=SIZE) as pilot:
+        await open_train(pilot, app, max_steps="100000", eval_interval="100000")
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: state(app) == "running", "the run to start")
+        monkeypatch.setattr(TrainStats, "render", broken)
+        app.screen.query_one(TrainStats).refresh()
+        await wait_until(pilot, lambda: any("cannot draw" in n.message for n in app._notifications),
+                         "the error to be shown")
+        assert not app.screen.query_one(TrainStats).display
+        step = app.screen.trainer.step
+        await wait_until(pilot, lambda: app.screen.trainer.step > step + 2, "training to go on")
+        assert app.is_running and state(app) == "running"
+
+
+async def test_an_unexpected_error_while_training_saves_the_run_and_is_shown(workspace, monkeypatch):
+    from tui.screens.train import TrainScreen
+
+    def broken(self, event):
+        raise RuntimeError("broken step display")
+
+    app = MnemosApp(root=workspace)
+    app.strict_errors = False
+    async with app.run_test(size=SIZE) as pilot:
+        await open_train(pilot, app, max_steps="100000", eval_interval="100000")
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: state(app) == "running", "the run to start")
+        monkeypatch.setattr(TrainScreen, "_show_step", broken)
+        await wait_until(pilot, lambda: any("broken step display" in n.message for n in app._notifications),
+                         "the error to be shown")
+        out_dir = Path(app.trainer.out_dir)
+        await wait_until(pilot, lambda: (out_dir / "state.json").is_file(), "the checkpoint")
+        step = checkpoint_info(out_dir).step
+        assert step > 0
+        await wait_until(pilot, lambda: app.trainer.step > step + 2, "training to go on")
+        assert app.is_running and app.trainer.state == "running"

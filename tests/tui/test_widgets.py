@@ -60,3 +60,16 @@ async def test_sampling_form_parses_blank_as_off_and_refuses_bad_values():
         with pytest.raises(ConfigError, match="temperature"):
             form.settings()
         assert form.has_class("-invalid")
+
+
+def test_step_ticks_are_whole_round_numbers_inside_the_range():
+    from tui.widgets.loss_plot import step_ticks
+
+    assert step_ticks(0, 100) == [0, 20, 40, 60, 80, 100]
+    assert step_ticks(751.0, 800.0) == [760, 770, 780, 790, 800]
+    assert step_ticks(3, 3) == [3]
+    assert step_ticks(751.5, 751.9) == [752]
+    for low, high in [(0.4, 7.6), (11, 20), (1, 100_000), (0, 1_234_567)]:
+        ticks = step_ticks(low, high)
+        assert all(isinstance(t, int) for t in ticks) and 2 <= len(ticks) <= 6
+        assert ticks == sorted(ticks) and low <= ticks[0] and ticks[-1] <= high

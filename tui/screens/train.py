@@ -50,6 +50,7 @@ class TrainScreen(MnemosScreen):
         self._exit_when_done = False  # quitting: exit the app when the worker ends
         self._plot_due = 0.0
         self._losses: list[float] = []
+        self._view_failed = False  # the live view raised once this run (said once, saved once)
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="train-main"):
@@ -258,21 +259,27 @@ class TrainScreen(MnemosScreen):
 
     @on(EngineEvents)
     def _engine_events(self, message: EngineEvents) -> None:
+        try:
+            self._show_events(message.events)
+        except Exception as exc:  # a display bug must stop neither the screen nor the run: save, say so once
+            if not self._view_failed and self.trainer is not None:
+                self.trainer.save_now()
+                self.report(exc, "The live view failed; the run saves a checkpoint now and goes on")
+            self._view_failed = True
+
+    def _show_events(self, events: list) -> None:
         from mnemos import events as ev
 
-        steps = [e for e in message.events if isinstance(e, ev.StepEvent)]
+        steps = [e for e in events if isinstance(e, ev.StepEvent)]
         plot = self.query_one(LossPlot)
         if steps:
             plot.add_train([e.step for e in steps], [e.loss for e in steps])
             self._losses = (self._losses + [e.loss for e in steps])[-SPARK_POINTS:]
             self._show_step(steps[-1])
-        for event in message.events:
-            try:
-                self._handle(event, plot)
-            except Exception as exc:  # a display bug must not kill the run's view
-                self.report(exc)
+        for event in events:
+            self._handle(event, plot)
         now = time.monotonic()
-        if now >= self._plot_due or any(not isinstance(e, ev.StepEvent) for e in message.events):
+        if now >= self._plot_due or any(not isinstance(e, ev.StepEvent) for e in events):
             plot.replot()
             self._plot_due = now + PLOT_INTERVAL
 
@@ -324,6 +331,7 @@ class TrainScreen(MnemosScreen):
 
     def _reset_live(self) -> None:
         self._losses = []
+        self._view_failed = False
         self.query_one(LossPlot).clear_data()
         self.query_one(LossPlot).replot()
         self.query_one("#loss-spark", Sparkline).data = []

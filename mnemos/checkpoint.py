@@ -40,6 +40,7 @@ from mnemos.config import ModelConfig, TrainConfig
 from mnemos.errors import CheckpointError, ConfigError, MnemosError
 from mnemos.fileio import read_jsonl
 from mnemos.memory import check_fits, inference_estimate
+from mnemos.paths import RUNS_ROOT
 from mnemos.safeload import check_state, expect_exactly, parse_json, read_npz
 
 FORMAT_VERSION = 1
@@ -489,7 +490,7 @@ def _fill_info(info: CheckpointInfo, run: Path) -> None:
         info.problem = str(exc)
 
 
-def list_checkpoints(root: str | os.PathLike = "checkpoints") -> list[CheckpointInfo]:
+def list_checkpoints(root: str | os.PathLike = RUNS_ROOT) -> list[CheckpointInfo]:
     """The runs under ``root`` (folders holding a config.json), newest first."""
     root = Path(root)
     if not root.is_dir():

@@ -22,13 +22,12 @@ from mnemos.compare import duration as _duration
 from mnemos.config import (AUTO_BUDGET_S, AUTO_PRESET, DEFAULT_PRESET, GROUPS, PRESETS, SETTINGS, ModelConfig,
                            Preset, TrainConfig, configs_from, default_workers, get_preset)
 from mnemos.errors import ConfigError, MnemosError
+from mnemos.paths import RUNS_ROOT, TEST_DATA, TRAIN_DATA
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 2, 130
 EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (`| head`): what a SIGPIPE'd program returns
 # what `timeout`, systemd, docker (TERM), a closed terminal (HUP) and Ctrl+C (INT) send: save, then exit 128 + N
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-DEFAULT_TRAIN_DATA = "data/training/train.txt"
-DEFAULT_TEST_DATA = "data/testing/test.txt"
 
 
 def _stdout_gone() -> None:
@@ -70,7 +69,7 @@ def _print_json(obj: dict) -> None:
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model on a text file (or resume a run)",
                        description="Train a GPT on a UTF-8 text file. Flags override the preset.")
-    p.add_argument("--data", help=f"training text (default {DEFAULT_TRAIN_DATA})")
+    p.add_argument("--data", help=f"training text (default {TRAIN_DATA})")
     p.add_argument("--val-data", help="validation text (default: the last 10%% of the training tokens)")
     p.add_argument("--out", help="run folder (default checkpoints/<timestamp>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
@@ -106,7 +105,7 @@ def auto_configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig, li
     given = _given(args)
     budget = getattr(args, "time_budget", None) or AUTO_BUDGET_S
     workers = given.get("workers", default_workers())
-    choice = plan(args.data or DEFAULT_TRAIN_DATA, budget, workers, given.get("device", "cpu"), fixed=given)
+    choice = plan(args.data or TRAIN_DATA, budget, workers, given.get("device", "cpu"), fixed=given)
     return (*configs_from(Preset(AUTO_PRESET, "", choice.model, choice.train), given), choice.reasons)
 
 
@@ -247,7 +246,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         model_cfg, train_cfg = train_configs(args)
     if not args.resume:
-        trainer = Trainer.new(model_cfg, train_cfg, data=args.data or DEFAULT_TRAIN_DATA, val_data=args.val_data,
+        trainer = Trainer.new(model_cfg, train_cfg, data=args.data or TRAIN_DATA, val_data=args.val_data,
                               out_dir=args.out, callback=printer, force=args.force)
 
     printer.on_pipe_closed = trainer.stop  # `mnemos train | head`: stop, saving a checkpoint
@@ -286,7 +285,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="score a checkpoint on a test file (loss, perplexity, bits per byte)")
     p.add_argument("--checkpoint", required=True, metavar="DIR")
-    p.add_argument("--data", default=DEFAULT_TEST_DATA, help=f"test text (default {DEFAULT_TEST_DATA})")
+    p.add_argument("--data", default=TEST_DATA, help=f"test text (default {TEST_DATA})")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(handler=cmd_eval)
 
@@ -416,7 +415,7 @@ def _add_data(sub) -> None:
 
 
 def cmd_data_sample(args: argparse.Namespace) -> int:
-    from mnemos.data import sample_corpus
+    from mnemos.sample import sample_corpus
 
     sample_corpus(".", force=args.force, progress=lambda message: print(message, flush=True))
     return EXIT_OK
@@ -427,7 +426,7 @@ def cmd_data_sample(args: argparse.Namespace) -> int:
 
 def _add_list(sub) -> None:
     p = sub.add_parser("list", help="list the runs in a checkpoints folder")
-    p.add_argument("--root", default="checkpoints", help="folder of runs (default checkpoints)")
+    p.add_argument("--root", default=RUNS_ROOT, help=f"folder of runs (default {RUNS_ROOT})")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_list)
 

@@ -37,17 +37,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from mnemos.errors import CheckpointError, MnemosError
+from mnemos.errors import CheckpointError, CompareError
 from mnemos.fileio import read_jsonl
 
 AXES = {"step": "step", "tokens": "tokens seen", "time": "wall time (s)"}
 DEFAULT_SMOOTHING = 0.6  # TensorBoard's default
 LN2 = math.log(2.0)
 MAX_RUNS = 12  # (as many as the text plot has markers) a plot with more curves than this is unreadable
-
-
-class CompareError(MnemosError):
-    """Runs that cannot be compared (missing, not runs, given twice, bad options)."""
 
 
 # --------------------------------------------------------------------------- numbers

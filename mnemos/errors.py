@@ -41,3 +41,19 @@ class ContextError(MnemosError):
 
 class WorkerError(MnemosError):
     """A data-parallel worker process that died or failed during a training step."""
+
+
+class CompareError(MnemosError):
+    """Runs that cannot be compared (missing, not runs, given twice, bad options)."""
+
+
+class SampleCancelled(MnemosError):
+    """``cancel()`` returned true while fetching the sample corpus (nothing was written)."""
+
+
+class EvalCancelled(MnemosError):
+    """``cancel()`` returned true during an evaluation (nothing was saved)."""
+
+
+class ImportError_(MnemosError):  # noqa: N801 - not the builtin ImportError
+    """A Hugging Face folder that cannot be imported (unsupported model, missing files)."""

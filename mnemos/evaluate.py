@@ -47,19 +47,15 @@ from typing import Callable, Sequence
 import numpy as np
 
 from mnemos.backend import to_numpy
-from mnemos.errors import ConfigError, DataError, MnemosError
+from mnemos.errors import ConfigError, DataError, EvalCancelled, MnemosError
 from mnemos.fileio import read_jsonl
+from mnemos.paths import TEST_DATA
 
-DEFAULT_DATA = Path("data") / "testing" / "test.txt"
 REPORT_FILE = "eval-report.md"
 HISTORY_FILE = "evals.jsonl"
 BATCH_TOKENS = 4096  # positions per forward pass (bounded further by the logits' size)
 LOGITS_BUDGET = 1 << 23  # floats of logits per batch (32 MB)
 LN2 = math.log(2.0)
-
-
-class EvalCancelled(MnemosError):
-    """``cancel()`` returned true during an evaluation (nothing was saved)."""
 
 
 # --------------------------------------------------------------------------- the report
@@ -286,7 +282,7 @@ def evaluate_checkpoint(dir: str | os.PathLike, data: str | os.PathLike | None =
     from mnemos.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(dir)
-    path = Path(data) if data is not None else DEFAULT_DATA
+    path = Path(data) if data is not None else TEST_DATA
     text = data_mod.read_text(path)
     tokens = data_mod.load_tokens(path, ckpt.tokenizer, text=text)
     report = evaluate(ckpt.model, ckpt.tokenizer, tokens, progress=progress, cancel=cancel, stride=stride,

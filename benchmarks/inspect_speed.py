@@ -175,7 +175,7 @@ def bench_peers(tok, model, prompt: str, workdir: Path, repeat: int) -> dict[str
         import torch
         import transformers
 
-        from mnemos.export import hf_config, to_hf_state_dict
+        from mnemos.export import hf_config, to_hf_state_dict, write_tokenizer_json
     except ImportError as exc:
         print(f"(no Hugging Face peer: {exc})")
         return out
@@ -195,7 +195,7 @@ def bench_peers(tok, model, prompt: str, workdir: Path, repeat: int) -> dict[str
     try:
         from tokenizers import Tokenizer
 
-        tok.export_hf(workdir / "tokenizer.json")
+        write_tokenizer_json(tok, workdir / "tokenizer.json")
         hf_tok = Tokenizer.from_file(str(workdir / "tokenizer.json"))
         out["tokens + merge tree"] = median_ms(lambda: hf_tok.encode(prompt).offsets, repeat)
     except ImportError:

@@ -36,6 +36,7 @@ def peak_rss_mb() -> float:
 
 
 def run_mnemos(corpus: Path, vocab_size: int, out: Path) -> dict:
+    from mnemos.export import write_tokenizer_json
     from mnemos.tokenizer import BPETokenizer
 
     text = corpus.read_text("utf-8")
@@ -44,7 +45,7 @@ def run_mnemos(corpus: Path, vocab_size: int, out: Path) -> dict:
     t1, c1 = time.perf_counter(), time.process_time()
     ids = tok.encode_array(text)
     t2, c2 = time.perf_counter(), time.process_time()
-    tok.export_hf(out / "tokenizer.json")
+    write_tokenizer_json(tok, out / "tokenizer.json")
     ids.tofile(out / "mnemos_ids.bin")
     return {
         "train_s": t1 - t0,

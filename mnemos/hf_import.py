@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mnemos.bpe_hf import bytes_to_unicode
 from mnemos.config import ModelConfig, TrainConfig
 from mnemos.errors import ImportError_, MnemosError, TokenizerError
+from mnemos.export import bytes_to_unicode
 from mnemos.safetensors_io import TensorInfo, read_header, read_tensor
 
 MAX_CONFIG_BYTES = 1 << 20  # config.json, index

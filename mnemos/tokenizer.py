@@ -401,15 +401,3 @@ class BPETokenizer:
             raise TokenizerError(f"{path} is not valid JSON (corrupt or truncated file): {e}") from None
         return cls.from_dict(data, str(path))
 
-    # ----------------------------------------------------------------- Hugging Face
-    def export_hf(self, path: str | os.PathLike) -> None:
-        """Write a Hugging Face ``tokenizers`` ``tokenizer.json`` that encodes to the same ids."""
-        from mnemos.bpe_hf import write_tokenizer_json
-
-        write_tokenizer_json(self, Path(path))
-
-    def export_hf_vocab_merges(self, directory: str | os.PathLike) -> None:
-        """Write GPT-2 style ``vocab.json`` and ``merges.txt`` (for ``GPT2Tokenizer``)."""
-        from mnemos.bpe_hf import write_vocab_merges
-
-        write_vocab_merges(self, Path(directory))

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mnemos.errors import MnemosError, TokenizerError
+from mnemos.export import write_tokenizer_json, write_vocab_merges
 from mnemos.tokenizer import EOT, GPT2_PATTERN, BPETokenizer, text_blocks
 
 SAMPLE = (
@@ -432,7 +433,7 @@ def test_missing_file(tmp_path):
 def hf_tok(tok, tmp_path_factory):
     tokenizers = pytest.importorskip("tokenizers", reason="HF parity needs the `tokenizers` peer (pip install tokenizers)")
     path = tmp_path_factory.mktemp("hf") / "tokenizer.json"
-    tok.export_hf(path)
+    write_tokenizer_json(tok, path)
     return tokenizers.Tokenizer.from_file(str(path))
 
 
@@ -460,8 +461,8 @@ def test_hf_parity_special_tokens(tok, hf_tok):
 
 def test_transformers_gpt2_tokenizers_parity(tok, tmp_path):
     transformers = pytest.importorskip("transformers", reason="needs the `transformers` peer")
-    tok.export_hf(tmp_path / "tokenizer.json")
-    tok.export_hf_vocab_merges(tmp_path / "gpt2")
+    write_tokenizer_json(tok, tmp_path / "tokenizer.json")
+    write_vocab_merges(tok, tmp_path / "gpt2")
     fast = transformers.GPT2TokenizerFast(tokenizer_file=str(tmp_path / "tokenizer.json"))
     slow = transformers.GPT2Tokenizer.from_pretrained(tmp_path / "gpt2")  # vocab.json + merges.txt only
     ids = tok.encode(TEXT)
@@ -472,7 +473,7 @@ def test_transformers_gpt2_tokenizers_parity(tok, tmp_path):
 
 
 def test_hf_export_byte_level_strings(tok, tmp_path):
-    tok.export_hf(tmp_path / "tokenizer.json")
+    write_tokenizer_json(tok, tmp_path / "tokenizer.json")
     data = json.loads((tmp_path / "tokenizer.json").read_text("utf-8"))
     vocab, merges = data["model"]["vocab"], data["model"]["merges"]
     assert vocab["Ġ"] == 32 and vocab["A"] == 65 and vocab["Ā"] == 0 and vocab[EOT] == tok.eot_id

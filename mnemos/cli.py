@@ -73,6 +73,9 @@ def _add_train(sub) -> None:
     p.add_argument("--val-data", help="validation text (default: the last 10%% of the training tokens)")
     p.add_argument("--out", help="run folder (default checkpoints/<timestamp>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
+    p.add_argument("--init-from", metavar="RUN", help="start a new run from the model saved in RUN (a run or "
+                   "`mnemos import`): its weights and tokenizer, fine-tuning settings (lr 6e-5, 200 steps, "
+                   "block <= 256) unless flags or --preset say otherwise; the shape cannot change")
     p.add_argument("--preset", help=f"starting point: {', '.join(f'{k} ({v.description})' for k, v in PRESETS.items())}"
                                     f", {AUTO_PRESET} (chosen for the text, the time budget and this machine, "
                                     f"saying why) (default {DEFAULT_PRESET})")
@@ -232,8 +235,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("--out cannot be used with --resume (a resumed run saves into its own folder)")
     if args.resume and args.preset == AUTO_PRESET:
         raise ConfigError(f"--preset {AUTO_PRESET} chooses the shape of a new run; resume without it")
+    if args.init_from and (args.resume or args.preset == AUTO_PRESET):
+        raise ConfigError(f"--init-from starts a new run from a trained model; it cannot go with "
+                          f"{'--resume' if args.resume else '--preset auto (which chooses a new shape)'}")
     if args.resume:
         trainer = Trainer.from_checkpoint(args.resume, callback=printer, **_overrides(args))
+    elif args.init_from:
+        trainer = Trainer.init_from(args.init_from, args.data or TRAIN_DATA, args.val_data, args.out,
+                                    args.preset, _given(args), callback=printer, force=args.force)
     elif args.preset == AUTO_PRESET:
         if not args.json:
             print("auto: measuring the text and this machine's speed (a few seconds, cached) ...", flush=True)
@@ -245,7 +254,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             print("\n".join(f"auto: {line}" for line in reasons), flush=True)
     else:
         model_cfg, train_cfg = train_configs(args)
-    if not args.resume:
+    if not (args.resume or args.init_from):
         trainer = Trainer.new(model_cfg, train_cfg, data=args.data or TRAIN_DATA, val_data=args.val_data,
                               out_dir=args.out, callback=printer, force=args.force)
 

@@ -301,6 +301,12 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
+FINETUNE = Preset(  # the training settings of `train --init-from` (nanoGPT's finetune_shakespeare, scaled for a CPU)
+    "finetune", "a trained model adapted to new text: a small learning rate, a short run",
+    train=dict(batch_size=8, max_steps=200, warmup_steps=10, eval_interval=50, eval_steps=5, lr=6e-5, min_lr=6e-6),
+)
+FINETUNE_BLOCK = 256  # the context a fine-tuning run crops to by default (a 1024-token window is slow on a CPU)
+
 DEFAULT_PRESET = "small"
 AUTO_PRESET = "auto"  # not a fixed preset: mnemos.autosize chooses for the text, the budget and the machine
 AUTO_BUDGET_S = 300.0  # what auto plans for when no time budget is given
@@ -365,3 +371,32 @@ def resumed_configs(model_cfg: ModelConfig, train_cfg: TrainConfig,
             raise ConfigError(f"cannot change {label} on resume (the run has {have}, asked {overrides[name]}); "
                               f"start a new run with another --out instead", field=name)
     return dataclasses.replace(model_cfg, **model), dataclasses.replace(train_cfg, **train)
+
+
+def init_from_configs(model_cfg: ModelConfig, train_cfg: TrainConfig, preset: str | None = None,
+                      overrides: dict | None = None) -> tuple[ModelConfig, TrainConfig]:
+    """The configs of a new run that starts from a saved model (``train --init-from``).
+
+    The model keeps its shape and vocabulary; only ``dropout`` may change, and
+    ``block_size`` may shrink (the position table is cropped, as nanoGPT's
+    ``crop_block_size``; by default to :data:`FINETUNE_BLOCK`). The training settings are
+    the defaults, then ``preset`` (default :data:`FINETUNE`), then ``overrides``.
+    """
+    chosen = get_preset(preset) if preset else FINETUNE
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    model, train = split_settings(overrides)
+    block = model.pop("block_size", min(model_cfg.block_size, FINETUNE_BLOCK))
+    if isinstance(block, int) and block > model_cfg.block_size:
+        raise ConfigError(f"block_size {block} is larger than the model's context of {model_cfg.block_size} "
+                          f"positions; it can only shrink when starting from a trained model", field="block_size")
+    fixed = {s.name for s in SETTINGS if s.shape} - {"block_size"}
+    for name in sorted(fixed & set(overrides)):
+        have = getattr(model_cfg if name in model else train_cfg, name)
+        if overrides[name] != have:
+            label = SETTINGS_BY_NAME[name].label
+            raise ConfigError(f"cannot change {label} of a trained model (it has {have}, asked {overrides[name]}); "
+                              f"leave it out, or train a new model", field=name)
+    values = {"workers": default_workers(), **chosen.train, **train, "tokenizer_vocab": train_cfg.tokenizer_vocab}
+    return (dataclasses.replace(model_cfg, block_size=block, **{k: v for k, v in model.items() if k not in fixed}),
+            TrainConfig(**values))
+

@@ -34,8 +34,8 @@ import numpy as np
 
 from mnemos import data as data_mod
 from mnemos.backend import get_array_module
-from mnemos.checkpoint import is_checkpoint, load_checkpoint, read_metrics, save_checkpoint
-from mnemos.config import ModelConfig, TrainConfig, resumed_configs
+from mnemos.checkpoint import is_checkpoint, load_checkpoint, read_config, read_metrics, save_checkpoint
+from mnemos.config import ModelConfig, TrainConfig, init_from_configs, resumed_configs
 from mnemos.errors import CheckpointError, ConfigError, MnemosError, WorkerError
 from mnemos.events import (CheckpointEvent, DoneEvent, ErrorEvent, EvalEvent, Event, PrepareEvent, SampleEvent,
                            StateEvent, StepEvent)
@@ -86,6 +86,7 @@ class Trainer:
         self.callback = callback or (lambda event: None)
         self.state = "idle"
         self._resume_from = resume_from
+        self._init_from: Path | None = None  # a saved model to start from (Trainer.init_from)
         self._unpaused = threading.Event()
         self._unpaused.set()
         self._stop = threading.Event()
@@ -140,6 +141,19 @@ class Trainer:
         return trainer
 
     @classmethod
+    def init_from(cls, source, data, val_data=None, out_dir=None, preset: str | None = None,
+                  overrides: dict | None = None, callback=None, force: bool = False,
+                  runs_root="checkpoints") -> "Trainer":
+        """A new run that starts from the model saved in ``source`` (a run or an import):
+        its weights and tokenizer, no tokenizer training, a fresh optimizer at step 0, and
+        the fine-tuning settings of :func:`mnemos.config.init_from_configs`."""
+        model_cfg, train_cfg, _ = read_config(source)
+        model_cfg, train_cfg = init_from_configs(model_cfg, train_cfg, preset, overrides)
+        trainer = cls.new(model_cfg, train_cfg, data, val_data, out_dir, callback, force, runs_root)
+        trainer._init_from = Path(source)
+        return trainer
+
+    @classmethod
     def from_checkpoint(cls, dir, callback=None, **overrides) -> "Trainer":
         """Continue the run saved in ``dir`` (its folder is read once). ``overrides`` are
         settings (``max_steps``, learning rates, ``dropout`` ...; see ``mnemos.config.SETTINGS``)
@@ -148,6 +162,9 @@ class Trainer:
             raise ConfigError(f"{dir} is the best checkpoint inside the run {Path(dir).parent}; resume the run "
                               f"itself, or copy {dir} to a new folder to branch off from it")
         ckpt = load_checkpoint(dir)
+        if ckpt.state.get("imported_from"):
+            raise ConfigError(f"{dir} is an imported model, not a run to resume; fine-tune it into a new run "
+                              f"with `mnemos train --init-from {dir} --data FILE`")
         data = overrides.pop("data", None) or ckpt.state.get("data")
         val_data = overrides.pop("val_data", None) or ckpt.state.get("val_data")
         model_cfg, train_cfg = resumed_configs(ckpt.model_config, ckpt.train_config, overrides)
@@ -226,7 +243,9 @@ class Trainer:
         text = data_mod.read_text(self.data)
         val_text = data_mod.read_text(self.val_data) if self.val_data else None
         cut = len(text) if val_text is not None else int(len(text) * (1 - data_mod.VAL_FRACTION))
-        if self._resume_from is None:
+        if self._init_from is not None:
+            self._load_initial_model()
+        elif self._resume_from is None:
             target = cfg.tokenizer_vocab
             if target == 256:
                 self._say("tokenizer", "tokenizer: byte level, one token per byte (no merges to learn)")
@@ -267,6 +286,8 @@ class Trainer:
                               "val_hash": data_mod.content_hash(val_text) if val_text is not None else None,
                               "tokenizer": self.tokenizer.fingerprint(),
                               "val_bytes_per_token": self._bytes_per_token(self.val_tokens)}
+        if self._init_from is not None:  # where the weights came from, kept through resumes
+            self._fingerprints["init_from"] = str(self._init_from.resolve())
         self.optimizer = AdamW(self.model.params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
                                weight_decay=cfg.weight_decay)
         if self._resume_from is not None:
@@ -275,6 +296,20 @@ class Trainer:
         self._say("model", f"model: {self.model_cfg.n_layer} layers, {self.model_cfg.n_head} heads, "
                            f"n_embd {self.model_cfg.n_embd}, block {block}, vocab {self.model_cfg.vocab_size}: "
                            f"{self.model.num_params():,} parameters")
+
+    def _load_initial_model(self) -> None:
+        """Tokenizer and weights of ``--init-from``; the position table cropped to the block."""
+        from mnemos.nn import GPT
+
+        self._say("init", f"starting from the model in {self._init_from} (its tokenizer and weights)")
+        ckpt = load_checkpoint(self._init_from)
+        self.tokenizer = ckpt.tokenizer
+        state = ckpt.model.state_dict()
+        del ckpt
+        if "wpe" in state:
+            state["wpe"] = state["wpe"][: self.model_cfg.block_size]
+        self.model = GPT(self.model_cfg, seed=self.train_cfg.seed, device=self.train_cfg.device)
+        self.model.load_state_dict(state)
 
     def _start_workers(self) -> None:
         """``workers > 1`` on the CPU: start the data-parallel worker processes."""

@@ -189,3 +189,58 @@ def test_cli_import_then_generate(hf_dir, tmp_path, capsys):
     assert "imported" in capsys.readouterr().out
     assert main(["generate", "--checkpoint", str(tmp_path / "run"), "--prompt", "the", "--max-new-tokens", "5",
                  "--seed", "1"]) == 0
+
+
+# --------------------------------------------------------------------------- fine-tuning: train --init-from
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_text(TEXT * 3, encoding="utf-8")
+    return path
+
+
+def _train(capsys, *argv):
+    code = main(["train", "--workers", "1", "--eval-interval", "2", "--eval-steps", "1", "--sample-tokens", "0",
+                 "--batch-size", "2", *map(str, argv)])
+    return code, capsys.readouterr().err.strip()
+
+
+def test_init_from_starts_from_the_imported_weights_and_tokenizer(run, text_file, tmp_path, capsys):
+    code, err = _train(capsys, "--init-from", run.path, "--data", text_file, "--out", tmp_path / "ft",
+                       "--max-steps", "2", "--block-size", "16", "--lr", "1e-12", "--min-lr", "0")
+    assert code == 0, err
+    tuned = load_checkpoint(tmp_path / "ft")
+    assert tuned.tokenizer == run.tokenizer  # not trained again on the new text
+    assert tuned.model_config.block_size == 16 and tuned.state["init_from"] == str(run.path.resolve())
+    for name, value in run.model.state_dict().items():  # an lr of 1e-12 leaves them as they were
+        want = value[:16] if name == "wpe" else value
+        np.testing.assert_allclose(tuned.model.state_dict()[name], want, atol=1e-6)
+
+
+def test_a_fine_tuning_run_resumes_bit_for_bit(run, text_file, tmp_path, capsys):
+    common = ("--init-from", run.path, "--data", text_file, "--block-size", "16", "--seed", "3")
+    assert _train(capsys, *common, "--out", tmp_path / "straight", "--max-steps", "4")[0] == 0
+    assert _train(capsys, *common, "--out", tmp_path / "split", "--max-steps", "2")[0] == 0
+    assert main(["train", "--resume", str(tmp_path / "split"), "--max-steps", "4"]) == 0
+    a, b = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "split")
+    assert b.state["step"] == 4
+    for name, value in a.model.state_dict().items():
+        np.testing.assert_array_equal(b.model.state_dict()[name], value)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("--n-layer", "3"), "cannot change n-layer of a trained model"),
+    (("--block-size", "4096"), "can only shrink"),
+    (("--preset", "auto"), "cannot go with --preset auto"),
+])
+def test_init_from_refuses_a_new_shape(run, text_file, tmp_path, capsys, argv, message):
+    code, err = _train(capsys, "--init-from", run.path, "--data", text_file, "--out", tmp_path / "x", *argv)
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_imported_model_is_fine_tuned_not_resumed(run, text_file, capsys):
+    code, err = _train(capsys, "--resume", run.path, "--data", text_file)
+    assert code == 2 and f"--init-from {run.path}" in err

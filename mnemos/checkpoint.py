@@ -41,11 +41,14 @@ from mnemos.errors import CheckpointError, ConfigError, MnemosError
 from mnemos.fileio import read_jsonl
 from mnemos.memory import check_fits, inference_estimate
 from mnemos.paths import RUNS_ROOT
+from mnemos.runlock import lock_holder
 from mnemos.safeload import check_state, expect_exactly, parse_json, read_npz
 
 FORMAT_VERSION = 1
 CHECKPOINT_FILES = ("config.json", "tokenizer.json", "model.npz", "optimizer.npz", "state.json")
 BEST = "best"
+EVAL_FILES = ("evals.jsonl", "eval-report.md")  # what `mnemos eval` adds to a run folder (mnemos.evaluate)
+FORCE_REPLACES = CHECKPOINT_FILES + ("metrics.jsonl", BEST) + EVAL_FILES  # what a new run over an old one replaces
 MAX_BYTES = {"config.json": 1 << 20, "state.json": 16 << 20, "tokenizer.json": 256 << 20}  # a sane file is far smaller
 _SWAP_LOCK = threading.RLock()  # one swap or recovery at a time in this process (the TUI lists while it trains)
 
@@ -175,14 +178,16 @@ def save_checkpoint(dir: str | os.PathLike, model, tokenizer, model_cfg: ModelCo
     ``state`` is the JSON-able training state (see the trainer). ``metrics`` replaces
     ``metrics.jsonl`` (``None`` keeps the current file). ``best``: ``"update"`` makes this
     checkpoint ``best/``, ``"keep"`` keeps the existing ``best/``, ``"drop"`` writes none.
-    Other files in the folder (evaluation reports ...) are kept, unless ``fresh``: the
-    first save of a new run replacing an old folder (``--force``) keeps nothing of it.
+    Other files in the folder (evaluation reports ...) are kept; ``fresh`` (the first save
+    of a new run replacing an old one, ``--force``) replaces the old run's files
+    (:data:`FORCE_REPLACES`) and keeps any other file of the user's. A symlinked folder
+    is saved into its target.
     A failed save (e.g. disk full) raises :class:`CheckpointError` and leaves the
     previous checkpoint untouched.
     """
     if best not in ("keep", "update", "drop"):
         raise ValueError(f"best must be 'keep', 'update' or 'drop', got {best!r}")
-    run = Path(dir)
+    run = Path(os.path.realpath(dir)) if Path(dir).is_symlink() else Path(dir)  # a linked folder: its target
     tmp = run.parent / f".{run.name}.saving-{os.getpid()}"
     had_previous = is_checkpoint(run)
     try:
@@ -207,8 +212,9 @@ def save_checkpoint(dir: str | os.PathLike, model, tokenizer, model_cfg: ModelCo
             _write_bytes(tmp / "metrics.jsonl", lambda f: f.write(lines.encode()))
         elif not fresh and (run / "metrics.jsonl").is_file():
             _link_or_copy(run / "metrics.jsonl", tmp / "metrics.jsonl")
-        if not fresh:  # other files of the run (evaluation reports ...) stay with it
-            _carry_extras(run, tmp, CHECKPOINT_FILES + ("metrics.jsonl", BEST))
+        # other files of the run (evaluation reports ...) stay with it; a fresh run (--force)
+        # replaces the old run's files (FORCE_REPLACES) and keeps the user's own
+        _carry_extras(run, tmp, FORCE_REPLACES if fresh else CHECKPOINT_FILES + ("metrics.jsonl", BEST))
         if best == "update":
             (tmp / BEST).mkdir()
             for name in CHECKPOINT_FILES:
@@ -509,6 +515,10 @@ def delete_checkpoint(dir: str | os.PathLike) -> None:
     run = Path(dir)
     if not is_checkpoint(run):
         raise CheckpointError(f"{run} is not a Mnemos checkpoint; refusing to delete it")
+    holder = lock_holder(run)
+    if holder is not None:
+        raise CheckpointError(f"{run} is in use by a run (pid {holder.get('pid')}, `{holder.get('command')}`); "
+                              f"stop it before deleting the folder")
     doomed = run.parent / f".{run.name}.deleting-{time.time_ns()}"
     os.rename(run, doomed)
     shutil.rmtree(doomed)

@@ -18,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+from mnemos.checkpoint import BEST, FORCE_REPLACES
 from mnemos.compare import duration as _duration
 from mnemos.config import (AUTO_BUDGET_S, AUTO_PRESET, DEFAULT_PRESET, GROUPS, PRESETS, SETTINGS, ModelConfig,
                            Preset, TrainConfig, configs_from, default_workers, get_preset)
@@ -84,7 +85,10 @@ def _add_train(sub) -> None:
         metavar = None if setting.choices else setting.label.upper().replace("-", "_")
         groups[setting.group].add_argument(setting.flag, dest=setting.name, type=setting.kind, metavar=metavar,
                                            choices=setting.choices, help=setting.help or None)
-    p.add_argument("--force", action="store_true", help="overwrite --out even if it holds another run")
+    p.add_argument("--force", action="store_true",
+                   help="start a new run in an --out that holds one, replacing only the files a run writes ("
+                        + ", ".join(name + "/" if name == BEST else name for name in FORCE_REPLACES)
+                        + "); any other file there is kept")
     p.add_argument("--json", action="store_true", help="print one JSON object per event")
     p.set_defaults(handler=cmd_train)
 

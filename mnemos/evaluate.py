@@ -47,12 +47,12 @@ from typing import Callable, Sequence
 import numpy as np
 
 from mnemos.backend import to_numpy
+from mnemos.checkpoint import EVAL_FILES
 from mnemos.errors import ConfigError, DataError, EvalCancelled, MnemosError
 from mnemos.fileio import read_jsonl
 from mnemos.paths import TEST_DATA
 
-REPORT_FILE = "eval-report.md"
-HISTORY_FILE = "evals.jsonl"
+HISTORY_FILE, REPORT_FILE = EVAL_FILES
 BATCH_TOKENS = 4096  # positions per forward pass (bounded further by the logits' size)
 LOGITS_BUDGET = 1 << 23  # floats of logits per batch (32 MB)
 LN2 = math.log(2.0)

@@ -28,6 +28,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,7 @@ from mnemos.events import (CheckpointEvent, DoneEvent, ErrorEvent, EvalEvent, Ev
                            StateEvent, StepEvent)
 from mnemos.memory import check_fits, training_estimate
 from mnemos.paths import RUNS_ROOT
+from mnemos.runlock import RunLock
 
 SAMPLE_TEMPERATURE, SAMPLE_TOP_K = 0.8, 200  # the learning-replay sample (nanoGPT's sample.py)
 
@@ -55,6 +57,12 @@ class _Diverged(Exception):
 
 def _finite_or_none(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
+
+
+def _target(path) -> Path:
+    """A run folder given through a symbolic link is its target (saves rename the folder:
+    they must not replace the link)."""
+    return Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
 
 
 def default_run_dir(root: str | os.PathLike = RUNS_ROOT) -> Path:
@@ -110,6 +118,7 @@ class Trainer:
         self._saved_once = False
         self._fingerprints: dict = {}
         self._claimed_dir = False
+        self._lock: RunLock | None = None
 
     # ------------------------------------------------------------------ construction
 
@@ -119,15 +128,6 @@ class Trainer:
         """A fresh run on ``data`` into ``out_dir`` (default: a new dated folder in
         ``runs_root``, see :func:`default_run_dir`). Refuses an ``out_dir`` holding another
         run unless ``force``, and any other non-empty folder (it will not delete it)."""
-        if out_dir is not None:
-            out = Path(out_dir)
-            if is_checkpoint(out):
-                if not force:
-                    raise CheckpointError(f"{out} already holds a run; resume it with --resume {out}, choose "
-                                          f"another --out, or pass --force to overwrite it")
-            elif out.exists() and (not out.is_dir() or any(out.iterdir())):
-                raise CheckpointError(f"{out} exists and is not a Mnemos run; choose another --out (it will not "
-                                      f"be overwritten)")
         check_fits(training_estimate(model_cfg, train_cfg))  # before a byte of it is allocated
         for path in (data, val_data):
             if path is not None:
@@ -135,9 +135,22 @@ class Trainer:
                 data_mod.check_length(os.path.getsize(path), model_cfg.block_size, path)  # a token is >= 1 byte
         get_array_module(train_cfg.device)  # --device cuda without CuPy or a GPU: fail now, not after tokenizing
         claimed = out_dir is None  # a dated folder of our own, claimed once all else is checked
-        out = default_run_dir(runs_root) if claimed else out
+        out = default_run_dir(runs_root) if claimed else _target(out_dir)
+        lock = RunLock(out)
+        try:
+            if not claimed and is_checkpoint(out):
+                if not force:
+                    raise CheckpointError(f"{out_dir} already holds a run; resume it with --resume {out_dir}, "
+                                          f"choose another --out, or pass --force to replace its checkpoint files")
+            elif not claimed and out.exists() and (not out.is_dir() or any(out.iterdir())):
+                raise CheckpointError(f"{out_dir} exists and is not a Mnemos run; choose another --out (it will not "
+                                      f"be overwritten)")
+        except BaseException:
+            lock.release()
+            raise
         trainer = cls(model_cfg, train_cfg, str(data), val_data, str(out), callback)
         trainer._claimed_dir = claimed  # removed again if the run saves nothing
+        trainer._hold(lock)
         return trainer
 
     @classmethod
@@ -161,6 +174,18 @@ class Trainer:
         if Path(dir).name == "best" and is_checkpoint(Path(dir).parent):
             raise ConfigError(f"{dir} is the best checkpoint inside the run {Path(dir).parent}; resume the run "
                               f"itself, or copy {dir} to a new folder to branch off from it")
+        dir = _target(dir)
+        lock = RunLock(dir)
+        try:
+            trainer = cls._load(dir, callback, overrides)
+        except BaseException:
+            lock.release()
+            raise
+        trainer._hold(lock)
+        return trainer
+
+    @classmethod
+    def _load(cls, dir: Path, callback, overrides: dict) -> "Trainer":
         ckpt = load_checkpoint(dir)
         if ckpt.state.get("imported_from"):
             raise ConfigError(f"{dir} is an imported model, not a run to resume; fine-tune it into a new run "
@@ -180,6 +205,11 @@ class Trainer:
         return cls(model_cfg, train_cfg, data, val_data, str(dir), callback, resume_from=ckpt)
 
     # ------------------------------------------------------------------ control (any thread)
+
+    def _hold(self, lock: RunLock) -> None:
+        """Keep the run folder's lock until the run ends (or this object is collected)."""
+        self._lock = lock
+        weakref.finalize(self, lock.release)
 
     def pause(self) -> None:
         """Pause after the current step (the loop waits; save_now and stop still work)."""
@@ -512,6 +542,8 @@ class Trainer:
                     self.out_dir.rmdir()  # only if empty: stopped before its first save, leave no trace
                 except OSError:
                     pass  # it holds the run (or is gone already)
+            if self._lock is not None:
+                self._lock.release()
             self.state = "done"
         done = DoneEvent(self.step, reason, loss, _finite_or_none(self.best_val_loss), self.elapsed_s,
                          self.last_good)

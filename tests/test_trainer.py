@@ -244,7 +244,8 @@ def test_runs_started_in_the_same_second_get_their_own_folders(text_file, tmp_pa
     assert first.out_dir.is_dir() and second.out_dir.is_dir()  # claimed at once, before any save
     with pytest.raises(MnemosError):  # a run refused for its settings claims no folder
         Trainer.new(MODEL, TRAIN, tmp_path / "missing.txt", runs_root=root)
-    assert sorted(p.name for p in root.iterdir()) == ["2026-11-27_12-00-00", "2026-11-27_12-00-00-2"]
+    assert sorted(p.name for p in root.iterdir()) == [".2026-11-27_12-00-00-2.lock", ".2026-11-27_12-00-00.lock",
+                                                      "2026-11-27_12-00-00", "2026-11-27_12-00-00-2"]  # + their locks
 
 
 def test_text_shorter_than_a_window_is_an_error_event(tmp_path):

@@ -347,6 +347,33 @@ _ROLES = {
     "block": "transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))",
 }
 
+# Llama's parts where they differ from GPT-2's (same names, other layers)
+_LLAMA_ROLES = {
+    "wte": "token embedding: one learned vector per token id (also the output head, tied); no position table",
+    "ln_1": "RMSNorm before attention: scale each vector to unit root mean square, then by a learned gain",
+    "ln_2": "RMSNorm before the MLP",
+    "ln_f": "final RMSNorm before the output head",
+    "attn": "causal self-attention: each position reads earlier ones; queries and keys are rotated by "
+            "their position (RoPE)",
+    "c_attn": "query, key and value projections, fused in one matrix, no bias",
+    "mlp": "SwiGLU feed-forward: silu(gate) times up, then project back",
+    "c_fc": "MLP gate and up projections to intermediate_size, side by side in one matrix",
+    "block": "transformer block: x + attn(rmsnorm(x)), then x + mlp(rmsnorm(x))",
+}
+_UNTIED_ROLES = {
+    "wte": "token embedding: one learned vector per token id",
+    "lm_head": "output head: scores every token of the vocabulary (a matrix of its own, untied)",
+}
+
+
+def _roles(config: ModelConfig) -> dict[str, str]:
+    roles = dict(_ROLES)
+    if config.arch == "llama":
+        roles.update(_LLAMA_ROLES)
+    if not config.tied_head:
+        roles.update(_UNTIED_ROLES)
+    return roles
+
 
 @dataclass
 class Component:
@@ -410,19 +437,19 @@ def _group_path(name: str) -> list[str]:
     return path
 
 
-def _role(name: str, kind: str) -> str:
+def _role(name: str, kind: str, roles: dict[str, str]) -> str:
     if kind == "block":
-        return _ROLES["block"]
+        return roles["block"]
     last = name.split(".")[-1]
     if last == "c_proj":
         return "attention output projection" if ".attn." in name else "MLP down-projection to n_embd"
-    return _ROLES.get(last, "")
+    return roles.get(last, "")
 
 
 def _linear_flops(name: str, shape: tuple[int, ...]) -> int:
     """Forward FLOPs per token of a parameter: 2·in·out for a linear weight (stored
-    (in, out)), nothing for biases, LayerNorm parameters and embedding lookups."""
-    if len(shape) == 2 and name.split(".")[0] == "h" and name.endswith(".weight"):
+    (in, out)) or an untied head, nothing for biases, norm gains and embedding lookups."""
+    if len(shape) == 2 and (name == "lm_head" or name.split(".")[0] == "h" and name.endswith(".weight")):
         return 2 * shape[0] * shape[1]
     return 0
 
@@ -449,8 +476,9 @@ def anatomy(model_or_config, params: dict | None = None) -> Component:
     if params is not None:
         weights = {n: np.asarray(params[n]) for n, _ in shapes if n in params}
     T, C, V = config.block_size, config.n_embd, config.vocab_size
-
-    root = Component("gpt", "model", f"GPT-2: {config.n_layer} blocks, {config.n_head} heads, "
+    roles = _roles(config)
+    shape = "GPT-2" if config.arch == "gpt2" else f"Llama (MLP width {config.intermediate_size})"
+    root = Component("gpt", "model", f"{shape}: {config.n_layer} blocks, {config.n_head} heads, "
                      f"n_embd {C}, context {T}, vocabulary {V}")
     nodes: dict[str, Component] = {"": root}
     raw: dict[str, list[dict]] = {}
@@ -462,14 +490,14 @@ def anatomy(model_or_config, params: dict | None = None) -> Component:
             if node is None:
                 leaf = depth == len(path) - 1
                 kind = "tensor" if leaf else ("block" if depth == 0 and node_name.startswith("h.") else "group")
-                node = Component(node_name, kind, "" if leaf and depth else _role(node_name, kind),
+                node = Component(node_name, kind, "" if leaf and depth else _role(node_name, kind, roles),
                                  shape if leaf else None)
-                if leaf and depth == 0:  # wte, wpe: tensors at the top level
-                    node.role = _role(node_name, kind)
+                if leaf and depth == 0:  # wte, wpe, lm_head: tensors at the top level
+                    node.role = _role(node_name, kind, roles)
                 nodes[node_name] = node
                 parent.children.append(node)
                 if node_name.endswith(".attn"):
-                    node.children.append(Component(node_name + ".scores", "compute", _ROLES["scores"],
+                    node.children.append(Component(node_name + ".scores", "compute", roles["scores"],
                                                    flops=4 * T * C))
             parent = node
         leaf = nodes[name]
@@ -477,8 +505,8 @@ def anatomy(model_or_config, params: dict | None = None) -> Component:
         leaf.flops = _linear_flops(name, shape)
         if weights is not None and name in weights:
             raw[name] = [_tensor_stats(weights[name])]
-    if nodes.get("wte") is not None:
-        root.children.append(Component("lm_head", "tied", _ROLES["lm_head"], (C, V), flops=2 * C * V))
+    if nodes.get("wte") is not None and "lm_head" not in nodes:
+        root.children.append(Component("lm_head", "tied", roles["lm_head"], (C, V), flops=2 * C * V))
 
     total = sum(c.params for c in root.walk() if not c.children)
 

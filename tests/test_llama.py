@@ -2,6 +2,7 @@
 differences and PyTorch, the assembled model against finite differences, its KV cache,
 and Hugging Face's ``LlamaForCausalLM`` (same weights: same logits, loss, gradients)."""
 
+import json
 import math
 
 import numpy as np
@@ -336,3 +337,145 @@ def test_logits_loss_and_gradients_match_hugging_face_llama(tied):
         ref = theirs.params.view(name)
         err = np.abs(model.params.grad_view(name) - ref).max() / np.abs(ref).max()
         assert err < 1e-5, name
+
+
+# ---- the see-inside views ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("head", ["tied", "untied"])
+def test_anatomy_describes_the_llama_blocks(head):
+    from mnemos.inspect import anatomy
+
+    config = ModelConfig(vocab_size=300, n_layer=2, n_head=4, n_embd=64, block_size=32, arch="llama", head=head)
+    model = GPT(config)
+    root = anatomy(model)
+    assert root.role.startswith("Llama (MLP width 192): 2 blocks")
+    assert root.params == config.num_params() == model.num_params()
+    C, F, T, V = 64, 192, 32, 300
+    per_block = 2 * (C * 3 * C + C * C + C * 2 * F + F * C) + 4 * T * C  # linears + attention scores
+    assert root.flops == 2 * per_block + 2 * C * V
+    assert "RMSNorm" in root.find("h.0.ln_1").role and "RMSNorm" in root.find("ln_f").role
+    assert "RoPE" in root.find("h.1.attn").role and "SwiGLU" in root.find("h.1.mlp").role
+    assert "gate and up" in root.find("h.0.mlp.c_fc").role
+    assert root.find("wpe") is None and not [c for c in root.walk() if c.name.endswith(".bias")]
+    lm_head = root.find("lm_head")
+    assert lm_head.flops == 2 * C * V
+    if head == "tied":
+        assert lm_head.kind == "tied" and lm_head.params == 0 and "tied" in root.find("wte").role
+    else:
+        assert lm_head.kind == "tensor" and lm_head.params == V * C and "untied" in lm_head.role
+        assert lm_head.stats is not None and "tied" not in root.find("wte").role
+
+
+# ---- a whole run: train, resume, workers, generate, evaluate, export ------------------------
+
+WORDS = "the king is dead long live the queen and all her men ride to the sea at dawn".split()
+LLAMA_RUN = ["--arch", "llama", "--head", "untied", "--n-layer", "1", "--n-head", "2", "--n-embd", "16",
+             "--block-size", "16", "--batch-size", "4", "--grad-accum", "2", "--dropout", "0.1", "--eval-interval", "3",
+             "--eval-steps", "2", "--warmup-steps", "2", "--vocab-size", "280", "--seed", "3", "--sample-tokens", "4"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two runs of a tiny Llama on two workers: one straight from the command line, one
+    with its settings stopped after step 4 and resumed to 6 with the CLI."""
+    from mnemos.checkpoint import read_config
+    from mnemos.cli import main
+    from mnemos.trainer import Trainer
+
+    root = tmp_path_factory.mktemp("llama-runs")
+    rng = np.random.default_rng(0)
+    text = "\n".join(" ".join(rng.choice(WORDS, size=9)) + "." for _ in range(200)) + "\n"
+    (root / "train.txt").write_text(text, encoding="utf-8")
+    common = ["train", "--data", str(root / "train.txt"), "--json", "--max-steps", "6", *LLAMA_RUN]
+    assert main([*common, "--out", str(root / "two"), "--workers", "2"]) == 0
+    model_cfg, train_cfg, _ = read_config(root / "two")
+    holder = {}
+    holder["t"] = Trainer.new(model_cfg, train_cfg, root / "train.txt", out_dir=root / "split",
+                              callback=lambda e: e.kind == "step" and e.step == 4 and holder["t"].stop())
+    assert holder["t"].run().reason == "stopped"
+    assert main(["train", "--resume", str(root / "split"), "--json"]) == 0
+    return root
+
+
+def test_cli_trains_a_llama_on_workers_and_resumes_it_bit_for_bit(runs, capsys):
+    from mnemos.checkpoint import load_checkpoint
+
+    capsys.readouterr()
+    two, split = load_checkpoint(runs / "two"), load_checkpoint(runs / "split")
+    saved = json.loads((runs / "two" / "config.json").read_text())["model"]
+    assert saved["arch"] == "llama" and saved["head"] == "untied" and saved["intermediate_size"] == 64
+    assert "lm_head" in two.model.params and "wpe" not in two.model.params
+    assert split.state["step"] == two.state["step"] == 6
+    np.testing.assert_array_equal(split.model.params.data, two.model.params.data)
+    np.testing.assert_array_equal(split.optimizer_state()["v"], two.optimizer_state()["v"])
+    assert not np.array_equal(two.model.params.data, GPT(two.model_config, seed=3).params.data)  # it trained
+
+
+def test_data_parallel_workers_give_the_one_process_gradient():
+    """Workers overwrite their gradient buffers (accumulate=False): with an untied head
+    the token embedding must be cleared too."""
+    from mnemos.parallel import DataParallel
+
+    config = ModelConfig(vocab_size=61, n_layer=2, n_head=2, n_embd=16, block_size=8, arch="llama", head="untied")
+    model = GPT(config, seed=3)
+    x, y = batch(config, 7, 8, seed=1)
+    model.zero_grad()
+    _, ref_loss = model.forward(x, y, train=True)
+    model.backward()
+    reference = {name: model.params.grad_view(name).copy() for name in model.params.names}
+    with DataParallel(model, 2, max_batch=8, seed=11) as dp:
+        dp.loss_and_grad(*batch(config, 7, 8, seed=2))  # leaves gradients in the workers' buffers
+        model.params.grad[:] = np.nan
+        loss = dp.loss_and_grad(x, y, accumulate=False)
+    assert loss == pytest.approx(ref_loss, rel=1e-6)
+    for name, ref in reference.items():
+        np.testing.assert_allclose(model.params.grad_view(name), ref, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_cli_generates_and_evaluates_a_llama_run(runs, capsys):
+    from mnemos.checkpoint import load_checkpoint
+    from mnemos.cli import main
+    from mnemos.generate import Generator
+
+    capsys.readouterr()
+    args = ["generate", "--checkpoint", str(runs / "two"), "--prompt", "the king", "--seed", "5",
+            "--max-new-tokens", "40"]  # past the 16-token window: the cache restarts, positions from 0
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert main(args) == 0
+    assert capsys.readouterr().out == first and first.startswith("the king")
+    ckpt = load_checkpoint(runs / "two")
+    gen = Generator(ckpt.model, ckpt.tokenizer)
+    cached = [s.token_id for s in gen.stream("the king", max_new_tokens=40, seed=9)]
+    assert gen.slides > 0
+    assert [s.token_id for s in gen.stream("the king", max_new_tokens=40, seed=9, use_cache=False)] == cached
+    assert main(["eval", "--checkpoint", str(runs / "two"), "--data", str(runs / "train.txt"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert 0 < report["bits_per_byte"] < 8 and report["tokens"] > 0
+
+
+def test_export_is_a_llama_for_causal_lm_with_the_same_logits(runs, tmp_path, capsys):
+    torch = pytest.importorskip("torch", reason="Hugging Face parity needs torch")
+    transformers = pytest.importorskip("transformers", reason="Hugging Face parity needs transformers")
+    from mnemos.checkpoint import load_checkpoint
+    from mnemos.cli import main
+
+    assert main(["export", "--checkpoint", str(runs / "two"), "--format", "hf", "--out", str(tmp_path / "hf")]) == 0
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"] and config["model_type"] == "llama"
+    assert (config["rope_theta"], config["rms_norm_eps"], config["intermediate_size"]) == (10000.0, 1e-5, 64)
+    assert config["tie_word_embeddings"] is False
+    assert config["attention_bias"] is False and config["mlp_bias"] is False
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    assert type(hf).__name__ == "LlamaForCausalLM"
+    hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    ckpt = load_checkpoint(runs / "two")
+    text = "the queen and all her men ride to the sea"
+    ids = ckpt.tokenizer.encode(text)
+    assert hf_tok(text)["input_ids"] == ids
+    idx = np.array([ids[:16]])
+    logits, _ = ckpt.model.forward(idx)
+    with torch.no_grad():
+        theirs = hf(torch.from_numpy(idx)).logits.numpy()
+    np.testing.assert_allclose(theirs, logits, atol=1e-4 * max(1.0, np.abs(logits).max()))

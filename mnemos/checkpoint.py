@@ -449,7 +449,7 @@ class CheckpointInfo:
     path: str
     name: str
     step: int = 0
-    max_steps: int = 0
+    max_steps: int | None = 0  # None: a time-budgeted run without a step limit
     best_val_loss: float | None = None
     num_params: int = 0
     model_config: dict = field(default_factory=dict)

@@ -18,8 +18,8 @@ import threading
 import time
 from pathlib import Path
 
+from mnemos.budget import format_duration
 from mnemos.checkpoint import BEST, FORCE_REPLACES
-from mnemos.compare import duration as _duration
 from mnemos.config import (AUTO_BUDGET_S, AUTO_PRESET, DEFAULT_PRESET, GROUPS, PRESETS, SETTINGS, ModelConfig,
                            Preset, TrainConfig, configs_from, default_workers, get_preset)
 from mnemos.errors import ConfigError, MnemosError
@@ -83,7 +83,8 @@ def _add_train(sub) -> None:
     groups = {key: p.add_argument_group(title) for key, title in GROUPS.items()}
     for setting in SETTINGS:  # one flag per user-facing config field (mnemos.config)
         metavar = None if setting.choices else setting.label.upper().replace("-", "_")
-        groups[setting.group].add_argument(setting.flag, dest=setting.name, type=setting.kind, metavar=metavar,
+        groups[setting.group].add_argument(setting.flag, dest=setting.name, type=_flag_type(setting.kind),
+                                           metavar=metavar,
                                            choices=setting.choices, help=setting.help or None)
     p.add_argument("--force", action="store_true",
                    help="start a new run in an --out that holds one, replacing only the files a run writes ("
@@ -91,6 +92,20 @@ def _add_train(sub) -> None:
                         + "); any other file there is kept")
     p.add_argument("--json", action="store_true", help="print one JSON object per event")
     p.set_defaults(handler=cmd_train)
+
+
+def _flag_type(kind):
+    """What argparse reads a flag's text with: ``kind``, a ``ConfigError`` from it (e.g.
+    ``--time-budget abc``) turned into argparse's usage error (one line, exit 2)."""
+    if kind in (int, float, str):
+        return kind
+
+    def read(text: str):
+        try:
+            return kind(text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return read
 
 
 def _given(args: argparse.Namespace) -> dict:
@@ -193,8 +208,14 @@ class ProgressPrinter:
         if self.tty and now - self._step_last < 0.1 and e.step != e.max_steps:
             return  # at most ~10 terminal updates a second
         self._step_last = now
-        line = (f"step {e.step:>6}/{e.max_steps} | loss {e.loss:.4f} | lr {e.lr:.2e} | norm {e.grad_norm:.2f} | "
-                f"{e.tokens_per_s:,.0f} tok/s | {_duration(e.elapsed_s)} elapsed, ETA {_duration(e.eta_s)}")
+        if e.time_budget_s is None:
+            when = f"{format_duration(e.elapsed_s)} elapsed, ETA {format_duration(e.eta_s)}"
+        else:  # max_steps is the planned last step, re-estimated as steps are timed
+            when = (f"{format_duration(e.time_budget_s - e.budget_left_s)} of {format_duration(e.time_budget_s)} "
+                    f"budget, ETA {format_duration(e.eta_s)}")
+        total = e.max_steps if e.time_budget_s is None else f"~{e.max_steps}"
+        line = (f"step {e.step:>6}/{total} | loss {e.loss:.4f} | lr {e.lr:.2e} | norm {e.grad_norm:.2f} | "
+                f"{e.tokens_per_s:,.0f} tok/s | {when}")
         if self.tty:
             self._status(line)
         elif e.step % self.every == 0 or e.step == e.max_steps:
@@ -220,7 +241,7 @@ class ProgressPrinter:
     def _on_done(self, e) -> None:
         loss = "n/a" if e.loss is None else f"{e.loss:.4f}"
         best = "n/a" if e.best_val_loss is None else f"{e.best_val_loss:.4f}"
-        self._say(f"done ({e.reason}) at step {e.step} in {_duration(e.elapsed_s)}: loss {loss}, "
+        self._say(f"done ({e.reason}) at step {e.step} in {format_duration(e.elapsed_s)}: loss {loss}, "
                   f"best val loss {best}; checkpoint {e.checkpoint}")
         if e.checkpoint and e.reason != "error":
             more = f"; continue with `mnemos train --resume {e.checkpoint}`" if e.reason == "stopped" else ""
@@ -461,7 +482,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"{info.path:<40} unreadable: {info.problem}")
             continue
         best = "-" if info.best_val_loss is None else f"{info.best_val_loss:.4f}"
-        print(f"{info.path:<40} step {info.step:>6}/{info.max_steps:<6} best val {best:>7}  "
+        total = "-" if info.max_steps is None else info.max_steps  # a time-budgeted run without a step limit
+        print(f"{info.path:<40} step {info.step:>6}/{total:<6} best val {best:>7}  "
               f"{info.num_params / 1e6:.2f}M params")
     return EXIT_OK
 
@@ -582,9 +604,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _glue_durations(argv: list[str]) -> list[str]:
+    """``--time-budget -5m`` -> ``--time-budget=-5m``: argparse would read ``-5m`` as an
+    unknown option and say "expected one argument"; as the value, the error says what is
+    wrong with it."""
+    out = []
+    for arg in argv:
+        if out and out[-1] == "--time-budget" and arg.startswith("-") and arg[1:2].isdigit():
+            out[-1] = f"--time-budget={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(_glue_durations(sys.argv[1:] if argv is None else list(argv)))
     except SystemExit as exc:  # --help, --version, or a usage error (already printed)
         return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     try:

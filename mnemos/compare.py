@@ -37,6 +37,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from mnemos.budget import format_duration as duration
 from mnemos.errors import CheckpointError, CompareError
 from mnemos.fileio import read_jsonl
 
@@ -314,12 +315,6 @@ def _fmt(value, spec: str = "") -> str:
 
 def _md(text: str) -> str:
     return text.replace("|", "\\|")
-
-
-def duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    h, rest = divmod(seconds, 3600)
-    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
 def compare_runs(paths: Sequence[str | Path]) -> Comparison:

@@ -20,6 +20,7 @@ import os
 import typing
 from dataclasses import dataclass, field
 
+from mnemos.budget import parse_duration
 from mnemos.errors import ConfigError
 
 BASE_VOCAB = 256  # the 256 byte tokens every tokenizer starts from
@@ -28,15 +29,19 @@ GROUPS = {"model": "model shape", "optimisation": "optimisation", "compute": "co
 
 
 def setting(default, help: str = "", *, group: str = "optimisation", shape: bool = False,
-            choices: tuple | None = None, flag: str | None = None, text: bool = False):
+            choices: tuple | None = None, flag: str | None = None, text: bool = False, kind=None,
+            optional: str = ""):
     """A dataclass field the user sets: a ``mnemos train`` flag (``flag``, default
     ``--`` + the name with dashes), a row of the app's form, an override on resume.
     ``shape``: it fixes the model's shape (refused on resume, locked in the form);
     ``choices``: the allowed values (checked on construction); ``text``: free text
-    (the form shows a newline as ``\\n``)."""
+    (the form shows a newline as ``\\n``); ``kind``: what reads the typed text (default
+    the field's type; e.g. :func:`mnemos.budget.parse_duration`, which raises
+    ``ConfigError``); ``optional``: the field may be ``None``, and this says what that
+    means (the form's placeholder for a blank field)."""
     assert group in GROUPS, group
     return field(default=default, metadata={"setting": dict(help=help, group=group, shape=shape, choices=choices,
-                                                            flag=flag, text=text)})
+                                                            flag=flag, text=text, kind=kind, optional=optional)})
 
 
 @dataclass(frozen=True)
@@ -45,13 +50,14 @@ class Setting:
 
     name: str  # the attribute of ``config``
     config: type  # ModelConfig or TrainConfig
-    kind: type  # int, float or str
+    kind: type  # int, float or str, or a function from the typed text (ConfigError if it is wrong)
     flag: str  # "--n-layer"
     help: str
     group: str  # a key of GROUPS
     shape: bool
     choices: tuple | None
     text: bool
+    optional: str  # "" unless the field may be None: then what None means
 
     @property
     def label(self) -> str:
@@ -67,7 +73,9 @@ def _settings(*classes) -> tuple[Setting, ...]:
             if "setting" in f.metadata:
                 meta = dict(f.metadata["setting"])
                 meta["flag"] = meta["flag"] or "--" + f.name.replace("_", "-")
-                found.append(Setting(f.name, cls, kinds[f.name], **meta))
+                kind = meta.pop("kind") or next(t for t in typing.get_args(kinds[f.name]) or (kinds[f.name],)
+                                                if t is not type(None))  # int | None -> int
+                found.append(Setting(f.name, cls, kind, **meta))
     return tuple(sorted(found, key=lambda s: list(GROUPS).index(s.group)))  # stable: declaration order in a group
 
 
@@ -211,7 +219,10 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation and bookkeeping. ``tokenizer_vocab`` (flag ``--vocab-size``) is what
     the tokenizer is trained to (256 byte tokens + merges; 256 means pure byte level);
-    special tokens such as ``<|endoftext|>`` come on top of it."""
+    special tokens such as ``<|endoftext|>`` come on top of it. ``time_budget`` (seconds,
+    the preparation included) sizes the learning-rate schedule to the time
+    (:mod:`mnemos.budget`); with it ``max_steps`` may be ``None`` (no step limit), else
+    whichever ends first ends the run."""
 
     tokenizer_vocab: int = setting(BASE_VOCAB, "tokenizer size: 256 = bytes only, more = BPE merges",
                                    group="model", shape=True, flag="--vocab-size")
@@ -220,7 +231,11 @@ class TrainConfig:
     lr: float = setting(1e-3, "peak learning rate")
     min_lr: float = setting(1e-4, "learning rate at the end of the cosine decay")
     warmup_steps: int = setting(100)
-    max_steps: int = setting(2000)
+    max_steps: int | None = setting(2000, "stop after N steps (with --time-budget: whichever ends first)",
+                                    optional="no limit (with a time budget)")
+    time_budget: float | None = setting(None, "train for this long, preparation included (300, 90s, 5m, 1h): the "
+                                              "learning rate decays over the steps that fit", kind=parse_duration,
+                                        optional="none (e.g. 90s, 5m, 1h)")
     weight_decay: float = setting(0.1)
     beta1: float = 0.9
     beta2: float = 0.99
@@ -241,8 +256,15 @@ class TrainConfig:
         if isinstance(value, bool) or not isinstance(value, int) or value < BASE_VOCAB:
             _fail("tokenizer_vocab", f"vocab_size must be an integer >= {BASE_VOCAB} (the byte tokens), got {value!r}")
         _check_limit("tokenizer_vocab", value)
-        _positive_int(self, "batch_size", "grad_accum", "max_steps", "eval_interval", "eval_steps", "log_interval",
-                      "workers")
+        _positive_int(self, "batch_size", "grad_accum", "eval_interval", "eval_steps", "log_interval", "workers")
+        if self.time_budget is not None:
+            value = self.time_budget
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                _fail("time_budget", f"time_budget must be a number of seconds > 0, got {value!r}")
+        if self.max_steps is None and self.time_budget is None:
+            _fail("max_steps", "max_steps is needed without a time budget (only a budgeted run may leave it unset)")
+        if self.max_steps is not None:
+            _positive_int(self, "max_steps")
         _non_negative(self, "lr", "min_lr", "warmup_steps", "weight_decay", "grad_clip", "eps",
                       "sample_tokens", "seed")
         if not self.lr > 0:
@@ -329,12 +351,15 @@ def configs_from(preset: str | Preset | None = None,
     """The validated configs of a new run: the defaults, then the preset (a name, default
     :data:`DEFAULT_PRESET`, or a :class:`Preset` such as ``--preset auto``'s choice;
     ``workers`` from :func:`default_workers` unless it sets them), then ``overrides``
-    (setting names -> values; ``None`` values are ignored). The model's ``vocab_size`` is
+    (setting names -> values; ``None`` values are ignored, except that a ``time_budget``
+    without ``max_steps`` leaves ``max_steps`` unset: the budget alone decides). The model's ``vocab_size`` is
     the tokenizer's target plus the special tokens; the trainer sets it exactly once the
     tokenizer is trained."""
     chosen = preset if isinstance(preset, Preset) else get_preset(preset or DEFAULT_PRESET)
     values = {"workers": default_workers(), **chosen.model, **chosen.train,
               **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    if (overrides or {}).get("time_budget") is not None and (overrides or {}).get("max_steps") is None:
+        values["max_steps"] = None  # a budget without a step count: the budget alone decides
     model, train = split_settings(values)
     train_cfg = TrainConfig(**train)
     return ModelConfig(vocab_size=train_cfg.tokenizer_vocab + SPECIAL_TOKENS, **model), train_cfg

@@ -43,6 +43,8 @@ class StepEvent(Event):
     elapsed_s: float
     eta_s: float
     tokens_seen: int
+    time_budget_s: float | None = None  # with --time-budget: the budget (max_steps is then the planned last step)
+    budget_left_s: float | None = None  # and what is left of it
 
 
 @dataclass

@@ -124,6 +124,10 @@ _STATE_FIELDS = {
     "val_data": ("a path or null", lambda v: v is None or isinstance(v, str)),
     "tokenizer": ("a fingerprint or null", lambda v: v is None or isinstance(v, str)),
     "model_shape": ("an object", lambda v: isinstance(v, dict)),
+    "budget_used_s": ("a number of seconds >= 0", lambda v: _is_number(v) and v >= 0),
+    "step_time_s": ("a number of seconds > 0 or null", lambda v: v is None or (_is_number(v) and v > 0)),
+    "eval_time_s": ("a number of seconds >= 0", lambda v: _is_number(v) and v >= 0),
+    "save_time_s": ("a number of seconds >= 0", lambda v: _is_number(v) and v >= 0),
 }
 
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from mnemos import data as data_mod
 from mnemos.backend import get_array_module
+from mnemos.budget import format_duration, steps_that_fit
 from mnemos.checkpoint import is_checkpoint, load_checkpoint, read_config, read_metrics, save_checkpoint
 from mnemos.config import ModelConfig, TrainConfig, init_from_configs, resumed_configs
 from mnemos.errors import CheckpointError, ConfigError, MnemosError, WorkerError
@@ -111,9 +112,17 @@ class Trainer:
         self.tokens_seen = 0
         self.metrics: list[dict] = []
         self.last_good: str | None = None
+        self._clock = time.perf_counter  # tests replace it to check the time budget without waiting
         self._elapsed_before = 0.0
-        self._t_start = time.perf_counter()
-        self._eval_s = 0.0  # seconds the last evaluation took
+        self._t_start = self._clock()
+        # the time budget's books (see mnemos.budget): seconds used before this session, paused, per step ...
+        self._budget_before = self._paused_s = 0.0
+        self._step_times = collections.deque(maxlen=50)  # seconds of the last training steps
+        self._step_s: float | None = None  # seconds per step before any was measured (a resumed run's)
+        self._eval_s = 0.0  # seconds the last evaluation took (losses and sample)
+        self._forward_s = 0.0  # seconds of one forward pass of a batch (timed in evaluations)
+        self._save_s = 0.0  # seconds the last save took
+        self._horizon = train_cfg.max_steps  # the step the run ends at (with a budget: re-estimated)
         self._saved_step = -1
         self._saved_once = False
         self._fingerprints: dict = {}
@@ -195,9 +204,15 @@ class Trainer:
         model_cfg, train_cfg = resumed_configs(ckpt.model_config, ckpt.train_config, overrides)
         check_fits(training_estimate(model_cfg, train_cfg))
         step = int(ckpt.state.get("step", 0))
-        if step >= train_cfg.max_steps:
+        if train_cfg.max_steps is not None and step >= train_cfg.max_steps:
             raise ConfigError(f"the run in {dir} is already at step {step} of {train_cfg.max_steps}; pass a larger "
                               f"--max-steps to continue it")
+        s, used = ckpt.state, float(ckpt.state.get("budget_used_s", 0.0))
+        if train_cfg.time_budget is not None and step >= steps_that_fit(
+                step, used, train_cfg.time_budget, s.get("step_time_s") or 0.0, s.get("eval_time_s", 0.0),
+                s.get("save_time_s", 0.0), train_cfg.eval_interval):
+            raise ConfigError(f"the run in {dir} has used its time budget ({format_duration(used)} of "
+                              f"{format_duration(train_cfg.time_budget)}); pass a larger --time-budget to continue it")
         for path in (data, val_data):
             if path is not None:
                 data_mod.check_text_head(path)
@@ -260,7 +275,13 @@ class Trainer:
 
     @property
     def elapsed_s(self) -> float:
-        return self._elapsed_before + time.perf_counter() - self._t_start
+        """Wall time of the run, all sessions, preparation and pauses included."""
+        return self._elapsed_before + self._clock() - self._t_start
+
+    @property
+    def budget_used_s(self) -> float:
+        """Time counted against ``time_budget``: the run's wall time less its pauses."""
+        return self._budget_before + self._clock() - self._t_start - self._paused_s
 
     # ------------------------------------------------------------------ preparation
 
@@ -320,6 +341,8 @@ class Trainer:
             self._fingerprints["init_from"] = str(self._init_from.resolve())
         self.optimizer = AdamW(self.model.params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
                                weight_decay=cfg.weight_decay)
+        # until the first save is timed: the weights and two moments written at ~100 MB/s, fsync included
+        self._save_s = 0.05 + 12 * self.model.num_params() / 1e8
         if self._resume_from is not None:
             self._restore(ckpt)
         self._start_workers()
@@ -368,11 +391,16 @@ class Trainer:
         self.best_val_loss = s.get("best_val_loss")
         self.tokens_seen = int(s.get("tokens_seen", 0))
         self._elapsed_before = float(s.get("elapsed_s", 0.0))
+        self._budget_before = float(s.get("budget_used_s", self._elapsed_before))
+        self._step_s = s.get("step_time_s") or self._elapsed_before / max(1, self.step)  # (an upper bound)
+        self._eval_s = float(s.get("eval_time_s", 0.0))
+        self._save_s = float(s.get("save_time_s", self._save_s))
         self.metrics = [row for row in read_metrics(ckpt.path)  # rows of another shape (edited) are dropped
                         if isinstance(row.get("step", 0), int) and row.get("step", 0) <= self.step]
         self.last_good = str(ckpt.path)
         self._saved_step, self._saved_once = self.step, True
-        self._say("resume", f"resuming {ckpt.path} at step {self.step} of {self.train_cfg.max_steps}")
+        self._say("resume", f"resuming {ckpt.path} at step {self.step}"
+                            + (f" of {self.train_cfg.max_steps}" if self.train_cfg.max_steps is not None else ""))
         for key, what in (("data_hash", self.data), ("val_hash", self.val_data)):
             if s.get(key) and self._fingerprints.get(key) and s[key] != self._fingerprints[key]:
                 self._say("data", f"note: {what} changed since this run started; training goes on with its new "
@@ -412,10 +440,41 @@ class Trainer:
         return loss, lr, norm
 
     def _lr(self) -> float:
+        """The schedule's learning rate for the coming step, over the current horizon (a
+        budgeted run's warmup is at most a tenth of it, so that a short budget decays too)."""
         from mnemos.optim import lr_at
 
         cfg = self.train_cfg
-        return lr_at(self.step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
+        warmup = cfg.warmup_steps if cfg.time_budget is None else min(cfg.warmup_steps, self._horizon // 10)
+        return lr_at(self.step, cfg.lr, cfg.min_lr, warmup, self._horizon)
+
+    def _seconds_per_step(self) -> float:
+        """Measured (the last 50 steps), else a resumed run's saved figure, else three
+        forward passes of the baseline evaluation's (a step is a forward and a backward)."""
+        if self._step_times:
+            return sum(self._step_times) / len(self._step_times)
+        if self._step_s:
+            return float(self._step_s)
+        return 3.0 * self.train_cfg.grad_accum * self._forward_s
+
+    def _plan(self) -> int:
+        """The step the run ends at: ``max_steps`` or, with a time budget, the last step
+        that fits in it (:func:`mnemos.budget.steps_that_fit`), whichever comes first."""
+        cfg = self.train_cfg
+        if cfg.time_budget is None:
+            return cfg.max_steps
+        fit = steps_that_fit(self.step, self.budget_used_s, cfg.time_budget, self._seconds_per_step(),
+                             self._eval_s, self._save_s, cfg.eval_interval)
+        return fit if cfg.max_steps is None else min(cfg.max_steps, fit)
+
+    def _budget_message(self) -> str:
+        cfg = self.train_cfg
+        budget = format_duration(cfg.time_budget)
+        if cfg.max_steps is None:
+            return (f"time budget {budget}, preparation included: the learning rate warms up and decays over the "
+                    f"steps that fit in it, re-estimated as the steps are timed")
+        return (f"time budget {budget} (preparation included) or {cfg.max_steps:,} steps, whichever ends first: "
+                f"the learning rate decays over the steps that fit")
 
     def _estimate_loss(self, tokens: np.ndarray, seed_offset: int) -> float:
         """Mean loss over ``eval_steps`` batches drawn by a generator of their own (the
@@ -423,9 +482,11 @@ class Trainer:
         cfg = self.train_cfg
         rng = np.random.default_rng([cfg.seed, 2, seed_offset])
         losses = []
+        t0 = self._clock()
         for _ in range(cfg.eval_steps):
             x, y = data_mod.get_batch(tokens, cfg.batch_size, self.model_cfg.block_size, rng)
             losses.append(float(self.model.forward(x, y, train=False)[1]))
+        self._forward_s = (self._clock() - t0) / cfg.eval_steps
         return float(np.mean(losses))
 
     def _sample(self) -> str:
@@ -450,7 +511,7 @@ class Trainer:
         return induction_probe(self.model, x, y, exclude=self.tokenizer.special_tokens.values(), seed=cfg.seed)
 
     def _evaluate(self, save: bool) -> None:
-        t0 = time.perf_counter()
+        t0 = self._clock()
         train_loss = self._estimate_loss(self.train_tokens, 0)
         val_loss = self._estimate_loss(self.val_tokens, 1)
         is_best = save and math.isfinite(val_loss) and (self.best_val_loss is None or val_loss < self.best_val_loss)
@@ -459,9 +520,9 @@ class Trainer:
         best = self.best_val_loss if self.best_val_loss is not None else math.inf
         self._emit(EvalEvent(self.step, train_loss, val_loss, best, is_best, self.elapsed_s, **self._induction_probe()))
         self._emit(SampleEvent(self.step, self.train_cfg.sample_prompt, self._sample(), val_loss))
+        self._eval_s = self._clock() - t0  # for the ETA and the time budget
         if save:
             self._save_checkpoint("best" if is_best else "latest", is_best)
-        self._eval_s = time.perf_counter() - t0  # for the ETA
 
     def _bytes_per_token(self, tokens: np.ndarray) -> float:
         """UTF-8 bytes per token of ``tokens``: what turns their loss in nats per token
@@ -471,26 +532,32 @@ class Trainer:
 
     def _state_dict(self) -> dict:
         return {"step": self.step, "best_val_loss": _finite_or_none(self.best_val_loss),
-                "tokens_seen": self.tokens_seen, "elapsed_s": self.elapsed_s,
+                "tokens_seen": self.tokens_seen, "elapsed_s": self.elapsed_s, "budget_used_s": self.budget_used_s,
+                "step_time_s": self._seconds_per_step() if self._step_times or self._step_s else None,
+                "eval_time_s": self._eval_s, "save_time_s": self._save_s,
                 "batch_rng": self.batch_rng.bit_generator.state, "dropout_rng": self.model.rng.bit_generator.state,
                 **self._fingerprints}
 
     def _save_checkpoint(self, reason: str, is_best: bool = False) -> None:
+        t0 = self._clock()
         path = save_checkpoint(self.out_dir, self.model, self.tokenizer, self.model_cfg, self.train_cfg,
                                self.optimizer, self._state_dict(), metrics=self.metrics,
                                best="update" if is_best else "keep", fresh=not self._saved_once)
         self._saved_step, self._saved_once, self.last_good = self.step, True, str(path)
         self._save.clear()
+        self._save_s = self._clock() - t0
         self.callback(CheckpointEvent(self.step, str(path), reason))
 
     def _wait_while_paused(self) -> None:
         if self._unpaused.is_set():
             return
         self._set_state("paused")
+        t0 = self._clock()
         while not self._unpaused.wait(0.05):
             if self._save.is_set() and self._saved_step != self.step:
                 self._save_checkpoint("manual")
             self._save.clear()
+        self._paused_s += self._clock() - t0  # a pause does not spend the time budget
         if not self._stop.is_set():
             self._set_state("running")
 
@@ -499,10 +566,12 @@ class Trainer:
         (also sent to the callback). User errors become an ErrorEvent, not an exception."""
         if self.state != "idle":
             raise RuntimeError("a Trainer runs once; make a new one (Trainer.from_checkpoint) to continue")
-        self._t_start = time.perf_counter()
+        self._t_start = self._clock()
         reason, loss = "finished", None
         try:
             self._set_state("preparing")
+            if self.train_cfg.time_budget is not None:
+                self._say("budget", self._budget_message())
             self._prepare()
             self._set_state("running")
             if self.step == 0:
@@ -553,25 +622,45 @@ class Trainer:
     def _loop(self) -> float | None:
         cfg = self.train_cfg
         loss = None
-        recent = collections.deque(maxlen=20)  # seconds of the last training steps
-        while self.step < cfg.max_steps:
+        self._horizon = self._plan()
+        if self._horizon <= self.step:  # only a time budget can leave no room for one step
+            raise ConfigError(self._too_short())
+        while self.step < self._horizon:
             self._wait_while_paused()
             if self._stop.is_set():
                 self._set_state("stopping")
                 break
-            t0 = time.perf_counter()
+            t0 = self._clock()
             loss, lr, norm = self._train_step()
-            recent.append(time.perf_counter() - t0)
-            if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
-                rate = sum(recent) / len(recent)
-                tokens = cfg.grad_accum * cfg.batch_size * self.model_cfg.block_size
-                evals_left = (cfg.max_steps // cfg.eval_interval - self.step // cfg.eval_interval
-                              + (cfg.max_steps % cfg.eval_interval != 0))
-                eta = rate * (cfg.max_steps - self.step) + evals_left * self._eval_s
-                self._emit(StepEvent(self.step, cfg.max_steps, loss, lr, norm, tokens / rate, self.elapsed_s,
-                                     eta, self.tokens_seen))
-            if self.step % cfg.eval_interval == 0 or self.step == cfg.max_steps:
+            self._step_times.append(self._clock() - t0)
+            self._horizon = self._plan()
+            end = self.step >= self._horizon
+            if self.step % cfg.log_interval == 0 or end:
+                self._emit(self._step_event(loss, lr, norm))
+            if end or (self.step % cfg.eval_interval == 0 and self._eval_fits()):
                 self._evaluate(save=True)
             if self._save.is_set() and self._saved_step != self.step:
                 self._save_checkpoint("manual")
         return loss
+
+    def _step_event(self, loss: float, lr: float, norm: float) -> StepEvent:
+        cfg, horizon = self.train_cfg, self._horizon
+        rate = self._seconds_per_step()
+        evals_left = horizon // cfg.eval_interval - self.step // cfg.eval_interval + (horizon % cfg.eval_interval != 0)
+        eta = rate * (horizon - self.step) + evals_left * (self._eval_s + self._save_s)
+        tokens = cfg.grad_accum * cfg.batch_size * self.model_cfg.block_size
+        budget = cfg.time_budget
+        return StepEvent(self.step, horizon, loss, lr, norm, tokens / rate, self.elapsed_s, eta, self.tokens_seen,
+                         time_budget_s=budget, budget_left_s=None if budget is None else budget - self.budget_used_s)
+
+    def _eval_fits(self) -> bool:
+        """Whether an evaluation and save now still leave time for the final ones."""
+        budget = self.train_cfg.time_budget
+        return budget is None or self.budget_used_s + 2 * (self._eval_s + self._save_s) < budget
+
+    def _too_short(self) -> str:
+        budget, used = self.train_cfg.time_budget, self.budget_used_s
+        need = self._seconds_per_step() + self._eval_s + self._save_s
+        return (f"a time budget of {budget:g} s is too short: {used:.1f} s went on preparation and one step with "
+                f"the final evaluation and save needs about {need:.1f} s more; give at least "
+                f"{math.ceil(used + need) + 1}s")

@@ -14,7 +14,7 @@ from mnemos.errors import ConfigError
 
 
 def test_every_setting_is_a_train_flag_with_its_type():
-    values = setting_values(ModelConfig(), TrainConfig())
+    values = setting_values(ModelConfig(), TrainConfig(time_budget=90.0))  # an optional setting set too
     argv = [x for s in SETTINGS for x in (s.flag, str(values[s.name]))]
     args = build_parser().parse_args(["train", *argv])
     assert {s.name: getattr(args, s.name) for s in SETTINGS} == values

@@ -338,3 +338,25 @@ async def test_an_unexpected_error_while_training_saves_the_run_and_is_shown(wor
         assert step > 0
         await wait_until(pilot, lambda: app.trainer.step > step + 2, "training to go on")
         assert app.is_running and app.trainer.state == "running"
+
+
+async def test_a_time_budget_in_the_form_reaches_the_run_and_its_progress(workspace):
+    app = MnemosApp(root=workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_train(pilot, app, max_steps="", time_budget="", eval_interval="2")
+        form = app.screen.query_one("#hparams")
+        assert "required without a time budget" in text_of(app.screen.query_one("#e-max_steps"))
+        app.screen.query_one("#f-time_budget").value = "-5m"
+        await pilot.pause()
+        assert "more than 0 seconds" in text_of(app.screen.query_one("#e-time_budget"))
+        app.screen.query_one("#f-time_budget").value = "5m"
+        app.screen.query_one("#f-max_steps").value = "4"  # whichever ends first: these steps, long before 5 min
+        await pilot.pause()
+        assert form.errors == {} and form.configs()[1].time_budget == 300 and form.configs()[1].max_steps == 4
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: state(app) == "done", "the run to finish")
+        await pilot.pause()
+        assert "of the 5:00 time budget left" in text_of(app.screen.query_one("#train-phase"))
+        assert checkpoint_info(app.screen.trainer.out_dir).train_config["time_budget"] == 300
+        form.set_values({"time_budget": 90.0, "max_steps": None})
+        assert app.screen.query_one("#f-time_budget").value == "90s" and app.screen.query_one("#f-max_steps").value == ""

@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Static
 from tui.screens.base import MnemosScreen
 from tui.screens.import_dialog import ImportDialog
 from tui.widgets.file_info import human_bytes
+from tui.widgets.train_stats import clock
 
 
 class CheckpointsScreen(MnemosScreen):
@@ -91,7 +92,9 @@ class CheckpointsScreen(MnemosScreen):
         table.add_row("folder", self.workspace.show(Path(info.path)))
         if info.problem:
             table.add_row("problem", f"[red]{info.problem}[/]")
-        table.add_row("step", f"{info.step:,} of {info.max_steps:,}")
+        budget = info.train_config.get("time_budget")
+        table.add_row("step", f"{info.step:,}" + (f" of {info.max_steps:,}" if info.max_steps is not None else "")
+                      + (f" (time budget {clock(budget)})" if budget else ""))
         table.add_row("best val loss", "-" if info.best_val_loss is None else f"{info.best_val_loss:.4f}")
         table.add_row("parameters", f"{info.num_params:,}")
         table.add_row("data", self.workspace.show(Path(info.data)) if info.data else "-")

@@ -318,10 +318,15 @@ class TrainScreen(MnemosScreen):
     def _show_step(self, e) -> None:
         bar = self.query_one("#train-bar", ProgressBar)
         bar.update(total=e.max_steps, progress=e.step)
+        budgeted = e.time_budget_s is not None  # max_steps is then the planned last step, re-estimated as it goes
+        total = f"~{e.max_steps:,}" if budgeted else f"{e.max_steps:,}"
+        phase = f"step {e.step:,} of {total}"
+        if budgeted:
+            phase += f" · {clock(e.budget_left_s)} of the {clock(e.time_budget_s)} time budget left"
         # fixed size (1fr x 1): no new layout needed, several times a second
-        self.query_one("#train-phase", Label).update(f"step {e.step:,} of {e.max_steps:,}", layout=False)
+        self.query_one("#train-phase", Label).update(phase, layout=False)
         self.query_one(TrainStats).set(
-            step=f"{e.step:,} / {e.max_steps:,}", loss=f"{e.loss:.4f}", tokens_per_s=f"{e.tokens_per_s:,.0f}",
+            step=f"{e.step:,} / {total}", loss=f"{e.loss:.4f}", tokens_per_s=f"{e.tokens_per_s:,.0f}",
             lr=f"{e.lr:.2e}", grad_norm=f"{e.grad_norm:.3f}", elapsed=clock(e.elapsed_s), eta=clock(e.eta_s))
         self.query_one("#loss-spark", Sparkline).data = list(self._losses)
 

@@ -20,6 +20,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
 
+from mnemos.budget import parse_duration
 from mnemos.config import DEFAULT_PRESET, PRESETS, SETTINGS, SETTINGS_BY_NAME, ModelConfig, Setting, configs_from
 from mnemos.errors import ConfigError
 from mnemos.memory import check_fits, format_bytes, training_estimate
@@ -29,7 +30,11 @@ _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t"}  # a one-line Input shows \n
 _UNESCAPES = {escaped[1]: ch for ch, escaped in _ESCAPES.items()}
 
 
-def _format_value(value) -> str:
+def _format_value(value, field: Setting | None = None) -> str:
+    if value is None:  # an optional setting left unset: a blank field
+        return ""
+    if field is not None and field.kind is parse_duration:  # 300.0 -> 5m, 90.0 -> 90s
+        return f"{value / 60:g}m" if value % 60 == 0 else f"{value:g}s"
     if isinstance(value, str):
         return "".join(_ESCAPES.get(ch, ch) for ch in value)
     return f"{value:g}" if isinstance(value, float) else str(value)
@@ -47,8 +52,12 @@ def _parse(field: Setting, text: str):
             raise ConfigError("required (type \\n for a new line)")
         return _unescape(text)  # spaces are part of a prompt: not stripped
     text = text.strip()
+    if not text and field.optional:
+        return None
     if not text:
         raise ConfigError("required")
+    if field.kind not in (int, float, str):  # a reader of its own, e.g. a duration
+        return field.kind(text)
     if field.kind is int:
         try:
             return int(text.replace("_", ""))
@@ -89,7 +98,7 @@ class HyperparamForm(VerticalScroll):
             with Horizontal(classes="form-row"):
                 yield Label(field.label, classes="form-label")
                 yield Input(id=f"f-{field.name}", classes="form-input", compact=True,
-                            select_on_focus=False)
+                            select_on_focus=False, placeholder=field.optional)
             yield Label("", id=f"e-{field.name}", classes="form-error hidden")
 
     def on_mount(self) -> None:
@@ -106,7 +115,7 @@ class HyperparamForm(VerticalScroll):
         with self.prevent(Input.Changed):
             for field in SETTINGS:
                 if field.name in values:
-                    self.query_one(f"#f-{field.name}", Input).value = _format_value(values[field.name])
+                    self.query_one(f"#f-{field.name}", Input).value = _format_value(values[field.name], field)
         self.validate()
 
     def set_resuming(self, resuming: bool) -> None:
@@ -141,6 +150,8 @@ class HyperparamForm(VerticalScroll):
         shown, self.errors = self.errors, {}
         values = self.raw_values()
         model = train = None
+        if "max_steps" in values and values["max_steps"] is None and values.get("time_budget") is None:
+            self.errors["max_steps"] = "required without a time budget"  # else the preset's would apply unseen
         if not self.errors:
             try:
                 model, train = configs_from(self.preset, values)

@@ -33,7 +33,7 @@ import numpy as np
 
 from mnemos.config import ModelConfig, TrainConfig
 from mnemos.errors import ImportError_, MnemosError, TokenizerError
-from mnemos.export import bytes_to_unicode
+from mnemos.export import bytes_to_unicode, llama_names, mnemos_name
 from mnemos.safetensors_io import TensorInfo, read_header, read_tensor
 
 MAX_CONFIG_BYTES = 1 << 20  # config.json, index
@@ -220,46 +220,140 @@ def _decode_bytes(string: str, char_byte: dict[str, int]) -> str | None:
         return None
 
 
-# --------------------------------------------------------------------------- GPT-2
+# --------------------------------------------------------------------------- model configs
 
 
-def gpt2_model_config(cfg: dict, path: Path) -> ModelConfig:
-    """The Mnemos shape of a ``GPT2Config``; options Mnemos does not implement are refused."""
+def _checker(cfg: dict, path: Path):
     def need(key, ok, what):
         if key in cfg and not ok(cfg[key]):
             raise ImportError_(f"{path}: {key} = {cfg[key]!r} is not supported ({what})")
+    return need
 
-    need("activation_function", lambda v: v in ("gelu_new", "gelu_pytorch_tanh"), "Mnemos uses the tanh GELU")
-    need("layer_norm_epsilon", lambda v: isinstance(v, (int, float)) and abs(v - 1e-5) < 1e-12,
-         "Mnemos' LayerNorm eps is 1e-5")
-    need("scale_attn_weights", lambda v: v is True, "attention is scaled by 1/sqrt(head size)")
-    need("scale_attn_by_inverse_layer_idx", lambda v: not v, "no per-layer attention scaling")
-    need("add_cross_attention", lambda v: not v, "a decoder-only model is needed")
-    need("tie_word_embeddings", lambda v: v is not False, "the GPT-2 head is tied to the token embedding")
-    need("n_inner", lambda v: v is None or v == 4 * cfg.get("n_embd", 0), "the MLP is 4 x n_embd wide")
+
+def _model_config(path: Path, what: str, **fields) -> ModelConfig:
     try:
-        return ModelConfig(vocab_size=cfg["vocab_size"], n_layer=cfg["n_layer"], n_head=cfg["n_head"],
-                           n_embd=cfg["n_embd"], block_size=cfg["n_positions"], dropout=0.0)
-    except KeyError as exc:
-        raise ImportError_(f"{path} lacks {exc.args[0]!r}; it is not a complete GPT-2 config") from None
+        return ModelConfig(dropout=0.0, **fields)
     except MnemosError as exc:
         raise ImportError_(f"{path}: {exc}") from None
 
 
-def gpt2_weight_names(tensors: dict[str, TensorInfo], path: Path) -> dict[str, str]:
-    """Mnemos name -> Hugging Face name, for the tensors of a GPT-2 folder (the head, if
-    stored, and old causal-mask buffers are left out)."""
-    from mnemos.export import mnemos_name
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
+
+def gpt2_model_config(cfg: dict, path: Path) -> ModelConfig:
+    """The Mnemos shape of a ``GPT2Config``; options Mnemos does not implement are refused."""
+    need = _checker(cfg, path)
+    need("activation_function", lambda v: v in ("gelu_new", "gelu_pytorch_tanh"), "Mnemos uses the tanh GELU")
+    need("layer_norm_epsilon", lambda v: _number(v) and v > 0, "a positive number is needed")
+    need("scale_attn_weights", lambda v: v is True, "attention is scaled by 1/sqrt(head size)")
+    need("scale_attn_by_inverse_layer_idx", lambda v: not v, "no per-layer attention scaling")
+    need("add_cross_attention", lambda v: not v, "a decoder-only model is needed")
+    try:
+        return _model_config(path, "GPT-2", vocab_size=cfg["vocab_size"], n_layer=cfg["n_layer"],
+                             n_head=cfg["n_head"], n_embd=cfg["n_embd"], block_size=cfg["n_positions"],
+                             intermediate_size=cfg.get("n_inner"), norm_eps=cfg.get("layer_norm_epsilon", 1e-5),
+                             head="untied" if cfg.get("tie_word_embeddings", True) is False else "tied")
+    except KeyError as exc:
+        raise ImportError_(f"{path} lacks {exc.args[0]!r}; it is not a complete GPT-2 config") from None
+
+
+LLAMA_MAX_BLOCK = 4096  # rotary positions have no table: a longer window is cropped losslessly for shorter texts
+
+
+def llama_model_config(cfg: dict, path: Path) -> tuple[ModelConfig, int]:
+    """The Mnemos shape of a ``LlamaConfig`` and its number of key/value heads (grouped-query
+    attention is imported as full multi-head attention, each key/value head repeated)."""
+    need = _checker(cfg, path)
+    need("hidden_act", lambda v: v == "silu", "Mnemos' SwiGLU gate is SiLU")
+    need("attention_bias", lambda v: not v, "Mnemos' Llama has no biases")
+    need("mlp_bias", lambda v: not v, "Mnemos' Llama has no biases")
+    need("pretraining_tp", lambda v: v in (None, 1), "tensor-parallel slicing")
+    need("rope_scaling", lambda v: v is None or (isinstance(v, dict) and v.get("rope_type", v.get("type")) == "default"),
+         "only plain rotary embeddings")
+    rope = cfg.get("rope_parameters") if isinstance(cfg.get("rope_parameters"), dict) else {}
+    need("rope_parameters", lambda v: not isinstance(v, dict) or v.get("rope_type", "default") == "default",
+         "only plain rotary embeddings")
+    try:
+        heads, layers, width = cfg["num_attention_heads"], cfg["num_hidden_layers"], cfg["hidden_size"]
+        kv = cfg.get("num_key_value_heads") or heads
+        if not all(isinstance(v, int) and v > 0 for v in (heads, kv, width)) or heads % kv:
+            raise ImportError_(f"{path}: {heads} attention heads cannot share {kv} key/value heads")
+        if cfg.get("head_dim") not in (None, width // heads):
+            raise ImportError_(f"{path}: head_dim {cfg['head_dim']} is not hidden_size / num_attention_heads, "
+                               f"which Mnemos needs")
+        config = _model_config(path, "Llama", vocab_size=cfg["vocab_size"], n_layer=layers, n_head=heads,
+                               n_embd=width, block_size=min(cfg.get("max_position_embeddings", 2048), LLAMA_MAX_BLOCK),
+                               arch="llama", intermediate_size=cfg["intermediate_size"],
+                               rope_theta=rope.get("rope_theta", cfg.get("rope_theta", 10000.0)),
+                               norm_eps=cfg.get("rms_norm_eps", 1e-6),
+                               head="tied" if cfg.get("tie_word_embeddings", False) else "untied")
+    except KeyError as exc:
+        raise ImportError_(f"{path} lacks {exc.args[0]!r}; it is not a complete Llama config") from None
+    return config, kv
+
+
+# --------------------------------------------------------------------------- weight names
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one Mnemos parameter comes from: Hugging Face tensors, each transposed from
+    ``nn.Linear``'s ``(out, in)`` if ``transposed``, joined along the last axis; ``repeat``
+    copies each key/value head's rows of a grouped-query projection that many times."""
+
+    names: tuple[str, ...]
+    transposed: bool = False
+    repeat: tuple[int, ...] = ()  # per name: 1, or the heads sharing each key/value head
+
+    def load(self, tensors: dict[str, TensorInfo], head_dim: int) -> np.ndarray:
+        parts = []
+        for i, name in enumerate(self.names):
+            value = read_tensor(tensors[name])
+            r = self.repeat[i] if self.repeat else 1
+            if r > 1:  # (kv * hd, C) -> (kv * r * hd, C): query head j reads key/value head j // r, as repeat_kv
+                value = np.repeat(value.reshape(-1, head_dim, value.shape[-1]), r, axis=0).reshape(-1, value.shape[-1])
+            parts.append(value.T if self.transposed else value)
+        return np.ascontiguousarray(np.concatenate(parts, axis=-1)) if len(parts) > 1 else np.ascontiguousarray(parts[0])
+
+    def shape(self, tensors: dict[str, TensorInfo], head_dim: int) -> tuple[int, ...]:
+        shapes = []
+        for i, name in enumerate(self.names):
+            shape = list(tensors[name].shape)
+            if self.repeat and self.repeat[i] > 1 and shape:
+                shape[0] *= self.repeat[i]
+            shapes.append(shape[::-1] if self.transposed else shape)
+        if len(shapes) == 1:
+            return tuple(shapes[0])
+        return (*shapes[0][:-1], sum(s[-1] for s in shapes))
+
+
+def gpt2_sources(config: ModelConfig, tensors: dict[str, TensorInfo], path: Path) -> dict[str, Source]:
+    """Mnemos name -> source, for a GPT-2 folder (``GPT2Model`` saves without ``transformer.``;
+    old causal-mask buffers are left out; ``lm_head`` only for an untied head)."""
     out = {}
     for name in tensors:
-        if name == "lm_head.weight" or name.endswith((".attn.bias", ".attn.masked_bias")):
+        if name.endswith((".attn.bias", ".attn.masked_bias")) or (name == "lm_head.weight" and config.tied_head):
             continue
-        full = name if name.startswith("transformer.") else "transformer." + name  # GPT2Model saves without it
+        full = name if name.startswith(("transformer.", "lm_head")) else "transformer." + name
         try:
-            out[mnemos_name(full)] = name
+            out[mnemos_name(full)] = Source((name,))
         except KeyError:
             raise ImportError_(f"{path}: {name!r} is not a GPT-2 weight name") from None
+    return out
+
+
+def llama_sources(config: ModelConfig, kv_heads: int, tensors: dict[str, TensorInfo]) -> dict[str, Source]:
+    """Mnemos name -> source, for a Llama folder (:data:`mnemos.export.LLAMA_NAMES`)."""
+    group = config.n_head // kv_heads
+    out = {}
+    for ours, theirs, transposed in llama_names(config):
+        repeat = tuple(group if ".k_proj." in t or ".v_proj." in t else 1 for t in theirs)
+        out[ours] = Source(theirs, transposed, repeat)
+    known = {t for src in out.values() for t in src.names} | {"lm_head.weight"}
+    foreign = sorted(n for n in tensors if n not in known and not n.endswith("rotary_emb.inv_freq"))
+    if foreign:
+        raise ImportError_(f"{tensors[foreign[0]].path}: unexpected weight {foreign[0]!r}; this is not a plain Llama")
     return out
 
 
@@ -276,38 +370,63 @@ def _available_bytes() -> int | None:
     return None
 
 
-def plan_import(src: str | os.PathLike):
-    """Everything checked, nothing loaded: ``(model_config, tokenizer, perm, names, tensors)``."""
+@dataclass
+class ImportPlan:
+    """Everything checked, nothing loaded."""
+
+    src: Path
+    model_type: str
+    config: ModelConfig  # the Mnemos shape, vocab_size = the tokenizer's
+    tokenizer: object
+    perm: np.ndarray  # Mnemos token id -> Hugging Face embedding row
+    sources: dict[str, Source]
+    tensors: dict[str, TensorInfo]
+    notes: list[str]
+
+
+def plan_import(src: str | os.PathLike) -> ImportPlan:
+    """Read and check a Hugging Face folder's config, tokenizer and weight headers."""
+    from mnemos.nn.gpt import param_specs
+
     src = Path(src)
     if not src.is_dir():
         raise ImportError_(f"{src} is not a folder; pass a Hugging Face model folder (written by save_pretrained)")
     cfg = _read_json(src / "config.json", "model config")
-    model_type = cfg.get("model_type")
-    if model_type != "gpt2":
-        raise ImportError_(f"{src}: model_type {model_type!r} is not supported; Mnemos imports gpt2")
-    model_cfg = gpt2_model_config(cfg, src / "config.json")
+    model_type, notes = cfg.get("model_type"), []
+    if model_type == "gpt2":
+        hf_cfg, kv = gpt2_model_config(cfg, src / "config.json"), None
+    elif model_type == "llama":
+        hf_cfg, kv = llama_model_config(cfg, src / "config.json")
+        if kv != hf_cfg.n_head:
+            notes.append(f"grouped-query attention ({kv} key/value heads) imported as {hf_cfg.n_head} full heads")
+        if cfg.get("max_position_embeddings", 0) > hf_cfg.block_size:
+            notes.append(f"context cropped from {cfg['max_position_embeddings']:,} to {hf_cfg.block_size:,} tokens")
+    else:
+        raise ImportError_(f"{src}: model_type {model_type!r} is not supported; Mnemos imports gpt2 and llama")
     tensors = weight_files(src)
     tokenizer, perm = hf_tokenizer(src)
-    if int(perm.max()) >= model_cfg.vocab_size:
+    if int(perm.max()) >= hf_cfg.vocab_size:
         raise ImportError_(f"{src}: the tokenizer has ids up to {int(perm.max())} but the model only "
-                           f"{model_cfg.vocab_size} embedding rows; the folder mixes two models")
-    names = gpt2_weight_names(tensors, src)
-    from mnemos.nn.gpt import param_specs
-
-    hf_cfg = ModelConfig(**{**model_cfg.to_dict()})
-    for name, shape, _ in param_specs(hf_cfg):
-        if name not in names:
-            raise ImportError_(f"{src}: the weights lack {name!r} (Hugging Face {('transformer.' + name)!r}); "
-                               f"the folder is incomplete")
-        info = tensors[names[name]]
-        if info.shape != shape:
-            raise ImportError_(f"{src}: {names[name]} has shape {list(info.shape)}, config.json implies "
-                               f"{list(shape)}; the folder mixes two models")
-    extra = sorted(set(names) - {n for n, _, _ in param_specs(hf_cfg)})
+                           f"{hf_cfg.vocab_size} embedding rows; the folder mixes two models")
+    sources = gpt2_sources(hf_cfg, tensors, src) if kv is None else llama_sources(hf_cfg, kv, tensors)
+    specs = {name: shape for name, shape, _ in param_specs(hf_cfg)}
+    for name, shape in specs.items():
+        source = sources.get(name)
+        missing = [t for t in source.names if t not in tensors] if source else [name]
+        if missing:
+            raise ImportError_(f"{src}: the weights lack {missing[0]!r}; the folder is incomplete")
+        if source.shape(tensors, hf_cfg.head_dim) != shape:
+            raise ImportError_(f"{src}: {', '.join(source.names)} has shape "
+                               f"{list(source.shape(tensors, hf_cfg.head_dim))}, config.json implies {list(shape)}; "
+                               f"the folder mixes two models")
+    extra = sorted(set(sources) - set(specs))
     if extra:
-        raise ImportError_(f"{src}: unexpected weight {names[extra[0]]!r}; this is not a plain GPT-2")
-    model_cfg = ModelConfig(**{**model_cfg.to_dict(), "vocab_size": tokenizer.vocab_size})
-    return model_cfg, tokenizer, perm, names, tensors
+        raise ImportError_(f"{src}: unexpected weight {sources[extra[0]].names[0]!r}; this is not a plain {model_type}")
+    if hf_cfg.vocab_size > tokenizer.vocab_size:
+        notes.append(f"{hf_cfg.vocab_size - tokenizer.vocab_size} embedding rows have no token in the tokenizer "
+                     f"and were left out")
+    config = ModelConfig(**{**hf_cfg.to_dict(), "vocab_size": tokenizer.vocab_size})
+    return ImportPlan(src, model_type, config, tokenizer, perm, sources, tensors, notes)
 
 
 def import_hf(src: str | os.PathLike, out: str | os.PathLike, seed: int = 1337) -> ImportReport:
@@ -320,41 +439,38 @@ def import_hf(src: str | os.PathLike, out: str | os.PathLike, seed: int = 1337) 
     out = Path(out)
     if is_checkpoint(out) or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
         raise ImportError_(f"{out} already exists and is not empty; choose a new --out folder")
-    model_cfg, tokenizer, perm, names, tensors = plan_import(src)
-    n_params = model_cfg.num_params()
+    plan = plan_import(src)
+    config, tokenizer = plan.config, plan.tokenizer
+    n_params = config.num_params()
     need = 3 * 4 * n_params  # the weights, their gradient buffer's pages, the copies written to model.npz
     avail = _available_bytes()
     if avail is not None and need > avail:
         raise ImportError_(f"importing {n_params:,} parameters needs about {need / 2**30:.1f} GiB of memory and "
                            f"{avail / 2**30:.1f} GiB is available; close other programs or use a smaller model")
-    params = ParamStore(param_specs(model_cfg))
-    model = GPT(model_cfg, params=params, seed=seed)
+    params = ParamStore(param_specs(config))
+    model = GPT(config, params=params, seed=seed)
     weight_bytes = 0
     for name in params.names:
-        info = tensors[names[name]]
-        weight_bytes += info.nbytes
-        value = read_tensor(info)
-        if name == "wte":
-            value = value[perm]
+        source = plan.sources[name]
+        weight_bytes += sum(plan.tensors[t].nbytes for t in source.names)
+        value = source.load(plan.tensors, config.head_dim)
+        if name in ("wte", "lm_head"):
+            value = value[plan.perm]  # rows in Mnemos' token order
         if not np.isfinite(value).all():
-            raise ImportError_(f"{info.path}: {names[name]} holds NaN or infinite values; the model is broken")
+            raise ImportError_(f"{plan.src}: {', '.join(source.names)} holds NaN or infinite values; "
+                               f"the model is broken")
         params.view(name)[...] = value
     train_cfg = TrainConfig(tokenizer_vocab=tokenizer.vocab_size - len(tokenizer.special_tokens), seed=seed,
                             workers=1)
     rng = np.random.default_rng(seed)
     state = {"step": 0, "best_val_loss": None, "tokens_seen": 0, "elapsed_s": 0.0,
              "batch_rng": rng.bit_generator.state, "dropout_rng": model.rng.bit_generator.state,
-             "tokenizer": tokenizer.fingerprint(), "imported_from": str(Path(src).resolve()),
-             "imported_model_type": "gpt2"}
-    notes = []
-    rows = len(perm)
-    hf_rows = tensors[names["wte"]].shape[0]
-    if hf_rows > rows:
-        notes.append(f"{hf_rows - rows} embedding rows have no token in the tokenizer and were left out")
+             "tokenizer": tokenizer.fingerprint(), "imported_from": str(plan.src.resolve()),
+             "imported_model_type": plan.model_type}
     try:
-        save_checkpoint(out, model, tokenizer, model_cfg, train_cfg, None, state, metrics=[], best="drop")
+        save_checkpoint(out, model, tokenizer, config, train_cfg, None, state, metrics=[], best="drop")
     except BaseException:
         if out.is_dir() and not any(out.iterdir()):
             shutil.rmtree(out, ignore_errors=True)
         raise
-    return ImportReport(out, "gpt2", n_params, tokenizer.vocab_size, weight_bytes, notes)
+    return ImportReport(out, plan.model_type, n_params, tokenizer.vocab_size, weight_bytes, plan.notes)

@@ -27,14 +27,33 @@ def hf_tokenizer():
 
 def save_gpt2(folder: Path, dtype=None, **save_kwargs) -> Path:
     """A random 2-layer GPT2LMHeadModel (weights scaled up, so logits are far from uniform)."""
+    import transformers
+
+    config = transformers.GPT2Config(vocab_size=360, n_positions=48, n_embd=32, n_layer=2, n_head=4,
+                                     bos_token_id=0, eos_token_id=0)
+    return _save(folder, transformers.GPT2LMHeadModel, config, dtype, **save_kwargs)
+
+
+def save_llama(folder: Path, dtype=None, **save_kwargs) -> Path:
+    """A random 2-layer LlamaForCausalLM with grouped-query attention (4 heads share 2
+    key/value heads) and an untied head."""
+    import transformers
+
+    config = transformers.LlamaConfig(vocab_size=360, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=48,
+                                      rms_norm_eps=1e-5, rope_theta=500.0, tie_word_embeddings=False,
+                                      bos_token_id=0, eos_token_id=0)
+    return _save(folder, transformers.LlamaForCausalLM, config, dtype, **save_kwargs)
+
+
+def _save(folder, model_class, config, dtype, **save_kwargs) -> Path:
     import torch
     import transformers
 
     tok = hf_tokenizer()
+    assert tok.get_vocab_size() == config.vocab_size
     torch.manual_seed(0)
-    config = transformers.GPT2Config(vocab_size=tok.get_vocab_size(), n_positions=48, n_embd=32, n_layer=2,
-                                     n_head=4, bos_token_id=0, eos_token_id=0)
-    model = transformers.GPT2LMHeadModel(config)
+    model = model_class(config)
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(3)

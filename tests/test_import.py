@@ -15,7 +15,7 @@ from mnemos.export import export_hf, save_safetensors
 from mnemos.generate import Generator
 from mnemos.hf_import import hf_tokenizer, import_hf
 from mnemos.safetensors_io import read_header
-from hf_models import TEXT, save_gpt2
+from hf_models import TEXT, save_gpt2, save_llama
 
 torch = pytest.importorskip("torch", reason="the import is checked against transformers, which needs torch")
 transformers = pytest.importorskip("transformers", reason="the import is checked against transformers")
@@ -54,15 +54,26 @@ def test_tokens_match_hugging_face_and_the_ids_are_permuted(hf_dir, run):
         assert run.tokenizer.decode(ours) == text
 
 
-def test_logits_loss_and_greedy_text_match_transformers(hf_dir, run):
-    hf = _hf(hf_dir)
-    _, perm = hf_tokenizer(hf_dir)
+@pytest.fixture(scope="module", params=["gpt2", "llama"])
+def arch_pair(request, hf_dir, run, tmp_path_factory):
+    """(Hugging Face folder, its import) for GPT-2 and for a Llama with grouped-query attention."""
+    if request.param == "gpt2":
+        return hf_dir, run
+    src = save_llama(tmp_path_factory.mktemp("hf") / "llama")
+    out = tmp_path_factory.mktemp("runs") / "llama"
+    report = import_hf(src, out)
+    assert "grouped-query attention (2 key/value heads) imported as 4 full heads" in report.notes
+    return src, load_checkpoint(out)
+
+
+def test_logits_loss_and_greedy_text_match_transformers(arch_pair):
+    src, run = arch_pair
+    hf = transformers.AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).eval()
+    _, perm = hf_tokenizer(src)
     ids = np.asarray([run.tokenizer.encode(TEXT)[:48]])
-    targets = np.roll(ids, -1, axis=1)
-    logits, loss = run.model.forward(ids, targets)
+    logits, _ = run.model.forward(ids)
     with torch.no_grad():
-        out = hf(torch.from_numpy(perm[ids]), labels=torch.from_numpy(perm[ids]))
-    theirs = out.logits.numpy()[:, :, perm]
+        theirs = hf(torch.from_numpy(perm[ids])).logits.numpy()[:, :, perm]
     np.testing.assert_allclose(logits, theirs, atol=1e-4, rtol=1e-4)
     # transformers' loss shifts inside: compare on the same 47 predictions
     with torch.no_grad():
@@ -95,7 +106,8 @@ def test_vocab_merges_files_sharded_and_bf16_weights_import_alike(hf_dir, run, t
     np.testing.assert_allclose(ckpt.model.forward(ids)[0], theirs, atol=1e-4, rtol=1e-4)
 
 
-def test_hand_written_shards_and_a_mnemos_round_trip_keep_every_tensor(run, tmp_path):
+def test_hand_written_shards_and_a_mnemos_round_trip_keep_every_tensor(arch_pair, tmp_path):
+    run = arch_pair[1]
     exported = export_hf(run.path, tmp_path / "export")
     weights = {k: v for k, v in _read_all(exported / "model.safetensors").items()}
     (exported / "model.safetensors").unlink()

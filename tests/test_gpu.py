@@ -18,6 +18,9 @@ except DeviceError as exc:
     pytest.skip(str(exc), allow_module_level=True)
 
 CFG = ModelConfig(vocab_size=101, n_layer=2, n_head=4, n_embd=64, block_size=32, dropout=0.0)
+LLAMA = ModelConfig(vocab_size=101, n_layer=2, n_head=4, n_embd=64, block_size=32, dropout=0.0, arch="llama",
+                    head="untied")
+ARCHS = pytest.mark.parametrize("cfg", [CFG, LLAMA], ids=["gpt2", "llama"])
 
 
 def batch(B=4, T=32, seed=0, vocab=101):
@@ -43,9 +46,10 @@ def test_same_initial_weights_on_both_devices():
     np.testing.assert_array_equal(to_numpy(gpu.params.data), cpu.params.data)
 
 
+@ARCHS
 @pytest.mark.parametrize("B,T", [(4, 32), (3, 17)])  # full block, and a ragged one (rows not multiples of 32)
-def test_loss_and_gradients_match_numpy(B, T):
-    cpu, gpu = pair()
+def test_loss_and_gradients_match_numpy(B, T, cfg):
+    cpu, gpu = pair(cfg)
     x, y = batch(B, T, seed=B)
     loss_c, g_c = loss_and_grad(cpu, x, y)
     loss_g, g_g = loss_and_grad(gpu, x, y)
@@ -54,8 +58,9 @@ def test_loss_and_gradients_match_numpy(B, T):
     assert np.abs(g_c).max() > 1e-2
 
 
-def test_eval_logits_and_the_kv_cache_match_numpy():
-    cpu, gpu = pair()
+@ARCHS
+def test_eval_logits_and_the_kv_cache_match_numpy(cfg):
+    cpu, gpu = pair(cfg)
     x, _ = batch(2, 20, seed=3)
     logits_c, _ = cpu.forward(x)
     logits_g, _ = gpu.forward(x)
@@ -98,8 +103,9 @@ def test_three_adamw_steps_match_numpy():
     assert opts[1].t == 3 and isinstance(opts[1].state_dict()["m"], np.ndarray)
 
 
-def test_float64_gradients_on_the_device_match_finite_differences():
-    cfg = ModelConfig(vocab_size=23, n_layer=2, n_head=2, n_embd=16, block_size=8, dropout=0.0)
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_float64_gradients_on_the_device_match_finite_differences(arch):
+    cfg = ModelConfig(vocab_size=23, n_layer=2, n_head=2, n_embd=16, block_size=8, dropout=0.0, arch=arch)
     model = GPT(cfg, dtype=np.float64, seed=1, device="cuda")
     x, y = batch(3, 8, seed=4, vocab=23)
     _, grad = loss_and_grad(model, x, y)
@@ -119,7 +125,7 @@ def test_float64_gradients_on_the_device_match_finite_differences():
             numeric = (up - down) / 2e-6
             assert grad[i] == pytest.approx(numeric, rel=1e-5, abs=1e-8), name
             checked += 1
-    assert checked > 50
+    assert checked == 3 * len(model.params.names)  # every parameter
 
 
 def test_dropout_on_the_device_is_reproducible_and_drops_at_rate_p():
@@ -137,7 +143,8 @@ def test_dropout_on_the_device_is_reproducible_and_drops_at_rate_p():
     assert lc != la and not bool((a.blocks[0].mlp.drop.mask == first).all())  # the generator moved on
 
 
-def test_a_gpu_run_checkpoints_numpy_and_resumes_on_the_cpu(tmp_path):
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_a_gpu_run_checkpoints_numpy_and_resumes_on_the_cpu(tmp_path, arch):
     from mnemos.checkpoint import load_checkpoint
     from mnemos.trainer import Trainer
 
@@ -145,7 +152,7 @@ def test_a_gpu_run_checkpoints_numpy_and_resumes_on_the_cpu(tmp_path):
     rng = np.random.default_rng(0)
     words = "the king is dead long live the queen and all her men ride".split()
     text.write_text("\n".join(" ".join(rng.choice(words, 8)) for _ in range(200)), encoding="utf-8")
-    cfg = ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=16)
+    cfg = ModelConfig(n_layer=1, n_head=2, n_embd=32, block_size=16, arch=arch)
     train = TrainConfig(tokenizer_vocab=256, batch_size=4, max_steps=10, warmup_steps=2, eval_interval=5, eval_steps=1,
                         sample_tokens=4, device="cuda", workers=1)
     trainer = Trainer.new(cfg, train, text, out_dir=tmp_path / "run")

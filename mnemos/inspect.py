@@ -532,25 +532,28 @@ def anatomy(model_or_config, params: dict | None = None) -> Component:
 
 @dataclass
 class ReplayFrame:
-    """The run's fixed prompt completed at one evaluation, with the losses at that step."""
+    """The run's fixed prompt completed at one evaluation, with the losses at that step
+    and the induction bump's numbers (``EvalEvent.icl_score`` / ``induction_score``)."""
 
     step: int
     prompt: str
     text: str
     val_loss: float | None
     train_loss: float | None = None
+    icl_score: float | None = None
+    induction_score: float | None = None
 
     def to_dict(self) -> dict:
-        return {"step": self.step, "prompt": self.prompt, "text": self.text,
-                "val_loss": self.val_loss, "train_loss": self.train_loss}
+        return {"step": self.step, "prompt": self.prompt, "text": self.text, "val_loss": self.val_loss,
+                "train_loss": self.train_loss, "icl_score": self.icl_score, "induction_score": self.induction_score}
 
 
 def replay_frames(records: list[dict]) -> list[ReplayFrame]:
     """Replay frames from metrics rows (``metrics.jsonl``, or a live trainer's
-    ``metrics``): every ``sample`` row in step order, with its evaluation's losses."""
-    train_loss = {r.get("step"): r.get("train_loss") for r in records if r.get("event") == "eval"}
+    ``metrics``): every ``sample`` row in step order, with its evaluation's numbers."""
+    evals = {r.get("step"): r for r in records if r.get("event") == "eval"}
     frames = [ReplayFrame(int(r["step"]), r.get("prompt", ""), r.get("text", ""), r.get("val_loss"),
-                          train_loss.get(r["step"]))
+                          *(evals.get(r["step"], {}).get(k) for k in ("train_loss", "icl_score", "induction_score")))
               for r in records if r.get("event") == "sample"]
     frames.sort(key=lambda f: f.step)
     return frames

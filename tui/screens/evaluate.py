@@ -25,6 +25,7 @@ class EvaluateScreen(MnemosScreen):
         Binding("ctrl+r", "run", "Evaluate"),
         Binding("escape", "cancel", "Cancel"),
         Binding("ctrl+s", "save", "Save report"),
+        Binding("ctrl+t", "loss_text", "Text by loss"),
     ]
 
     def __init__(self) -> None:
@@ -164,6 +165,29 @@ class EvaluateScreen(MnemosScreen):
             bar.update(total=1, progress=0)
             self.query_one("#eval-phase", Label).update(f"evaluation {outcome}")
         self.refresh_bindings()
+
+    def action_loss_text(self) -> None:
+        """The test file coloured by how well the model predicted each token."""
+        path = self._checkpoint()
+        text = self.query_one("#eval-data", Input).value.strip()
+        if path is None or not text:
+            self.notify("Choose a checkpoint and a test file first", severity="error")
+            return
+        self.open_loss_text(path, self.workspace.resolve(text))
+
+    @work(thread=True, exclusive=True, group="loss-text-load", exit_on_error=False)
+    def open_loss_text(self, path: Path, data: Path) -> None:
+        from mnemos.checkpoint import load_checkpoint
+        from mnemos.data import read_text
+        from tui.widgets.loss_text import LossTextDialog
+
+        try:
+            ckpt, text = load_checkpoint(path), read_text(data)
+        except Exception as exc:
+            self.app.call_from_thread(self.report, exc, "Cannot score the text")
+            return
+        self.app.call_from_thread(self.app.push_screen,
+                                  LossTextDialog(ckpt.model, ckpt.tokenizer, self.workspace.show(data), text))
 
     def action_save(self) -> None:
         """Append the report to the checkpoint's history and write it as Markdown."""

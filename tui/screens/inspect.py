@@ -1,11 +1,14 @@
 """Inspect: see inside a trained model while you use it.
 
-Five views of one checkpoint and one prompt: the prompt's tokens (with the merge tree of
+Eight views of one checkpoint and one prompt: the prompt's tokens (with the merge tree of
 the token under the cursor), the next-token distribution (reshaped at once by
 temperature / top-k / top-p, and stepped forward token by token), the attention maps of
-every layer and head, the model's anatomy, and the learning replay of the run. The
-numbers come from ``mnemos.inspect``; loading and forward passes run in thread workers,
-so typing stays smooth.
+every layer and head, the model's anatomy, the learning replay of the run, the logit
+lens (the prediction after each layer), what each head does (previous-token,
+duplicate-token and induction scores, attention entropy) and where one prediction's
+logit comes from (direct logit attribution). The numbers come from ``mnemos.inspect``,
+``mnemos.lens``, ``mnemos.heads`` and ``mnemos.attribution``; loading and forward passes
+run in thread workers, so typing stays smooth.
 """
 
 from __future__ import annotations
@@ -19,18 +22,21 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, ScrollableContainer, VerticalScroll
 from textual.timer import Timer
-from textual.widgets import Input, Label, Select, Static, TabbedContent, TabPane, Tree
+from textual.widgets import DataTable, Input, Label, Select, Static, TabbedContent, TabPane, Tree
 
 from tui.screens.base import MnemosScreen
 from tui.widgets.anatomy import AnatomyTree, ComponentDetails
 from tui.widgets.attention_map import AttentionMap
+from tui.widgets.attribution_chart import AttributionChart
 from tui.widgets.checkpoint_select import CheckpointSelect
+from tui.widgets.head_grid import HeadGrid, HeadMapDialog, head_summary
+from tui.widgets.lens_table import LensTable
 from tui.widgets.next_token import NextTokenPanel
 from tui.widgets.replay import ReplayView
 from tui.widgets.token_view import TokenDetails, TokenStrip
 
 DEFAULT_PROMPT = "To be, or not to be, that is the question:"
-TABS = ("tokens", "next", "attention", "anatomy", "replay")
+TABS = ("tokens", "next", "attention", "anatomy", "replay", "lens", "heads", "attribution")
 DEBOUNCE_S = 0.12  # wait this long after a key stroke before running the model
 LOADED_BYTES = 8192  # how much of the training file ctrl+l shows in the Tokens view
 
@@ -60,7 +66,7 @@ class InspectScreen(MnemosScreen):
         Binding("s", "step('sample')", "Sample token"),
     ]
     EXTRA_KEYS = [
-        ("1 … 5", "Tokens, Next token, Attention, Anatomy, Replay"),
+        ("1 … 8", "Tokens, Next token, Attention, Anatomy, Replay, Lens, Heads, Attribution"),
         ("← / →", "Tokens: move the token cursor · Attention: head · Replay: evaluation"),
         ("↑ / ↓", "Attention: layer"),
         (", / .", "Attention: query row up / down"),
@@ -68,6 +74,9 @@ class InspectScreen(MnemosScreen):
         ("- / +", "Next token: temperature down / up"),
         ("k / K, p / P", "Next token: top-k, top-p down / up (0 resets)"),
         ("space", "Replay: play / pause"),
+        ("enter", "Lens: explain the row's prediction · Heads: the head's attention map"),
+        ("k", "Heads: next score (previous token, duplicate, induction, entropy)"),
+        ("← → / ↑ ↓", "Attribution: position / candidate token"),
     ]
 
     def compose_body(self) -> ComposeResult:
@@ -98,11 +107,21 @@ class InspectScreen(MnemosScreen):
             with TabPane("5 Replay", id="replay"):
                 with VerticalScroll(classes="pane"):
                     yield ReplayView(id="replay-view")
+            with TabPane("6 Lens", id="lens"):
+                yield LensTable(id="lens-table", classes="pane")
+            with TabPane("7 Heads", id="heads"):
+                with VerticalScroll(classes="pane"):
+                    yield Static(id="head-summary")
+                    yield HeadGrid(id="head-grid")
+            with TabPane("8 Attribution", id="attribution"):
+                with VerticalScroll(classes="pane"):
+                    yield AttributionChart(id="attribution-chart")
 
     def __init__(self) -> None:
         super().__init__()
         self.ckpt = None  # the loaded Checkpoint
         self.anatomy_root = None
+        self.head_scores = None
         self.token_view = None
         self.token_text: str | None = None  # a loaded text shown in Tokens instead of the prompt
         self._debounce: Timer | None = None
@@ -154,23 +173,26 @@ class InspectScreen(MnemosScreen):
     def load(self, path: Path) -> None:
         from mnemos.checkpoint import load_checkpoint
         from mnemos.errors import MnemosError
+        from mnemos.heads import head_scores
         from mnemos.inspect import anatomy, replay
 
         try:
             ckpt = load_checkpoint(path)
             root, frames = anatomy(ckpt.model), replay(path)
+            heads = (head_scores(ckpt.model, exclude=ckpt.tokenizer.special_tokens.values())
+                     if ckpt.model_config.block_size >= 4 else None)
         except (MnemosError, OSError) as exc:
             self.app.call_from_thread(self._load_failed, path, exc)
             return
-        self.app.call_from_thread(self._loaded, ckpt, root, frames)
+        self.app.call_from_thread(self._loaded, ckpt, root, frames, heads)
 
     def _load_failed(self, path: Path, exc: Exception) -> None:
         self._loading = None
         self.report(exc, "Cannot open checkpoint")
         self.set_status(f"cannot open {self.workspace.show(path)}: {exc}")
 
-    def _loaded(self, ckpt, root, frames) -> None:
-        self.ckpt, self.anatomy_root, self._loading = ckpt, root, None
+    def _loaded(self, ckpt, root, frames, heads) -> None:
+        self.ckpt, self.anatomy_root, self.head_scores, self._loading = ckpt, root, heads, None
         self.workspace.checkpoint = Path(ckpt.path)
         cfg, state = ckpt.model_config, ckpt.state
         best = state.get("best_val_loss")
@@ -182,6 +204,7 @@ class InspectScreen(MnemosScreen):
         tree.show(root)
         self.query_one(ComponentDetails).show(root, root.flops)
         self.query_one(ReplayView).show(frames)
+        self.query_one(HeadGrid).show(heads)
         self.update_tokens()
         self.run_model()
 
@@ -233,25 +256,33 @@ class InspectScreen(MnemosScreen):
     def forward(self, ckpt, prompt: str) -> None:
         """Next-token logits and attention maps of the prompt, off the UI thread. One
         forward at a time (the model's buffers are shared between calls)."""
+        from mnemos.activations import run_with_cache
         from mnemos.errors import MnemosError
         from mnemos.generate import Generator
         from mnemos.inspect import attention_view, next_token_logits
+        from mnemos.lens import lens_view
 
         try:
             with self._model_lock:
-                ids = Generator(ckpt.model, ckpt.tokenizer).encode_prompt(prompt)
-                logits = next_token_logits(ckpt.model, ids)
-                attention = attention_view(ckpt.model, ckpt.tokenizer, prompt) if prompt else None
+                model = ckpt.model
+                ids = Generator(model, ckpt.tokenizer).encode_prompt(prompt)
+                logits = next_token_logits(model, ids)
+                attention = attention_view(model, ckpt.tokenizer, prompt) if prompt else None
+                kept = ids[-model.config.block_size:]
+                cache = run_with_cache(model, np.asarray([kept]))
+                lens = lens_view(model, ckpt.tokenizer, cache, truncated=len(ids) - len(kept))
         except MnemosError as exc:
             self.app.call_from_thread(self.report, exc)
             return
-        self.app.call_from_thread(self._forward_done, ckpt, prompt, logits, attention)
+        self.app.call_from_thread(self._forward_done, ckpt, prompt, logits, attention, cache, lens)
 
-    def _forward_done(self, ckpt, prompt: str, logits: np.ndarray, attention) -> None:
+    def _forward_done(self, ckpt, prompt: str, logits: np.ndarray, attention, cache, lens) -> None:
         if ckpt is not self.ckpt or prompt != self.prompt:
             return  # the prompt (or checkpoint) changed meanwhile: a newer result is on its way
         self.query_one(NextTokenPanel).show_logits(logits, ckpt.tokenizer)
         self.query_one(AttentionMap).show(attention)
+        self.query_one(LensTable).show(lens)
+        self.query_one(AttributionChart).show(ckpt.model, ckpt.tokenizer, cache)
 
     # -- actions ----------------------------------------------------------------------
 
@@ -269,7 +300,8 @@ class InspectScreen(MnemosScreen):
     def action_show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
         focus = {"tokens": TokenStrip, "next": NextTokenPanel, "attention": AttentionMap,
-                 "anatomy": AnatomyTree, "replay": ReplayView}[tab]
+                 "anatomy": AnatomyTree, "replay": ReplayView, "lens": LensTable, "heads": HeadGrid,
+                 "attribution": AttributionChart}[tab]
         self.query_one(focus).focus()
 
     def action_load_training_text(self) -> None:
@@ -316,6 +348,23 @@ class InspectScreen(MnemosScreen):
     def _component_highlighted(self, event: Tree.NodeHighlighted) -> None:
         if event.node.data is not None and self.anatomy_root is not None:
             self.query_one(ComponentDetails).show(event.node.data, self.anatomy_root.flops)
+
+    @on(DataTable.RowSelected, "#lens-table")
+    def _explain_row(self, event: DataTable.RowSelected) -> None:
+        """Enter on a logit-lens row: where that position's prediction comes from."""
+        self.query_one(AttributionChart).explain(event.cursor_row)
+        self.action_show_tab("attribution")
+
+    @on(DataTable.CellSelected, "#head-grid")
+    def _open_head(self) -> None:
+        head = self.query_one(HeadGrid).head
+        if head is not None and self.head_scores is not None:
+            self.app.push_screen(HeadMapDialog(self.head_scores, self.ckpt.tokenizer, *head))
+
+    @on(HeadGrid.KindChanged)
+    def _head_kind(self, event: HeadGrid.KindChanged) -> None:
+        if event.grid.scores is not None:
+            self.query_one("#head-summary", Static).update(head_summary(event.grid.scores, event.grid.kind))
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action == "step":  # only where the next-token view is

@@ -24,6 +24,7 @@ from textual.worker import get_current_worker
 from tui.bridge import EngineEvents, EventBridge
 from tui.screens.base import MnemosScreen
 from tui.widgets.hparam_form import HyperparamForm
+from tui.widgets.induction_strip import InductionStrip
 from tui.widgets.loss_plot import LossPlot
 from tui.widgets.train_stats import TrainStats, clock
 
@@ -73,6 +74,7 @@ class TrainScreen(MnemosScreen):
                     yield Label("", id="train-phase")
                 yield LossPlot(id="loss-plot")
                 yield Sparkline([], id="loss-spark")
+                yield InductionStrip(id="induction-strip")
                 with VerticalScroll(id="train-sample") as sample:
                     sample.border_title = "Sample at the last evaluation"
                     yield Static("A sample of generated text appears here at each evaluation.",
@@ -294,6 +296,7 @@ class TrainScreen(MnemosScreen):
             stats.set(state="preparing")
         elif isinstance(event, ev.EvalEvent):
             plot.add_val(event.step, event.val_loss)
+            self.query_one(InductionStrip).add(event)
             stats.set(val_loss=_loss(event.val_loss), best_val_loss=_loss(event.best_val_loss))
         elif isinstance(event, ev.SampleEvent):
             sample = self.query_one("#train-sample")
@@ -340,6 +343,7 @@ class TrainScreen(MnemosScreen):
         self.query_one(LossPlot).clear_data()
         self.query_one(LossPlot).replot()
         self.query_one("#loss-spark", Sparkline).data = []
+        self.query_one(InductionStrip).clear()
         self.query_one(TrainStats).reset()
         self.query_one(TrainStats).set(state="starting")
         self.query_one("#train-bar", ProgressBar).update(total=None, progress=0)

@@ -9,11 +9,11 @@ from rich.console import Group
 from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
-from textual.color import Color
 from textual.reactive import reactive
 from textual.widget import Widget
 
 from mnemos.inspect import AttentionView
+from tui.widgets.shades import palette
 
 LABEL_WIDTH = 10  # characters of each query label
 KEY_LABEL_ROWS = 3  # key labels are written downwards, this many characters each
@@ -96,11 +96,7 @@ class AttentionMap(Widget, can_focus=True):
         return w.mean(0) if self.mean_heads else w[self.head]
 
     def _palette(self) -> list[Style]:
-        hot = self.get_component_rich_style("attention-map--hot").color
-        cold = self.get_component_rich_style("attention-map--cold").color
-        hot_c = Color.from_rich_color(hot) if hot else Color.parse("white")
-        cold_c = Color.from_rich_color(cold) if cold else Color.parse("black")
-        return [Style(bgcolor=cold_c.blend(hot_c, i / (SHADES - 1)).rich_color) for i in range(SHADES)]
+        return palette(self, "attention-map--hot", "attention-map--cold", SHADES)
 
     def render(self):
         if self.view is None:

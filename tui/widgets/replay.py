@@ -20,16 +20,21 @@ SPARK = "▁▂▃▄▅▆▇█"
 _CONTROLS = str.maketrans({c: f"\\x{c:02x}" for c in [*range(32), *range(127, 160)] if chr(c) not in "\n\t"})
 
 
-def loss_strip(frames: list[ReplayFrame], current: int) -> Text:
-    """One character per evaluation, its height the validation loss; the current one marked."""
-    losses = [f.val_loss for f in frames]
-    known = [x for x in losses if x is not None]
+def spark_strip(values: list[float | None], current: int | None = None) -> Text:
+    """One character per value, its height the value between the lowest and the highest
+    ("?" where unknown); the ``current`` one marked."""
+    known = [x for x in values if x is not None]
     lo, hi = (min(known), max(known)) if known else (0.0, 1.0)
     out = Text()
-    for i, x in enumerate(losses):
+    for i, x in enumerate(values):
         ch = "?" if x is None else SPARK[int((x - lo) / (hi - lo or 1.0) * (len(SPARK) - 1))]
         out.append(ch, style="bold reverse" if i == current else "")
     return out
+
+
+def loss_strip(frames: list[ReplayFrame], current: int) -> Text:
+    """One character per evaluation, its height the validation loss; the current one marked."""
+    return spark_strip([f.val_loss for f in frames], current)
 
 
 class ReplayView(Widget, can_focus=True):
@@ -103,7 +108,18 @@ class ReplayView(Widget, can_focus=True):
         body = Text()
         body.append(f.prompt.translate(_CONTROLS), style="dim")
         body.append(f.text.translate(_CONTROLS))
-        return Group(head, loss_strip(self.frames, self.frame), Text(""), body)
+        strips = [Text("val loss   ").append_text(loss_strip(self.frames, self.frame))]
+        if any(fr.induction_score is not None for fr in self.frames):  # runs from before issue 16 have none
+            strips += [Text("in-context ").append_text(spark_strip([fr.icl_score for fr in self.frames], self.frame))
+                       .append(_value(" late − early loss", f.icl_score), style="dim"),
+                       Text("induction  ").append_text(
+                           spark_strip([fr.induction_score for fr in self.frames], self.frame))
+                       .append(_value(" best induction head", f.induction_score), style="dim")]
+        return Group(head, *strips, Text(""), body)
+
+
+def _value(label: str, value: float | None) -> str:
+    return f" {value:+.2f}{label}" if value is not None else ""
 
 
 class ReplayDialog(ModalScreen[None]):

@@ -28,6 +28,7 @@ from mnemos.paths import RUNS_ROOT, TEST_DATA, TRAIN_DATA
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 2, 130
 EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (`| head`): what a SIGPIPE'd program returns
 # what `timeout`, systemd, docker (TERM), a closed terminal (HUP) and Ctrl+C (INT) send: save, then exit 128 + N
+TEXT_ARGS = ("prompt", "sample_prompt", "token")  # flags holding text (not paths: those may be any bytes)
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
@@ -241,12 +242,16 @@ class ProgressPrinter:
     def _on_done(self, e) -> None:
         loss = "n/a" if e.loss is None else f"{e.loss:.4f}"
         best = "n/a" if e.best_val_loss is None else f"{e.best_val_loss:.4f}"
+        warning = f"; warning: {e.warning}" if e.warning else ""
         self._say(f"done ({e.reason}) at step {e.step} in {format_duration(e.elapsed_s)}: loss {loss}, "
-                  f"best val loss {best}; checkpoint {e.checkpoint}")
+                  f"best val loss {best}; checkpoint {e.checkpoint}{warning}")
         if e.checkpoint and e.reason != "error":
             more = f"; continue with `mnemos train --resume {e.checkpoint}`" if e.reason == "stopped" else ""
             self._say(f"next: `mnemos generate --checkpoint {e.checkpoint}`, "
                       f"`mnemos eval --checkpoint {e.checkpoint}`{more}")
+
+    def _on_warning(self, e) -> None:
+        self._say(f"warning: {e.message}")
 
     def _on_error(self, e) -> None:
         self._end_line()
@@ -337,9 +342,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report = evaluate_checkpoint(args.checkpoint, data=args.data, progress=progress)
     if tty:
         sys.stderr.write("\r\x1b[2K")
-    path = save_report(args.checkpoint, report)
+    try:
+        path = save_report(args.checkpoint, report)
+    except MnemosError as exc:  # a read-only or full run folder: the numbers still count
+        print(f"mnemos eval: warning: {exc}", file=sys.stderr)
+        path = None
     if args.json:
-        _print_json({**report.to_dict(), "report": str(path)})
+        _print_json({**report.to_dict(), "report": path and str(path)})
         return EXIT_OK
     rows = [
         ("checkpoint", str(args.checkpoint)),
@@ -349,7 +358,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ("bits/byte", f"{report.bits_per_byte:.4f}   (unigram baseline {report.unigram_bits_per_byte:.4f})"),
         ("method", report.method),
         ("time", f"{report.seconds:.1f} s"),
-        ("report", str(path)),
+        ("report", str(path) if path else "not saved (see the warning)"),
     ]
     for name, value in rows:
         print(f"{name:<11} {value}")
@@ -380,10 +389,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
     ckpt = load_checkpoint(args.checkpoint)
     gen = Generator(ckpt.model, ckpt.tokenizer)
+    pieces = gen.stream(args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                        top_k=args.top_k, top_p=args.top_p, seed=args.seed)  # checks everything: then echo
     sys.stdout.write(args.prompt)
     try:
-        for piece in gen.stream(args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                top_k=args.top_k, top_p=args.top_p, seed=args.seed):
+        for piece in pieces:
             sys.stdout.write(piece.text)
             sys.stdout.flush()
     except KeyboardInterrupt:
@@ -518,6 +528,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     if (args.layer is None) != (args.head is None):
         raise MnemosError("give both --layer and --head (counted from 1) to draw one attention map")
+    if args.top < 1:
+        raise ConfigError(f"--top must be at least 1 (the candidates to list), got {args.top}")
     if args.view:
         from mnemos import cli_views
 
@@ -617,19 +629,41 @@ def _glue_durations(argv: list[str]) -> list[str]:
     return out
 
 
+def _check_values(args: argparse.Namespace) -> None:
+    """What no flag may hold, checked before any command runs: an infinite or NaN float
+    (whatever the flag: new flags are covered), and text that is not valid Unicode (a
+    command line in another encoding arrives with lone surrogates)."""
+    for name, value in vars(args).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{flag} must be a finite number, got {value}")
+        if isinstance(value, str) and name in TEXT_ARGS:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ConfigError(f"{flag} is not valid UTF-8 text (U+{ord(value[exc.start]):04X}, an undecodable "
+                                  f"byte, at character {exc.start}); pass UTF-8 text") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(_glue_durations(sys.argv[1:] if argv is None else list(argv)))
     except SystemExit as exc:  # --help, --version, or a usage error (already printed)
         return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     try:
+        _check_values(args)
         return args.handler(args)
     except MnemosError as exc:
         print(f"mnemos {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print(f"\nmnemos {args.command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
     except BrokenPipeError:
         _stdout_gone()
         return EXIT_BROKEN_PIPE
+    except OSError as exc:  # a file problem no check foresaw: one line, not a traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"mnemos {args.command}: error: {exc.strerror or exc}{where}; check the path, its permissions and "
+              f"free space", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"\nmnemos {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

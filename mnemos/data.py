@@ -18,6 +18,7 @@ without raising. (The sample corpus is :mod:`mnemos.sample`'s.)
 from __future__ import annotations
 
 import codecs
+import errno
 import hashlib
 import math
 import os
@@ -44,6 +45,15 @@ Progress = Callable[[int, int], None]
 
 def _check_path(path: Path) -> None:
     if not path.exists():
+        try:
+            os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise DataError(f"{path} is a loop of symbolic links (one points back to another); point the link "
+                                f"at a real file") from None
+        if path.is_symlink():
+            raise DataError(f"{path} is a symbolic link to {os.readlink(path)}, which does not exist; fix or remove "
+                            f"the link") from None
         raise DataError(f"{path}: no such file; check the path (or run `mnemos data sample` for a sample corpus)")
     if path.is_dir():
         raise DataError(f"{path} is a directory, not a text file; pass a file inside it")
@@ -51,8 +61,29 @@ def _check_path(path: Path) -> None:
         raise DataError(f"{path} is not a regular file; pass a UTF-8 text file")
 
 
+def _utf16_or_32(raw: bytes) -> str | None:
+    """"UTF-16" or "UTF-32" when the start of a file is text in one of them: a byte-order
+    mark, or (no mark, "UTF-16LE"/"BE") a zero byte at every other position of mostly ASCII text."""
+    if raw[:4] in (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE):
+        return "UTF-32"
+    if raw[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return "UTF-16"
+    head = raw[:4096]
+    if len(head) >= 8:
+        odd, even = head[1::2], head[0::2]
+        if odd.count(0) > 0.9 * len(odd) and not even.count(0):
+            return "UTF-16LE"  # no mark: the order iconv must be told
+        if even.count(0) > 0.9 * len(even) and not odd.count(0):
+            return "UTF-16BE"
+    return None
+
+
 def _binary_problem(raw_head: bytes, text_head: str, path: Path) -> str | None:
     """Why the start of a file looks binary (a NUL byte, or many control characters)."""
+    encoding = _utf16_or_32(raw_head)
+    if encoding:
+        return (f"{path} is {encoding} text, not UTF-8; convert it with `iconv -f {encoding} -t UTF-8 {path} > "
+                f"{path.stem}-utf8{path.suffix}` and train on that")
     nul = raw_head.find(b"\x00")
     if nul >= 0:
         return f"{path} looks binary (NUL byte at offset {nul}); Mnemos learns from UTF-8 text files"

@@ -103,6 +103,16 @@ class DoneEvent(Event):
     best_val_loss: float | None
     elapsed_s: float
     checkpoint: str | None
+    warning: str | None = None  # e.g. the run diverged (see WarningEvent)
+
+
+@dataclass
+class WarningEvent(Event):
+    """Something the user should know that does not stop the run (e.g. the loss diverged)."""
+
+    kind: ClassVar[str] = "warning"
+    step: int
+    message: str
 
 
 @dataclass

@@ -402,11 +402,11 @@ def export_hf(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike) -> 
     _check_out(out)
     eot = ckpt.tokenizer.eot_id
     cfg = ckpt.model_config
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.exporting-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()  # a read-only or missing place fails here: one line below
         configs = hf_config(cfg, eot), generation_config(cfg, eot)
         if eot is None:  # a tokenizer trained without <|endoftext|> has no bos / eos / pad
             for config in configs:

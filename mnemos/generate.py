@@ -33,6 +33,8 @@ UTF-8 (which a sampled sequence may contain) come out as U+FFFD, exactly as
 
 from __future__ import annotations
 
+import math
+
 import codecs
 from numbers import Integral, Real
 from dataclasses import dataclass
@@ -52,8 +54,8 @@ TOP_N = 10  # candidates reported with each step (the see-inside view's bars)
 
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
     """Raise ``ConfigError`` for an impossible temperature / top-k / top-p."""
-    if isinstance(temperature, bool) or not isinstance(temperature, Real) or not temperature >= 0:
-        raise ConfigError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, Real) or not 0 <= temperature < math.inf:
+        raise ConfigError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, Integral) or top_k < 0):
         raise ConfigError(f"top-k must be a positive integer (0 or none = off), got {top_k!r}")
     if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, Real) or not 0.0 < top_p <= 1.0):
@@ -208,6 +210,9 @@ class Generator:
         check_sampling(temperature, top_k, top_p)
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, Integral) or max_new_tokens < 0:
             raise ConfigError(f"max-new-tokens must be an integer >= 0, got {max_new_tokens!r}")
+        if seed is not None and not isinstance(seed, np.random.Generator) and (
+                isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0):
+            raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
         ids = self.encode_prompt(prompt)
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         return self._run(ids, int(max_new_tokens), temperature, top_k, top_p, rng, should_stop, use_cache)

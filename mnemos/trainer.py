@@ -38,9 +38,10 @@ from mnemos.backend import get_array_module
 from mnemos.budget import format_duration, steps_that_fit
 from mnemos.checkpoint import is_checkpoint, load_checkpoint, read_config, read_metrics, save_checkpoint
 from mnemos.config import ModelConfig, TrainConfig, init_from_configs, resumed_configs
+from mnemos.divergence import DivergenceWatch
 from mnemos.errors import CheckpointError, ConfigError, MnemosError, WorkerError
 from mnemos.events import (CheckpointEvent, DoneEvent, ErrorEvent, EvalEvent, Event, PrepareEvent, SampleEvent,
-                           StateEvent, StepEvent)
+                           StateEvent, StepEvent, WarningEvent)
 from mnemos.memory import check_fits, training_estimate
 from mnemos.paths import RUNS_ROOT
 from mnemos.runlock import RunLock
@@ -128,6 +129,7 @@ class Trainer:
         self._fingerprints: dict = {}
         self._claimed_dir = False
         self._lock: RunLock | None = None
+        self._divergence = DivergenceWatch()
 
     # ------------------------------------------------------------------ construction
 
@@ -514,7 +516,8 @@ class Trainer:
         t0 = self._clock()
         train_loss = self._estimate_loss(self.train_tokens, 0)
         val_loss = self._estimate_loss(self.val_tokens, 1)
-        is_best = save and math.isfinite(val_loss) and (self.best_val_loss is None or val_loss < self.best_val_loss)
+        is_best = (save and math.isfinite(val_loss) and self._divergence.diverged is None
+                   and (self.best_val_loss is None or val_loss < self.best_val_loss))
         if is_best:
             self.best_val_loss = val_loss
         best = self.best_val_loss if self.best_val_loss is not None else math.inf
@@ -615,7 +618,7 @@ class Trainer:
                 self._lock.release()
             self.state = "done"
         done = DoneEvent(self.step, reason, loss, _finite_or_none(self.best_val_loss), self.elapsed_s,
-                         self.last_good)
+                         self.last_good, self._divergence.diverged)
         self.callback(done)
         return done
 
@@ -633,6 +636,9 @@ class Trainer:
             t0 = self._clock()
             loss, lr, norm = self._train_step()
             self._step_times.append(self._clock() - t0)
+            warning = self._divergence.update(self.step, loss, cfg.lr)
+            if warning:
+                self.callback(WarningEvent(self.step, warning))
             self._horizon = self._plan()
             end = self.step >= self._horizon
             if self.step % cfg.log_interval == 0 or end:

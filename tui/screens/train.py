@@ -315,6 +315,8 @@ class TrainScreen(MnemosScreen):
             loss = f", loss {event.loss:.4f}" if event.loss is not None else ""
             self.notify(f"Training {event.reason} at step {event.step}{loss}",
                         severity="error" if event.reason == "error" else "information")
+        elif isinstance(event, ev.WarningEvent):
+            self.notify(event.message, title="Training warning", severity="warning", timeout=10)
         elif isinstance(event, ev.ErrorEvent):
             self.notify(event.message, title="Training error", severity="error", timeout=10)
 

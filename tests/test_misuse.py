@@ -1,0 +1,141 @@
+"""The unclear messages, silent acceptances and tracebacks of issue 13 #6-#9, each now
+one clear line (or a warning that keeps the result)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mnemos import divergence
+from mnemos.cli import main
+from mnemos.data import read_text
+from mnemos.divergence import DivergenceWatch
+from mnemos.errors import DataError, MnemosError
+
+TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "4",
+        "--eval-steps", "1", "--warmup-steps", "2", "--vocab-size", "256", "--seed", "3", "--workers", "1",
+        "--sample-tokens", "0"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("proj")
+    rng = np.random.default_rng(0)
+    words = "the king is dead long live the queen and all her men ride to the sea".split()
+    (root / "train.txt").write_text("\n".join(" ".join(rng.choice(words, 9)) for _ in range(200)))
+    assert main(["train", "--data", str(root / "train.txt"), "--out", str(root / "run"), "--max-steps", "2",
+                 "--eval-interval", "2", "--json", *TINY]) == 0
+    return root
+
+
+def one_line(capsys, *argv):
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err, (rc, err)
+    return out, err
+
+
+def test_eval_prints_the_numbers_when_the_report_cannot_be_saved(trained, capsys, monkeypatch):
+    """A read-only or full run folder: the scores are printed, the report is a warning."""
+    import mnemos.evaluate as evaluate
+
+    def refuse(dir, report):
+        raise MnemosError(f"could not save the report in {dir} (Read-only file system); check the folder")
+
+    monkeypatch.setattr(evaluate, "save_report", refuse)
+    for json_mode in (False, True):
+        rc = main(["eval", "--checkpoint", str(trained / "run"), "--data", str(trained / "train.txt")]
+                  + ["--json"] * json_mode)
+        out, err = capsys.readouterr()
+        assert rc == 0 and err.startswith("mnemos eval: warning: could not save the report") and err.count("\n") == 1
+        if json_mode:
+            report = json.loads(out)
+            assert report["report"] is None and report["loss"] > 0
+        else:
+            assert "perplexity" in out and "not saved" in out
+
+
+def test_export_where_it_cannot_write_is_one_line(trained, capsys):
+    (trained / "a-file").write_text("x")
+    _, err = one_line(capsys, "export", "--checkpoint", str(trained / "run"), "--format", "hf",
+                      "--out", str(trained / "a-file" / "export"))
+    assert "could not write the export" in err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["generate", "--seed", "-1"], "seed must be an integer >= 0, got -1"),
+    (["generate", "--temperature", "inf"], "--temperature must be a finite number, got inf"),
+    (["generate", "--top-p", "nan"], "--top-p must be a finite number, got nan"),
+    (["inspect", "--top", "0"], "--top must be at least 1"),
+    (["inspect", "--temperature=-inf"], "--temperature must be a finite number"),
+    (["generate", "--prompt", "ab\udcffcd"], "--prompt is not valid UTF-8 text (U+DCFF"),
+    (["inspect", "--prompt", "\udcc3("], "--prompt is not valid UTF-8 text"),
+])
+def test_bad_sampling_and_view_values_are_one_line(trained, capsys, argv, words):
+    out, err = one_line(capsys, argv[0], "--checkpoint", str(trained / "run"), *argv[1:])
+    assert words in err and out == ""  # nothing echoed before the error
+
+
+def test_train_refuses_an_invalid_utf8_sample_prompt_up_front(trained, capsys):
+    _, err = one_line(capsys, "train", "--data", str(trained / "train.txt"), "--out", str(trained / "x"),
+                      "--sample-prompt", "\udcff")
+    assert "--sample-prompt is not valid UTF-8" in err and not (trained / "x").exists()
+
+
+@pytest.mark.parametrize("encode, name", [
+    (lambda t: t.encode("utf-16"), "UTF-16"), (lambda t: t.encode("utf-16-le"), "UTF-16LE"),
+    (lambda t: t.encode("utf-16-be"), "UTF-16BE"), (lambda t: t.encode("utf-32"), "UTF-32"),
+])
+def test_utf16_and_utf32_files_are_named_with_how_to_convert(tmp_path, encode, name):
+    path = tmp_path / "notes.txt"
+    path.write_bytes(encode("Once upon a time, in a land far away.\n" * 20))
+    with pytest.raises(DataError, match=rf"notes.txt is {name} text, not UTF-8; convert it with `iconv -f {name} "
+                                        rf"-t UTF-8 .*notes.txt > notes-utf8.txt`"):
+        read_text(path)
+
+
+def test_symlink_loops_and_dangling_links_say_so(tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(DataError, match="is a loop of symbolic links"):
+        read_text(tmp_path / "a")
+    (tmp_path / "c").symlink_to(tmp_path / "gone.txt")
+    with pytest.raises(DataError, match=r"is a symbolic link to .*gone.txt, which does not exist"):
+        read_text(tmp_path / "c")
+
+
+def test_divergence_is_reported_once_and_a_recovering_spike_is_not():
+    watch = DivergenceWatch()
+    losses = [5.7, 5.5, 5.0, 4.0, 3.0] + [2.5] * 40
+    losses[20:25] = [9.0] * 5  # a spike that comes back down
+    assert [watch.update(i, x, 1e-3) for i, x in enumerate(losses)] == [None] * len(losses)
+    assert watch.diverged is None
+    messages = [watch.update(100 + i, 40.0, 10.0) for i in range(30)]
+    found = [m for m in messages if m]
+    assert len(found) == 1 and "diverged" in found[0] and "--lr (now 10)" in found[0]
+    assert watch.diverged == found[0]
+
+
+def test_a_spike_that_does_not_recover_below_the_start_is_divergence():
+    watch = DivergenceWatch()
+    for i in range(200):
+        watch.update(i, 6.0 - 4.0 * min(i, 40) / 40, 1e-3)  # learns down to 2.0, stays there
+    assert watch.diverged is None
+    for i in range(divergence.SPIKE_STEPS + 30):
+        watch.update(50 + i, 5.0, 1e-3)  # back up to 5.0 (< 1.5 x the start) and stays
+    assert watch.diverged and "it had come down to 2.0" in watch.diverged
+
+
+def test_a_diverging_run_warns_in_an_event_and_the_final_line_and_saves_no_best(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    (tmp_path / "t.txt").write_text("".join(rng.choice(list("abcdefgh \n"), 4000)))
+    rc = main(["train", "--data", str(tmp_path / "t.txt"), "--out", str(tmp_path / "run"), "--max-steps", "30",
+               "--eval-interval", "10", "--lr", "10", "--min-lr", "1", *TINY[:-8], "--workers", "1",
+               "--sample-tokens", "0", "--vocab-size", "256", "--json"])
+    out, err = capsys.readouterr()
+    events = [json.loads(line) for line in out.splitlines()]
+    warnings = [e for e in events if e["event"] == "warning"]
+    assert rc == 0 and len(warnings) == 1 and "diverged" in warnings[0]["message"]
+    assert events[-1]["event"] == "done" and events[-1]["warning"] == warnings[0]["message"]
+    assert not any(e["is_best"] for e in events if e["event"] == "eval" and e["step"] > warnings[0]["step"])
+    assert not (tmp_path / "run" / "best").exists()

@@ -81,10 +81,10 @@ def test_the_address_space_limit_counts_as_available(monkeypatch):
     (["--block-size", str(10 ** 20)], "block_size must be at most"),
     (["--batch-size", str(10 ** 20)], "batch_size must be at most"),
     (["--max-steps", str(10 ** 20)], "max_steps must be at most"),
-    (["--grad-clip", "inf"], "grad_clip must be a finite number"),
-    (["--lr", "inf"], "lr must be a finite number"),
-    (["--weight-decay", "nan"], "weight_decay must be a finite number"),
-    (["--dropout=-inf"], "dropout must be a finite number"),
+    (["--grad-clip", "inf"], "--grad-clip must be a finite number, got inf"),
+    (["--lr", "inf"], "--lr must be a finite number, got inf"),
+    (["--weight-decay", "nan"], "--weight-decay must be a finite number, got nan"),
+    (["--dropout=-inf"], "--dropout must be a finite number, got -inf"),
 ])
 def test_impossible_sizes_are_refused_before_anything_is_allocated(tmp_path, monkeypatch, capsys, flags, words):
     """The repros of issue 13 #1: one line, exit 2, and no run folder, no tokenizer cache."""
@@ -112,3 +112,12 @@ def test_every_limit_is_enforced_on_the_config_itself(name):
     with pytest.raises(ConfigError, match=f"{name} must be at most"):
         cls(**{name: LIMITS[name] + 1})
     assert np.isfinite(LIMITS[name])
+
+
+@pytest.mark.parametrize("cls, name", [(TrainConfig, "grad_clip"), (TrainConfig, "lr"), (TrainConfig, "weight_decay"),
+                                       (ModelConfig, "dropout")])
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_the_configs_refuse_non_finite_floats_too(cls, name, value):
+    """The app's form and a config.json reach the configs without the command line's check."""
+    with pytest.raises(ConfigError, match=f"{name} must be a finite number"):
+        cls(**{name: value})

@@ -439,7 +439,7 @@ def _add_import(sub) -> None:
 def cmd_import(args: argparse.Namespace) -> int:
     from mnemos.hf_import import import_hf
 
-    report = import_hf(args.src, args.out)
+    report = import_hf(args.src, args.out, say=lambda line: print(line, flush=True))
     print(f"imported {args.src} ({report.model_type}, {report.n_params:,} parameters, vocabulary "
           f"{report.vocab_size:,}) to {report.out}")
     for note in report.notes:

@@ -34,6 +34,7 @@ import numpy as np
 from mnemos.config import ModelConfig, TrainConfig
 from mnemos.errors import ImportError_, MnemosError, TokenizerError
 from mnemos.export import bytes_to_unicode, llama_names, mnemos_name
+from mnemos.memory import FLOAT, HEADROOM, available_bytes, format_bytes, inference_estimate
 from mnemos.safetensors_io import TensorInfo, read_header, read_tensor
 
 MAX_CONFIG_BYTES = 1 << 20  # config.json, index
@@ -360,16 +361,6 @@ def llama_sources(config: ModelConfig, kv_heads: int, tensors: dict[str, TensorI
 # --------------------------------------------------------------------------- import
 
 
-def _available_bytes() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 @dataclass
 class ImportPlan:
     """Everything checked, nothing loaded."""
@@ -429,8 +420,9 @@ def plan_import(src: str | os.PathLike) -> ImportPlan:
     return ImportPlan(src, model_type, config, tokenizer, perm, sources, tensors, notes)
 
 
-def import_hf(src: str | os.PathLike, out: str | os.PathLike, seed: int = 1337) -> ImportReport:
-    """Import the Hugging Face model folder ``src`` as the new run folder ``out``."""
+def import_hf(src: str | os.PathLike, out: str | os.PathLike, seed: int = 1337, say=None) -> ImportReport:
+    """Import the Hugging Face model folder ``src`` as the new run folder ``out``;
+    ``say(line)``, if given, hears what will be loaded and the memory it takes, before it is."""
     from mnemos.checkpoint import is_checkpoint, save_checkpoint
     from mnemos.nn import GPT
     from mnemos.nn.gpt import param_specs
@@ -442,11 +434,15 @@ def import_hf(src: str | os.PathLike, out: str | os.PathLike, seed: int = 1337) 
     plan = plan_import(src)
     config, tokenizer = plan.config, plan.tokenizer
     n_params = config.num_params()
-    need = 3 * 4 * n_params  # the weights, their gradient buffer's pages, the copies written to model.npz
-    avail = _available_bytes()
-    if avail is not None and need > avail:
-        raise ImportError_(f"importing {n_params:,} parameters needs about {need / 2**30:.1f} GiB of memory and "
-                           f"{avail / 2**30:.1f} GiB is available; close other programs or use a smaller model")
+    need = 3 * FLOAT * n_params + inference_estimate(config).masks  # weights, gradient pages, model.npz's copies
+    avail = available_bytes()
+    if say is not None:
+        weights = sum(info.nbytes for info in plan.tensors.values())
+        say(f"{plan.model_type}: {n_params:,} parameters, {format_bytes(weights)} of weights; importing takes "
+            f"about {format_bytes(need)} of memory" + (f" ({format_bytes(avail)} free)" if avail else ""))
+    if avail is not None and need > HEADROOM * avail:
+        raise ImportError_(f"importing {n_params:,} parameters needs about {format_bytes(need)} of memory and "
+                           f"{format_bytes(avail)} is available; close other programs or use a smaller model")
     params = ParamStore(param_specs(config))
     model = GPT(config, params=params, seed=seed)
     weight_bytes = 0

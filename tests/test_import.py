@@ -256,3 +256,14 @@ def test_init_from_refuses_a_new_shape(run, text_file, tmp_path, capsys, argv, m
 def test_an_imported_model_is_fine_tuned_not_resumed(run, text_file, capsys):
     code, err = _train(capsys, "--resume", run.path, "--data", text_file)
     assert code == 2 and f"--init-from {run.path}" in err
+
+
+def test_the_memory_is_said_before_loading_and_too_little_refuses(hf_dir, tmp_path, monkeypatch, capsys):
+    import mnemos.hf_import as hf_import
+
+    heard = []
+    import_hf(hf_dir, tmp_path / "a", say=heard.append)
+    assert "parameters" in heard[0] and "of memory" in heard[0]
+    monkeypatch.setattr(hf_import, "available_bytes", lambda: 100_000)
+    code, err = _cli(["import", "--from", str(hf_dir), "--out", str(tmp_path / "b")], capsys)
+    assert code == 2 and "needs about" in err and "100,000" not in err and not (tmp_path / "b").exists()

@@ -163,7 +163,7 @@ class CheckpointsScreen(MnemosScreen):
         from mnemos.hf_import import import_hf
 
         try:
-            report = import_hf(src, out)
+            report = import_hf(src, out, say=lambda line: self.app.call_from_thread(self.notify, line, title="Import"))
         except MnemosError as exc:
             self.app.call_from_thread(self.report, exc, "Import failed")
             return

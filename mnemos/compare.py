@@ -351,6 +351,7 @@ class Series:
     """One line of the plot: a run's train (raw or smoothed) or validation curve."""
 
     run: int  # index of the run (its colour)
+    name: str  # the run's name
     kind: str  # "train", "train raw", "val"
     label: str | None  # legend entry (None: not in the legend)
     x: np.ndarray
@@ -370,13 +371,13 @@ def plot_series(comparison: Comparison, axis: str = "step", smoothing: float = D
         if len(x):
             ok = np.isfinite(x) & np.isfinite(y)
             if smoothing > 0:
-                out.append(Series(i, "train raw", None, *bin_means(x[ok], y[ok], points)))
+                out.append(Series(i, run.name, "train raw", None, *bin_means(x[ok], y[ok], points)))
             smoothed = ema(y, smoothing) if smoothing > 0 else y
-            out.append(Series(i, "train", f"{run.name} train", *bin_means(x[ok], smoothed[ok], points)))
+            out.append(Series(i, run.name, "train", f"{run.name} train", *bin_means(x[ok], smoothed[ok], points)))
         x, y = run.val.x(axis), run.val.value
         ok = np.isfinite(x) & np.isfinite(y)
         if ok.any():
-            out.append(Series(i, "val", f"{run.name} val", x[ok].astype(np.float64), y[ok].copy()))
+            out.append(Series(i, run.name, "val", f"{run.name} val", x[ok].astype(np.float64), y[ok].copy()))
     return out
 
 
@@ -415,7 +416,8 @@ def draw(plt, series: list[Series], axis: str, log_y: bool = True,
         if not len(x):
             continue
         ys.append(y)
-        plt.plot(x.tolist(), y.tolist(), label=s.label, **style(s))
+        kw = {"label": s.label, **style(s)}
+        (plt.scatter if kw.pop("scatter", False) else plt.plot)(x.tolist(), y.tolist(), **kw)
     if not ys:
         plt.title(f"{title}: no points yet")
         return

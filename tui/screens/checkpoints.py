@@ -1,12 +1,15 @@
-"""Checkpoints: the saved runs, the details of the highlighted one, delete (with a
-confirmation), and shortcuts to evaluate, chat with or resume it."""
+"""Checkpoints: the saved runs (the one training now marked), the details of the
+highlighted one, delete (with a confirmation; never the run that is training), shortcuts
+to chat with or evaluate it, and marks (space) to compare several runs (``x``)."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 
 from rich.table import Table
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -26,6 +29,8 @@ class CheckpointsScreen(MnemosScreen):
         Binding("enter", "chat", "Chat", show=False),
         Binding("c", "chat", "Chat"),
         Binding("v", "evaluate", "Evaluate"),
+        Binding("space", "mark", "Mark"),
+        Binding("x", "compare", "Compare marked"),
         Binding("r", "refresh", "Refresh"),
         Binding("i", "import_model", "Import HF model"),
     ]
@@ -33,6 +38,8 @@ class CheckpointsScreen(MnemosScreen):
     def __init__(self) -> None:
         super().__init__()
         self.infos: dict[str, object] = {}  # resolved path -> CheckpointInfo
+        self.marked: set[str] = set()  # resolved paths marked for comparison
+        self.current: str | None = None  # resolved path of the highlighted run, kept across refreshes
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="checkpoints-main"):
@@ -44,33 +51,52 @@ class CheckpointsScreen(MnemosScreen):
     def on_mount(self) -> None:
         super().on_mount()
         table = self.query_one(DataTable)
-        table.border_title = "Saved runs"
-        table.add_columns("run", "step", "params", "best val", "size")
+        table.border_title = "Saved runs · space marks, x compares"
+        table.add_column("", key="mark", width=1)
+        table.add_columns("run", "step", "best val", "params", "size")
         self.action_refresh()
         table.focus()
 
     def on_screen_resume(self) -> None:
         self.action_refresh()
 
+    def _training_path(self) -> str | None:
+        """The resolved folder of the run training now, if any."""
+        trainer = self.mnemos.trainer
+        if not self.mnemos.training_alive or trainer is None or trainer.out_dir is None:
+            return None
+        return str(Path(str(trainer.out_dir)).resolve())
+
     def action_refresh(self) -> None:
         from mnemos.checkpoint import list_checkpoints
 
         table = self.query_one(DataTable)
-        table.clear()
         try:
             infos = list_checkpoints(self.workspace.checkpoints_dir)
         except OSError as exc:
             self.report(exc)
             return
+        keep = self.current
+        table.clear()
         self.infos = {str(Path(i.path).resolve()): i for i in infos}
+        self.marked &= self.infos.keys()
+        training = self._training_path()
         for key, info in self.infos.items():
             best = f"{info.best_val_loss:.4f}" if info.best_val_loss is not None else "-"
             params = f"{info.num_params / 1e6:.2f} M" if info.num_params else "?"
-            table.add_row(info.name, str(info.step), params, best if not info.problem else "broken",
+            name = Text(info.name)
+            if key == training:
+                name.append(" ● training", style="bold yellow")
+            table.add_row(self._mark(key), name, str(info.step), best if not info.problem else "broken", params,
                           human_bytes(info.size_bytes), key=key)
+        if keep in self.infos:
+            table.move_cursor(row=table.get_row_index(keep), animate=False)
         if not infos:
             self.query_one("#details-text", Static).update(
                 "No checkpoints yet: train one on the Train screen (F3).")
+
+    def _mark(self, key: str) -> Text:
+        return Text("✓", style="bold green") if key in self.marked else Text(" ")
 
     def _selected(self):
         table = self.query_one(DataTable)
@@ -83,6 +109,7 @@ class CheckpointsScreen(MnemosScreen):
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         info = self.infos.get(event.row_key.value)
         if info is not None:
+            self.current = event.row_key.value
             self.query_one("#details-text", Static).update(self._details(info))
 
     def _details(self, info) -> Table:
@@ -102,12 +129,16 @@ class CheckpointsScreen(MnemosScreen):
         table.add_row("size", human_bytes(info.size_bytes))
         table.add_row("best/ kept", "yes" if info.has_best else "no")
         for name, value in {**info.model_config, **info.train_config}.items():
-            table.add_row(name, str(value))
+            table.add_row(name, json.dumps(value) if isinstance(value, str) else str(value))  # "\n", not a line break
         return table
 
     def action_delete(self) -> None:
         info = self._selected()
         if info is None:
+            return
+        if str(Path(info.path).resolve()) == self._training_path():
+            self.notify(f"{info.name} is training right now: stop it on Train (F3) before deleting it",
+                        severity="error")
             return
         from tui.screens.dialogs import ConfirmDialog
 
@@ -116,10 +147,6 @@ class CheckpointsScreen(MnemosScreen):
                 return
             from mnemos.checkpoint import delete_checkpoint
 
-            if self.mnemos.training_alive and self.mnemos.trainer is not None and \
-                    Path(str(self.mnemos.trainer.out_dir)).resolve() == Path(info.path).resolve():
-                self.notify("This run is training right now: stop it first (F3, ctrl+t)", severity="error")
-                return
             try:
                 delete_checkpoint(info.path)
             except Exception as exc:
@@ -134,19 +161,44 @@ class CheckpointsScreen(MnemosScreen):
         self.app.push_screen(ConfirmDialog(f"Delete checkpoint {info.name} (step {info.step}) for good?",
                                            yes="Delete"), confirmed)
 
-    def _open(self, mode: str) -> None:
+    def action_mark(self) -> None:
+        """Mark or unmark the highlighted run for comparison, and move to the next one."""
+        table = self.query_one(DataTable)
+        info = self._selected()
+        if info is None:
+            return
+        key = str(Path(info.path).resolve())
+        self.marked ^= {key}
+        table.update_cell(key, "mark", self._mark(key))
+        table.action_cursor_down()
+
+    def action_compare(self) -> None:
+        from tui.screens.compare import CompareScreen
+
+        if len(self.marked) < 2:
+            self.notify("Mark two or more runs with space, then press x to compare them", severity="warning")
+            return
+        keys = [key for key in self.infos if key in self.marked]  # in the list's order
+        self.app.push_screen(CompareScreen([Path(k) for k in keys]))
+
+    def _open(self, mode: str) -> Path | None:
         info = self._selected()
         if info is None:
             self.notify("No checkpoint selected", severity="warning")
-            return
-        self.workspace.checkpoint = Path(info.path).resolve()
+            return None
+        self.workspace.checkpoint = path = Path(info.path).resolve()
         self.app.switch_mode(mode)
+        return path
 
     def action_chat(self) -> None:
         self._open("generate")
 
     def action_evaluate(self) -> None:
-        self._open("evaluate")
+        """Open Evaluate on the highlighted run and start evaluating it."""
+        path = self._open("evaluate")
+        if path is not None:
+            screen = self.app.screen  # Evaluate, mounted or not: the call waits in its queue
+            screen.call_later(screen.evaluate_now, path)
 
     def action_import_model(self) -> None:
         """Import a Hugging Face GPT-2 folder as a new run (in a worker: 124M parameters take seconds)."""

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Input, Label, ProgressBar, Select
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import DataTable, Input, Label, ProgressBar, Select, Static
 from textual.worker import get_current_worker
 
 from tui.screens.base import MnemosScreen
@@ -45,11 +46,12 @@ class EvaluateScreen(MnemosScreen):
                 yield ProgressBar(total=1, show_eta=False, id="eval-bar")
                 yield Label("press ctrl+r to evaluate", id="eval-phase")
         with Horizontal(id="evaluate-main"):
-            with Vertical(classes="pane", id="eval-report-pane") as pane:
+            with VerticalScroll(classes="pane", id="eval-report-pane") as pane:
                 pane.border_title = "Report"
                 yield ReportTable(id="eval-report")
+                yield Static("", id="eval-method")
             with Vertical(classes="pane", id="eval-history-pane") as pane:
-                pane.border_title = "Earlier evaluations of this checkpoint"
+                pane.border_title = "Earlier evaluations"
                 yield DataTable(id="eval-history", cursor_type="row")
 
     def on_mount(self) -> None:
@@ -107,6 +109,17 @@ class EvaluateScreen(MnemosScreen):
             return self.report_obj is not None or None
         return True
 
+    def evaluate_now(self, path: Path) -> None:
+        """Choose ``path`` and evaluate it at once (``v`` on Checkpoints)."""
+        self.workspace.checkpoint = path
+        try:
+            self.query_one(CheckpointSelect).reload(self.workspace.checkpoints_dir, keep=path)
+        except OSError as exc:
+            self.report(exc)
+            return
+        self.load_history()
+        self.action_run()
+
     def action_run(self) -> None:
         path = self._checkpoint()
         if path is None:
@@ -157,10 +170,9 @@ class EvaluateScreen(MnemosScreen):
         if report is not None:
             self.report_obj = report
             self.query_one(ReportTable).show(report)
+            self.query_one("#eval-method", Static).update(f"[b]method[/b] {escape(report.method)}")
             bar.update(total=1, progress=1)
-            self.query_one("#eval-phase", Label).update(
-                f"loss {report.loss:.4f} · perplexity {report.perplexity:,.2f} · "
-                f"{report.bits_per_byte:.3f} bits/byte (ctrl+s saves it)")
+            self.query_one("#eval-phase", Label).update(f"{report.bits_per_byte:.3f} bits/byte · ctrl+s saves")
         else:
             bar.update(total=1, progress=0)
             self.query_one("#eval-phase", Label).update(f"evaluation {outcome}")

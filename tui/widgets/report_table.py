@@ -6,7 +6,8 @@ from textual.widgets import DataTable
 
 
 def report_rows(report) -> list[tuple[str, str]]:
-    """(measure, value) rows; the unigram baseline is what a model that ignores context scores."""
+    """(measure, value) rows; the unigram baseline is what a model that ignores context scores.
+    The method, a sentence, is shown under the table (``#eval-method``), where it wraps."""
     return [
         ("loss (nats/token)", f"{report.loss:.4f}"),
         ("perplexity", f"{report.perplexity:,.2f}"),
@@ -15,7 +16,6 @@ def report_rows(report) -> list[tuple[str, str]]:
         ("unigram bits per byte", f"{report.unigram_bits_per_byte:.4f}"),
         ("tokens", f"{report.tokens:,}"),
         ("bytes", f"{report.bytes:,}"),
-        ("method", str(report.method)),
         ("time", f"{report.seconds:.1f} s"),
     ]
 
@@ -23,6 +23,7 @@ def report_rows(report) -> list[tuple[str, str]]:
 class ReportTable(DataTable):
     def on_mount(self) -> None:
         self.cursor_type = "row"
+        self.show_header = False  # the measures name themselves; the rows fit at 80x24
         self.add_columns("measure", "value")
 
     def show(self, report) -> None:

@@ -164,7 +164,7 @@ class TokenDetails(Static):
             if tree.kind == "merge":
                 head.append(f"merge #{tree.rank} of {n_merges} (lower = more frequent pair "
                             f"in the training text), built from {len(tree.leaves())} bytes "
-                            f"in {tree.depth - 1} merge levels\n", style="italic")
+                            f"in {tree.depth - 1} merge level{'s' if tree.depth != 2 else ''}\n", style="italic")
             elif tree.kind == "byte":
                 head.append("a single byte: no merge built it\n", style="italic")
             else:

@@ -242,7 +242,7 @@ def test_cli_prints_the_table_json_report_and_plot(tmp_path, capsys):
 
 @pytest.mark.parametrize("extra, words", [
     (["--smooth", "1"], "smoothing must be"),
-    (["--smooth", "nan"], "smoothing must be"),
+    (["--smooth", "nan"], "--smooth must be a finite number"),
     (["--x", "epochs"], "invalid choice"),
     (["--report", "."], "is a folder"),
     (["--plot", "no/such/dir/p.txt"], "does not exist"),

@@ -429,7 +429,9 @@ def import_hf(src: str | os.PathLike, out: str | os.PathLike, seed: int = 1337, 
     from mnemos.nn.params import ParamStore
 
     out = Path(out)
-    if is_checkpoint(out) or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
+    if out.exists() and not out.is_dir():
+        raise ImportError_(f"{out} exists and is not a folder; choose a new --out folder")
+    if is_checkpoint(out) or (out.is_dir() and any(out.iterdir())):
         raise ImportError_(f"{out} already exists and is not empty; choose a new --out folder")
     plan = plan_import(src)
     config, tokenizer = plan.config, plan.tokenizer

@@ -8,7 +8,10 @@ engine call (``mnemos.inspect``) plus turning the result into what the terminal 
 draws (the widget's renderable, rendered by Rich at 120 columns), median of
 ``--repeat`` runs after a warm-up. Then, in the app itself (headless, 120 x 40), the
 time from a key press to the repainted Inspect screen for each view's keys.
-Target (issue 6): every view under 100 ms.
+Target (issue 6): every view under 100 ms. The deeper views of issue 16 (logit lens,
+head scores, per-token losses of the 512 tokens the app shows, direct logit
+attribution), engine side plus their text, under 50 ms; and what the trainer's induction probe adds to one
+evaluation of this shape (2 x 20 batches of 12 x 64).
 
 Peers, in the same run: the same model exported to Hugging Face ``GPT2LMHeadModel``
 (PyTorch, eager attention) computing logits and attention maps for the same 64 tokens
@@ -105,7 +108,7 @@ def bench_mnemos(tok, model, prompt: str, run: Path, repeat: int) -> dict[str, f
 
     def attention():
         view = views.attention_view(model, tok, prompt)
-        render(views.format_attention(view, 0, 0))  # the same T x T grid of cells the widget draws
+        render(views.format_attention(view, 1, 1))  # the same T x T grid of cells the widget draws
 
     def anatomy():
         root = views.anatomy(model)
@@ -123,6 +126,46 @@ def bench_mnemos(tok, model, prompt: str, run: Path, repeat: int) -> dict[str, f
         "attention: all layers and heads": median_ms(attention, repeat),
         "anatomy (with weight statistics)": median_ms(anatomy, repeat),
         "replay (5,000-step metrics.jsonl)": median_ms(replay, repeat),
+    }
+
+
+DEEPER_TARGET_MS = 50
+
+
+def deeper_text(tok, corpus: Path) -> str:
+    """2,048 tokens of the corpus, away from the tokenizer's training slice."""
+    return tok.decode(tok.encode(corpus.read_text("utf-8")[1_100_000:1_140_000])[:2048])
+
+
+def bench_deeper(tok, model, prompt: str, text: str, repeat: int) -> dict[str, float]:
+    """The issue-16 views, each as ``mnemos inspect --view`` computes and lays it out."""
+    import numpy as np
+
+    from mnemos import cli_views
+    from mnemos.attribution import direct_logit_attribution
+    from mnemos.heads import head_scores, induction_probe
+    from mnemos.lens import logit_lens
+    from mnemos.token_loss import token_losses
+
+    ids = tok.encode(prompt)
+    specials = tok.special_tokens.values()
+    rng = np.random.default_rng(0)
+    windows = rng.integers(0, tok.vocab_size - 1, (4, 64))
+    batch = rng.integers(0, tok.vocab_size - 1, (12, 64))
+    return {
+        "logit lens (5 layers x 64 positions, top 3)": median_ms(
+            lambda: cli_views.format_lens(logit_lens(model, tok, ids)), repeat),
+        "head scores (4 x 64 repeated random tokens)": median_ms(
+            lambda: cli_views.format_heads(head_scores(model, specials)), repeat),
+        "text by loss (512 tokens, as the app)": median_ms(
+            lambda: cli_views.format_token_losses(token_losses(model, tok, text)), repeat),
+        "text by loss (2,048 tokens, as the CLI)": median_ms(
+            lambda: cli_views.format_token_losses(token_losses(model, tok, text, max_tokens=2048)), repeat),
+        "direct logit attribution (last token)": median_ms(
+            lambda: cli_views.format_attribution(direct_logit_attribution(model, tok, ids)), repeat),
+        "trainer: induction probe, per evaluation": median_ms(
+            lambda: induction_probe(model, windows, windows, exclude=specials), repeat),
+        "trainer: one evaluation's loss batches": 40 * median_ms(lambda: model.forward(batch, batch), repeat),
     }
 
 
@@ -164,12 +207,15 @@ def bench_tui(workdir: Path, prompt: str, repeat: int) -> dict[str, float]:
             out["app: attention, next layer"] = await keys("3", "down")
             out["app: anatomy, cursor ↓"] = await keys("4", "down")
             out["app: replay, previous evaluation"] = await keys("5", "left")
+            out["app: lens, cursor ↓"] = await keys("6", "down")
+            out["app: heads, next score"] = await keys("7", "k")
+            out["app: attribution, next candidate"] = await keys("8", "down")
         return out
 
     return asyncio.run(run())
 
 
-def bench_peers(tok, model, prompt: str, workdir: Path, repeat: int) -> dict[str, float]:
+def bench_peers(tok, model, prompt: str, text: str, workdir: Path, repeat: int) -> dict[str, float]:
     out = {}
     try:
         import torch
@@ -192,6 +238,35 @@ def bench_peers(tok, model, prompt: str, workdir: Path, repeat: int) -> dict[str
 
     out["attention: all layers and heads"] = median_ms(forward_attn, repeat)
     out["next token: new prompt (forward pass)"] = median_ms(forward_attn, repeat)
+
+    def lens():  # the residual stream after each block through ln_f and the head, softmaxed
+        with torch.no_grad():
+            hidden = hf(idx, output_hidden_states=True).hidden_states
+            torch.softmax(hf.lm_head(hf.transformer.ln_f(torch.stack(hidden[:-1]))), -1).topk(3)
+
+    def hidden():  # what the attribution splits: the forward with every block's output
+        with torch.no_grad():
+            hf(idx, output_hidden_states=True)
+
+    out["logit lens (5 layers x 64 positions, top 3)"] = median_ms(lens, repeat)
+    out["direct logit attribution (last token)"] = median_ms(hidden, repeat)
+    half = torch.randint(0, tok.vocab_size - 1, (4, 32))
+    rep_idx = torch.cat([half, half], 1)
+
+    def heads():
+        with torch.no_grad():
+            hf(rep_idx, output_attentions=True)
+
+    out["head scores (4 x 64 repeated random tokens)"] = median_ms(heads, repeat)
+    windows = torch.tensor(tok.encode(text)[:2048]).unfold(0, 64, 32)  # the same sliding windows
+
+    def losses():
+        with torch.no_grad():
+            logits = hf(windows).logits
+            torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                              windows[:, 1:].reshape(-1), reduction="none")
+
+    out["text by loss (2,048 tokens, as the CLI)"] = median_ms(losses, repeat)
     try:
         from tokenizers import Tokenizer
 
@@ -212,9 +287,12 @@ def main() -> None:
         sys.exit(f"no corpus at {args.corpus}; pass --corpus FILE (any UTF-8 text of a few hundred KB)")
     with tempfile.TemporaryDirectory() as tmp:
         tok, model, prompt, run = setup(args.corpus, Path(tmp))
+        text = deeper_text(tok, args.corpus)
         mine = bench_mnemos(tok, model, prompt, run, args.repeat)
+        deeper = bench_deeper(tok, model, prompt, text, args.repeat)
+        mine.update(deeper)
         mine.update(bench_tui(Path(tmp), prompt, args.repeat))
-        peers = bench_peers(tok, model, prompt, Path(tmp), args.repeat)
+        peers = bench_peers(tok, model, prompt, text, Path(tmp), args.repeat)
     print(f"baby GPT (4 layers, 4 heads, n_embd 128, block 64, vocab {model.config.vocab_size}), "
           f"{PROMPT_TOKENS}-token prompt, median of {args.repeat}")
     base_name = "app: a key bound to nothing (harness baseline)"
@@ -226,11 +304,16 @@ def main() -> None:
         peer_s = f"{peer:.2f}" if peer else ""
         # in the app, the view's own share is what the key costs beyond a key that does nothing
         own = ms - base if name.startswith("app:") and name != base_name else ms
-        ok = "" if name == base_name else ("ok" if own < 100 else "SLOW")
+        target = DEEPER_TARGET_MS if name in deeper and "2,048" not in name else 100
+        ok = "" if name == base_name or name.startswith("trainer:") else ("ok" if own < target else "SLOW")
         extra = f"  ({own:+.1f} over baseline)" if own != ms else ""
         print(f"{name:<52}{ms:>10.2f}{ok:>8}{peer_s:>12}{ratio:>7}{extra}")
+    probe, evaluation = deeper["trainer: induction probe, per evaluation"], deeper["trainer: one evaluation's loss batches"]
+    print(f"the induction probe adds {probe / evaluation:.1%} to an evaluation's loss batches (before its sample)")
     print("HF peer: transformers GPT2LMHeadModel (eager, output_attentions=True) for the forward passes, "
-          "tokenizers encode with offsets for tokens; it does not render anything.")
+          "tokenizers encode with offsets for tokens; it does not render anything. For the deeper views it "
+          "computes the same numbers (hidden states through ln_f and lm_head; attentions; per-token "
+          "cross-entropy of the same windows) but not the attribution's split or the scores' patterns.")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from mnemos.errors import MnemosError
 
 VIEWS = ("lens", "heads", "loss", "attribution")
 CELL = 9  # characters per logit-lens cell
+CLI_TOKENS = 2048  # tokens the loss view scores from the command line (the app shows fewer, at once)
 
 
 def _cell(label: str, prob: float) -> str:
@@ -98,7 +99,7 @@ def compute_view(ckpt, view: str, prompt: str, text: str | None = None, position
     if view == "loss":
         from mnemos.token_loss import token_losses
 
-        return token_losses(model, tokenizer, text if text is not None else prompt)
+        return token_losses(model, tokenizer, text if text is not None else prompt, max_tokens=CLI_TOKENS)
     ids = Generator(model, tokenizer).encode_prompt(prompt)
     if view == "lens":
         from mnemos.lens import logit_lens

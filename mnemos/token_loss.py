@@ -18,7 +18,7 @@ from mnemos.errors import DataError
 from mnemos.evaluate import _token_nll, sliding_windows, window_batches
 from mnemos.inspect import TokenView, token_label, tokenize_view
 
-MAX_TOKENS = 2048  # tokens scored by default: the view is for reading, not for the whole file
+MAX_TOKENS = 512  # tokens scored by default: about two screens of text, scored in ~1,000 forward positions
 CHARS_PER_TOKEN = 64  # more than any token of a text-trained vocabulary holds, to cut a long text first
 BATCH_WINDOWS = 16
 

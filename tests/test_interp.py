@@ -407,3 +407,23 @@ def test_the_probe_is_skipped_for_a_context_too_short_to_measure():
     model = GPT(ModelConfig(vocab_size=20, n_layer=1, n_head=1, n_embd=8, block_size=3))
     x = np.zeros((2, 3), dtype=np.int64)
     assert induction_probe(model, x, x) == {"icl_score": None, "induction_score": None, "induction_head": None}
+
+
+def test_the_probe_does_not_change_training(tmp_path, monkeypatch):
+    """Same run with and without the probe at each evaluation: the same weights, bit for bit."""
+    from mnemos.checkpoint import load_checkpoint
+    from mnemos.config import TrainConfig
+    from mnemos.trainer import Trainer
+
+    (tmp_path / "train.txt").write_text(TEXT * 4, encoding="utf-8")
+    model_cfg = ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=16, dropout=0.1)
+    train_cfg = TrainConfig(tokenizer_vocab=260, batch_size=4, max_steps=6, warmup_steps=2, eval_interval=2,
+                            eval_steps=1, sample_tokens=0, workers=1)
+    weights = []
+    for probe in (True, False):
+        if not probe:
+            monkeypatch.setattr(Trainer, "_induction_probe", lambda self: {})
+        out = tmp_path / f"run-{probe}"
+        assert Trainer.new(model_cfg, train_cfg, tmp_path / "train.txt", out_dir=out).run().reason == "finished"
+        weights.append(load_checkpoint(out).model.state_dict())
+    assert all(np.array_equal(weights[0][k], weights[1][k]) for k in weights[0])

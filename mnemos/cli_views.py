@@ -38,8 +38,10 @@ def format_heads(scores) -> str:
     from mnemos.heads import KINDS
 
     B, T = scores.tokens.shape
+    source = "the training text's" if scores.from_training else "all"
     lines = [f"head scores on {B} sequences of {T // 2} random tokens, each repeated once",
-             "(TransformerLens's head detector, 'mul': the share of attention on the pattern)"]
+             f"(drawn from {source} {scores.pool_size} ids; TransformerLens's head detector, 'mul':",
+             " the share of each head's attention on the pattern)"]
     grids = [*((kind.replace("_", " "), scores.scores[kind], f"at most {scores.ceiling[kind]:.2f}")
                for kind in KINDS), ("attention entropy (bits)", scores.entropy, "0 = one token")]
     for name, grid, note in grids:
@@ -93,9 +95,9 @@ def compute_view(ckpt, view: str, prompt: str, text: str | None = None, position
 
     model, tokenizer = ckpt.model, ckpt.tokenizer
     if view == "heads":
-        from mnemos.heads import head_scores
+        from mnemos.heads import head_scores, training_tokens
 
-        return head_scores(model, exclude=tokenizer.special_tokens.values())
+        return head_scores(model, exclude=tokenizer.special_tokens.values(), seen=training_tokens(ckpt))
     if view == "loss":
         from mnemos.token_loss import token_losses
 

@@ -3,7 +3,11 @@ and the in-context-learning score of Olsson et al. (2022), "In-context learning 
 induction heads".
 
 **Head scores.** The model reads ``batch`` sequences of ``n`` random tokens, each
-repeated once (``r_1..r_n r_1..r_n``). For a head's attention pattern ``A`` (T x T,
+repeated once (``r_1..r_n r_1..r_n``), drawn from the tokens of its training text when
+that is known (``pool``): a token it never saw has an untrained embedding, nearly the
+same as every other unseen one, so no head can tell its copies apart and the scores
+would measure that instead of the head (TransformerLens draws from GPT-2's vocabulary,
+all of it trained). For a head's attention pattern ``A`` (T x T,
 rows sum to 1) and a 0/1 *detection pattern* ``D`` of the keys a head of some kind
 should read, the score is TransformerLens's ``detect_head`` with its default ``"mul"``
 measure, ``sum(A * D) / sum(A)``: the share of all the head's attention that lands where
@@ -43,15 +47,26 @@ SEQ_TOKENS = 32  # random tokens per half (fewer when the context is shorter)
 SEQ_BATCH = 4  # sequences averaged over
 
 
+def token_pool(vocab_size: int, exclude=(), seen=None) -> np.ndarray:
+    """The ids random sequences are drawn from: those in ``seen`` (token ids of the
+    training text; every id when None), without ``exclude`` (e.g. the special tokens)."""
+    ids = np.arange(vocab_size) if seen is None else np.flatnonzero(np.bincount(
+        np.asarray(seen, dtype=np.int64).reshape(-1), minlength=vocab_size)[:vocab_size])
+    pool = np.setdiff1d(ids, np.asarray(list(exclude), dtype=np.int64))
+    return pool if pool.size >= 2 else np.setdiff1d(np.arange(vocab_size), np.asarray(list(exclude), dtype=np.int64))
+
+
 def repeated_random_tokens(vocab_size: int, block_size: int, batch: int = SEQ_BATCH, n: int | None = None,
-                           exclude=(), seed: int = 0) -> np.ndarray:
-    """``(batch, 2n)`` ids: ``n`` tokens drawn uniformly (without ``exclude``, e.g. the
-    special tokens), then the same ``n`` again. ``n`` defaults to ``min(32, block_size // 2)``."""
+                           exclude=(), seed: int = 0, pool: np.ndarray | None = None) -> np.ndarray:
+    """``(batch, 2n)`` ids: ``n`` tokens drawn uniformly from ``pool`` (default: every id
+    but ``exclude``, e.g. the special tokens), then the same ``n`` again. ``n`` defaults
+    to ``min(32, block_size // 2)``."""
     n = min(SEQ_TOKENS, block_size // 2) if n is None else int(n)
     if n < 2 or 2 * n > block_size:
         raise MnemosError(f"the head scores need two copies of at least 2 tokens in the context of {block_size}; "
                           f"use a model with block_size >= 4")
-    pool = np.setdiff1d(np.arange(vocab_size), np.asarray(list(exclude), dtype=np.int64))
+    if pool is None:
+        pool = token_pool(vocab_size, exclude)
     half = np.random.default_rng(seed).choice(pool, size=(batch, n))
     return np.concatenate([half, half], axis=1)
 
@@ -94,6 +109,8 @@ class HeadScores:
     ceiling: dict[str, float]
     tokens: np.ndarray  # (B, T) the repeated random sequences
     patterns: np.ndarray  # (L, B, H, T, T) their attention maps
+    pool_size: int = 0  # how many ids the tokens were drawn from
+    from_training: bool = False  # drawn from the training text's tokens (else from every id)
 
     @property
     def n_layer(self) -> int:
@@ -113,7 +130,7 @@ class HeadScores:
 
     def to_dict(self, decimals: int = 4) -> dict:
         return {"sequence": {"batch": int(self.tokens.shape[0]), "length": int(self.tokens.shape[1]),
-                             "repeats": 2},
+                             "repeats": 2, "drawn_from": self.pool_size, "from_training_text": self.from_training},
                 **{kind: np.round(self.scores[kind], decimals).tolist() for kind in KINDS},
                 "entropy_bits": np.round(self.entropy, decimals).tolist(),
                 "ceiling": {k: round(v, decimals) for k, v in self.ceiling.items()},
@@ -121,11 +138,13 @@ class HeadScores:
                         for kind in (*KINDS, "entropy")}}
 
 
-def head_scores(model, exclude=(), batch: int = SEQ_BATCH, seed: int = 0) -> HeadScores:
-    """Score every head of ``model`` on repeated random tokens (``exclude``: ids never
-    drawn, e.g. ``tokenizer.special_tokens.values()``). One forward of ``(batch, 2n)``."""
+def head_scores(model, exclude=(), batch: int = SEQ_BATCH, seed: int = 0, seen=None) -> HeadScores:
+    """Score every head of ``model`` on repeated random tokens drawn from ``seen`` (the
+    training text's ids, if known; see ``token_pool``) without ``exclude`` (e.g.
+    ``tokenizer.special_tokens.values()``). One forward of ``(batch, 2n)``."""
     cfg = model.config
-    tokens = repeated_random_tokens(cfg.vocab_size, cfg.block_size, batch, exclude=exclude, seed=seed)
+    pool = token_pool(cfg.vocab_size, exclude, seen)
+    tokens = repeated_random_tokens(cfg.vocab_size, cfg.block_size, batch, seed=seed, pool=pool)
     patterns = run_with_cache(model, tokens).patterns
     detection = detection_patterns(tokens)
     T = tokens.shape[1]
@@ -133,7 +152,7 @@ def head_scores(model, exclude=(), batch: int = SEQ_BATCH, seed: int = 0) -> Hea
         scores={kind: pattern_scores(patterns, d) for kind, d in detection.items()},
         entropy=attention_entropy(patterns),
         ceiling={kind: float(d.any(-1).sum(-1).mean() / T) for kind, d in detection.items()},
-        tokens=tokens, patterns=patterns)
+        tokens=tokens, patterns=patterns, pool_size=int(pool.size), from_training=seen is not None)
 
 
 # --------------------------------------------------------------------------- in-context learning
@@ -160,12 +179,21 @@ def icl_score(model, x: np.ndarray, y: np.ndarray) -> float:
     return float(nll[late].mean() - nll[early].mean())
 
 
-def induction_probe(model, x: np.ndarray, y: np.ndarray, exclude=(), seed: int = 0) -> dict:
+def induction_probe(model, x: np.ndarray, y: np.ndarray, exclude=(), seed: int = 0, seen=None) -> dict:
     """What the trainer records at each evaluation: ``{"icl_score", "induction_score",
     "induction_head"}`` (the best induction head's score and its [layer, head], counted
-    from 1), from the windows ``x``/``y`` and ``SEQ_BATCH`` repeated random sequences.
+    from 1), from the windows ``x``/``y`` and ``SEQ_BATCH`` repeated random sequences
+    (drawn from ``seen``, as ``head_scores``).
     ``None`` values for a context too short to measure (under 4 tokens)."""
     if model.config.block_size < 4:
         return {"icl_score": None, "induction_score": None, "induction_head": None}
-    layer, head, score = head_scores(model, exclude, batch=SEQ_BATCH, seed=seed).top("induction")
+    layer, head, score = head_scores(model, exclude, batch=SEQ_BATCH, seed=seed, seen=seen).top("induction")
     return {"icl_score": icl_score(model, x, y), "induction_score": score, "induction_head": [layer + 1, head + 1]}
+
+
+def training_tokens(ckpt) -> np.ndarray | None:
+    """The ids a checkpoint was trained on, when its training text is still there
+    unchanged (``seen`` for ``head_scores``); None otherwise."""
+    from mnemos.evaluate import _training_tokens
+
+    return _training_tokens(ckpt)

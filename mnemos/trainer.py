@@ -123,6 +123,7 @@ class Trainer:
         self._eval_s = 0.0  # seconds the last evaluation took (losses and sample)
         self._forward_s = 0.0  # seconds of one forward pass of a batch (timed in evaluations)
         self._save_s = 0.0  # seconds the last save took
+        self._seen = None  # ids of the training tokens (the induction probe's random tokens draw from them)
         self._horizon = train_cfg.max_steps  # the step the run ends at (with a budget: re-estimated)
         self._saved_step = -1
         self._saved_once = False
@@ -510,7 +511,10 @@ class Trainer:
         cfg = self.train_cfg
         x, y = data_mod.get_batch(self.val_tokens, SEQ_BATCH, self.model_cfg.block_size,
                                   np.random.default_rng([cfg.seed, 3]))
-        return induction_probe(self.model, x, y, exclude=self.tokenizer.special_tokens.values(), seed=cfg.seed)
+        if self._seen is None:  # the ids the model trains on: the random sequences draw from these
+            self._seen = np.flatnonzero(np.bincount(self.train_tokens, minlength=self.model_cfg.vocab_size))
+        return induction_probe(self.model, x, y, exclude=self.tokenizer.special_tokens.values(), seed=cfg.seed,
+                               seen=self._seen)
 
     def _evaluate(self, save: bool) -> None:
         t0 = self._clock()

@@ -15,7 +15,7 @@ from mnemos.config import ModelConfig
 from mnemos.errors import MnemosError
 from mnemos.evaluate import evaluate
 from mnemos.heads import (KINDS, detection_patterns, head_scores, icl_bands, icl_score, pattern_scores,
-                          repeated_random_tokens)
+                          repeated_random_tokens, token_pool)
 from mnemos.lens import lens_logits, logit_lens, softmax
 from mnemos.nn import GPT
 from mnemos.token_loss import token_losses
@@ -157,6 +157,19 @@ def test_pattern_scores_is_share_of_attention_on_the_pattern():
     want = np.array([[np.mean([(A[0, b, h] * D[b]).sum() / A[0, b, h].sum() for b in range(2)])
                       for h in range(3)]])
     np.testing.assert_allclose(pattern_scores(A, D), want)
+
+
+def test_random_tokens_come_from_the_training_text_when_it_is_known():
+    seen = np.array([3, 3, 7, 9, 9, 9, 12])
+    np.testing.assert_array_equal(token_pool(20, exclude=[12], seen=seen), [3, 7, 9])
+    np.testing.assert_array_equal(token_pool(6, exclude=[5]), [0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(token_pool(20, exclude=[3], seen=[3]), np.delete(np.arange(20), 3))  # too few
+    t = repeated_random_tokens(20, 16, batch=30, pool=token_pool(20, seen=seen))
+    assert set(np.unique(t)) <= {3, 7, 9, 12}
+    model = previous_token_model(vocab=100)
+    s = head_scores(model, exclude=[99], seen=np.arange(40))
+    assert s.from_training and s.pool_size == 40 and s.tokens.max() < 40
+    assert s.to_dict()["sequence"]["drawn_from"] == 40
 
 
 def test_repeated_random_tokens_repeat_and_avoid_excluded_ids():
@@ -394,7 +407,8 @@ def test_each_evaluation_records_the_icl_score_and_the_best_induction_head(tmp_p
     # the numbers are the probe's on the final weights, with the run's fixed windows
     ckpt = load_checkpoint(tmp_path / "run")
     x, y = data_mod.get_batch(trainer.val_tokens, SEQ_BATCH, 16, np.random.default_rng([train_cfg.seed, 3]))
-    probe = induction_probe(ckpt.model, x, y, exclude=ckpt.tokenizer.special_tokens.values(), seed=train_cfg.seed)
+    probe = induction_probe(ckpt.model, x, y, exclude=ckpt.tokenizer.special_tokens.values(), seed=train_cfg.seed,
+                            seen=trainer.train_tokens)
     assert probe["icl_score"] == pytest.approx(rows[-1]["icl_score"], abs=1e-6)
     assert probe["induction_score"] == pytest.approx(rows[-1]["induction_score"], abs=1e-6)
     assert probe["induction_head"] == rows[-1]["induction_head"]

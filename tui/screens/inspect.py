@@ -173,13 +173,14 @@ class InspectScreen(MnemosScreen):
     def load(self, path: Path) -> None:
         from mnemos.checkpoint import load_checkpoint
         from mnemos.errors import MnemosError
-        from mnemos.heads import head_scores
+        from mnemos.heads import head_scores, training_tokens
         from mnemos.inspect import anatomy, replay
 
         try:
             ckpt = load_checkpoint(path)
             root, frames = anatomy(ckpt.model), replay(path)
-            heads = (head_scores(ckpt.model, exclude=ckpt.tokenizer.special_tokens.values())
+            heads = (head_scores(ckpt.model, exclude=ckpt.tokenizer.special_tokens.values(),
+                                 seen=training_tokens(ckpt))
                      if ckpt.model_config.block_size >= 4 else None)
         except (MnemosError, OSError) as exc:
             self.app.call_from_thread(self._load_failed, path, exc)

@@ -35,7 +35,9 @@ def head_summary(scores: HeadScores, kind: str) -> Text:
     else:
         text.append(f" · share of attention on the pattern; a perfect head scores {scores.ceiling[kind]:.2f}")
     B, T = scores.tokens.shape
-    text.append(f"\non {B} sequences of {T // 2} random tokens, each repeated · top: ", style="dim")
+    source = "the training text's" if scores.from_training else "all"
+    text.append(f"\non {B} sequences of {T // 2} random tokens (of {source} {scores.pool_size} ids), each "
+                "repeated · top: ", style="dim")
     tops = []
     for k in SCORES:
         layer, head, value = scores.top(k)

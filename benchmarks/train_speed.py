@@ -98,8 +98,8 @@ def timed_round(run, data) -> float:
 
 
 class MnemosRun:
-    def __init__(self):
-        self.model = GPT(CONFIG, seed=0)
+    def __init__(self, config: ModelConfig = CONFIG):
+        self.model = GPT(config, seed=0)
         self.opt = AdamW(self.model.params, lr=LR, betas=(0.9, 0.99), weight_decay=0.1)
 
     def steps(self, data):

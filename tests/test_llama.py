@@ -17,7 +17,7 @@ from mnemos.nn.params import ParamStore
 from mnemos.nn.workspace import Workspace
 
 from gradcheck import numeric_grad
-from test_layers import check_layer, make_params
+from test_layers import assert_close_grad, check_layer, make_params
 
 TINY = ModelConfig(vocab_size=11, n_layer=2, n_head=2, n_embd=8, block_size=6, arch="llama")
 
@@ -53,10 +53,11 @@ def test_rmsnorm_gives_unit_root_mean_square(rng, ws):
 
 
 def test_rotary(rng, ws):
-    """Rotation in place on a (B, T, 2, H, hd) view, as attention applies it to q and k."""
-    rope = Rotary(ws, head_dim=6, block_size=8, theta=10.0)
-    x0 = rng.normal(size=(2, 5, 2, 3, 6))
-    x = x0.copy()
+    """Rotation in place on the (B, T, 2C) q | k columns of a fused projection, as attention does."""
+    rope = Rotary(ws, n_head=3, head_dim=6, block_size=8, theta=10.0)
+    qkv = rng.normal(size=(2, 5, 3 * 18))
+    x0, v0 = qkv[:, :, :36].copy(), qkv[:, :, 36:].copy()
+    x = qkv[:, :, :36]  # a strided view, as in attention
 
     def forward():
         x[...] = x0
@@ -67,20 +68,21 @@ def test_rotary(rng, ws):
     R = rng.normal(size=y.shape)
     dx = R.copy()
     rope.backward(dx, start=2)
-    num = numeric_grad(lambda: float(np.sum(forward() * R)), x0)
-    np.testing.assert_allclose(dx, num, rtol=1e-7, atol=1e-9)
-    np.testing.assert_allclose(np.linalg.norm(y, axis=-1), np.linalg.norm(x0, axis=-1), rtol=1e-12)  # a rotation
+    assert_close_grad(dx, numeric_grad(lambda: float(np.sum(forward() * R)), x0), "rotary")
+    norms = [np.linalg.norm(a.reshape(2, 5, 6, 2, 3), axis=-2) for a in (y, x0)]  # each (x1_i, x2_i) pair
+    np.testing.assert_allclose(norms[0], norms[1], rtol=1e-12)  # is rotated: its length is kept
+    np.testing.assert_array_equal(qkv[:, :, 36:], v0)  # the values are not touched
 
 
 def test_rotary_scores_depend_on_distance_only(rng, ws):
-    rope = Rotary(ws, head_dim=8, block_size=16)
+    rope = Rotary(ws, n_head=1, head_dim=8, block_size=16)
     q, k = rng.normal(size=8), rng.normal(size=8)
 
     def score(pq, pk):
-        qk = np.zeros((1, 16, 2, 1, 8))
-        qk[0, pq, 0, 0], qk[0, pk, 1, 0] = q, k
+        qk = np.zeros((1, 16, 16))
+        qk[0, pq, :8], qk[0, pk, 8:] = q, k
         rope.forward(qk)
-        return qk[0, pq, 0, 0] @ qk[0, pk, 1, 0]
+        return qk[0, pq, :8] @ qk[0, pk, 8:]
 
     assert score(5, 2) == pytest.approx(score(13, 10), rel=1e-12)
     assert score(5, 2) != pytest.approx(score(5, 3), rel=1e-3)
@@ -114,7 +116,7 @@ def test_swiglu_mlp(rng, ws):
 def test_rotary_attention_without_biases(rng, ws, n_head):
     C, B, T = 8, 2, 5
     params = make_params([("a.c_attn.weight", (C, 3 * C)), ("a.c_proj.weight", (C, C))], rng)
-    rope = Rotary(ws, C // n_head, block_size=8, theta=100.0)
+    rope = Rotary(ws, n_head, C // n_head, block_size=8, theta=100.0)
     layer = CausalSelfAttention(params, "a", ws, n_head, block_size=8, dropout=0.0, rng=None, rope=rope)
     x = rng.normal(size=(B * T, C))
     check_layer(lambda: layer.forward(x, B, T, train=True), layer.backward, x, params, rng)
@@ -162,14 +164,15 @@ def test_layers_match_pytorch(rng, ws):
     np.testing.assert_allclose(act.backward(dh), ta.grad.numpy(), rtol=1e-10, atol=1e-13)
 
     B, T, H, hd = 2, 5, 3, 4
-    rope = Rotary(ws, hd, block_size=8, theta=500.0)
+    rope = Rotary(ws, H, hd, block_size=8, theta=500.0)
     q, k = rng.normal(size=(B, H, T, hd)), rng.normal(size=(B, H, T, hd))
     angles = np.arange(T)[:, None] / 500.0 ** (np.arange(0, hd, 2) / hd)
     emb = np.concatenate([angles, angles], -1)[None]  # (1, T, hd), HF's cat(freqs, freqs)
     tq, tk = llama.apply_rotary_pos_emb(torch.tensor(q), torch.tensor(k), torch.tensor(np.cos(emb)),
                                         torch.tensor(np.sin(emb)))
-    qk = np.stack([q, k], axis=2).transpose(0, 3, 2, 1, 4).copy()  # (B, T, 2, H, hd)
+    qk = np.stack([q, k], axis=2).transpose(0, 3, 2, 1, 4).reshape(B, T, 2 * H * hd)  # (B, T, 2C): q | k
     rope.forward(qk)
+    qk = qk.reshape(B, T, 2, H, hd)
     np.testing.assert_allclose(qk[:, :, 0].transpose(0, 2, 1, 3), tq.numpy(), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(qk[:, :, 1].transpose(0, 2, 1, 3), tk.numpy(), rtol=1e-12, atol=1e-14)
     hf_rope = llama.LlamaRotaryEmbedding(llama.LlamaConfig(hidden_size=H * hd, num_attention_heads=H,

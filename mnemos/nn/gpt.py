@@ -112,7 +112,7 @@ class GPT:
         config = self.config
         self.emb = Embedding(self.params, self.ws, config.dropout, self.rng)
         rope = (None if config.arch == "gpt2"
-                else Rotary(self.ws, config.head_dim, config.block_size, config.rope_theta))
+                else Rotary(self.ws, config.n_head, config.head_dim, config.block_size, config.rope_theta))
         self.blocks = [Block(self.params, i, self.ws, config, self.rng, rope) for i in range(config.n_layer)]
         self.ln_f = _norm(self.params, "ln_f", self.ws, config)
         self.head_param = "wte" if config.tied_head else "lm_head"  # the output head

@@ -345,12 +345,9 @@ class CausalSelfAttention:
 
     def _heads(self, qkv, B, T):
         """q, k, v as (B, H, T, hd) views of the fused (B*T, 3C) projection."""
-        return self._split(qkv, B, T).transpose(2, 0, 3, 1, 4)
-
-    def _split(self, qkv, B, T):
-        """The fused (B*T, 3C) projection as a (B, T, 3, H, hd) view."""
         H = self.n_head
-        return qkv.reshape(B, T, 3, H, qkv.shape[-1] // (3 * H))
+        hd = qkv.shape[-1] // (3 * H)
+        return qkv.reshape(B, T, 3, H, hd).transpose(2, 0, 3, 1, 4)
 
     def forward(self, x, B, T, train, record=None):  # (B*T, C) -> (B*T, C)
         xp, ws, n = self.xp, self.ws, self.name
@@ -359,7 +356,7 @@ class CausalSelfAttention:
         hd = C // H
         qkv = self.c_attn.forward(x)
         if self.rope is not None:
-            self.rope.forward(self._split(qkv, B, T)[:, :, :2])  # q and k, rotated in place
+            self.rope.forward(qkv.reshape(B, T, 3 * C)[:, :, :2 * C])  # q and k, rotated in place
         q, k, v = self._heads(qkv, B, T)
         S = ws.get("attn.scores", (B, H, T, T))  # scratch shared by all layers
         P = ws.get(n + ".P", (B, H, T, T))
@@ -410,7 +407,7 @@ class CausalSelfAttention:
         xp.matmul(dP, k, out=dq)
         xp.matmul(dP.swapaxes(-1, -2), q, out=dk)
         if self.rope is not None:
-            self.rope.backward(self._split(dqkv, B, T)[:, :, :2])
+            self.rope.backward(dqkv.reshape(B, T, 3 * C)[:, :, :2 * C])
         return self.c_attn.backward(dqkv)
 
     def forward_cached(self, x, B, t, k_cache, v_cache, start):  # (B*t, C) -> (B*t, C)
@@ -426,7 +423,7 @@ class CausalSelfAttention:
         hd = C // H
         qkv = self.c_attn.forward(x)
         if self.rope is not None:
-            self.rope.forward(self._split(qkv, B, t)[:, :, :2], start)
+            self.rope.forward(qkv.reshape(B, t, 3 * C)[:, :, :2 * C], start)
         q, k, v = self._heads(qkv, B, t)
         end = start + t
         k_cache[:, :, start:end] = k

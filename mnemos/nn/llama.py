@@ -80,41 +80,40 @@ class Rotary:
     ``x1' = x1 cos - x2 sin``, ``x2' = x2 cos + x1 sin``.
 
     Backward: a rotation's transpose is the rotation by minus the angle,
-    ``dx1 = dy1 cos + dy2 sin``, ``dx2 = dy2 cos - dy1 sin``. The tables ``cos`` and
-    ``sin`` (``(block_size, 1, 1, hd/2)``, computed in float64) broadcast over batch,
-    q/k and heads.
+    ``dx1 = dy1 cos + dy2 sin``, ``dx2 = dy2 cos - dy1 sin``.
+
+    The input is the ``(B, T, 2C)`` q | k part of attention's fused projection (rows of
+    ``C = n_head * hd`` queries, then keys). The tables are laid out the same way,
+    ``(block_size, 2C)`` (computed in float64): ``cos``, and ``sin`` signed ``(-sin, +sin)``
+    per head, so a rotation is ``x * cos + swap(x) * sin`` with ``swap`` exchanging each
+    head's halves (a strided view, read once); the backward subtracts the second term.
     """
 
-    def __init__(self, ws, head_dim, block_size, theta=10000.0):
-        self.ws, self.xp = ws, ws.xp
+    def __init__(self, ws, n_head, head_dim, block_size, theta=10000.0):
+        self.ws, self.xp, self.half = ws, ws.xp, head_dim // 2
         inv_freq = 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)  # (hd/2,)
         angles = np.arange(block_size, dtype=np.float64)[:, None] * inv_freq  # (block_size, hd/2)
-        self.cos = self.xp.asarray(np.cos(angles)[:, None, None, :], dtype=ws.dtype)
-        self.sin = self.xp.asarray(np.sin(angles)[:, None, None, :], dtype=ws.dtype)
+        cos = np.tile(np.cos(angles), 2 * 2 * n_head)  # both halves of every q and k head: (block_size, 2C)
+        sin = np.tile(np.concatenate([-np.sin(angles), np.sin(angles)], axis=1), 2 * n_head)
+        self.cos = self.xp.asarray(cos, dtype=ws.dtype)
+        self.sin = self.xp.asarray(sin, dtype=ws.dtype)
 
-    def _turn(self, x, start, sign):  # (B, T, 2, H, hd) view, in place
-        xp, ws = self.xp, self.ws
-        half = x.shape[-1] // 2
-        x1, x2 = x[..., :half], x[..., half:]
-        T = x.shape[1]
-        cos, sin = self.cos[start:start + T], self.sin[start:start + T]
-        a = ws.get("rope.a", x1.shape)
-        b = ws.get("rope.b", x1.shape)
-        xp.multiply(x2, sin, out=a)
-        xp.multiply(x1, sin, out=b)
-        x1 *= cos
-        x2 *= cos
+    def _turn(self, x, start, sign):  # (B, T, 2C) view, in place
+        xp, h = self.xp, self.half
+        B, T, W = x.shape
+        swapped = x.reshape(B, T, W // (2 * h), 2, h)[..., ::-1, :]  # (x2, x1) of each head: a view
+        a = self.ws.get("rope.a", swapped.shape)
+        xp.multiply(swapped, self.sin[start:start + T].reshape(T, W // (2 * h), 2, h), out=a)  # (-x2 sin, x1 sin)
+        x *= self.cos[start:start + T]
         if sign > 0:
-            x1 -= a
-            x2 += b
+            x += a.reshape(B, T, W)
         else:
-            x1 += a
-            x2 -= b
+            x -= a.reshape(B, T, W)
 
-    def forward(self, qk, start=0):  # (B, T, 2, H, hd) q and k of positions start.., in place
+    def forward(self, qk, start=0):  # (B, T, 2C) q | k of positions start.., in place
         self._turn(qk, start, +1)
 
-    def backward(self, dqk, start=0):  # (B, T, 2, H, hd) their gradients, in place
+    def backward(self, dqk, start=0):  # (B, T, 2C) their gradients, in place
         self._turn(dqk, start, -1)
 
 

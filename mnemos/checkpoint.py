@@ -6,7 +6,8 @@ A run folder (contract, see ARCHITECTURE)::
       config.json                 {"format_version", "mnemos_version", "model": {...}, "train": {...}}
       tokenizer.json              the BPE
       model.npz                   float32 weights keyed by stable parameter names
-      optimizer.npz               AdamW "m", "v" (flat float32) and "t"
+      optimizer.npz               the optimizer's state: AdamW "m", "v" (flat float32) and "t"; Muon
+                                  also "momentum" (its hidden matrices'); SGD "momentum" and "t"
       state.json                  step, best val loss, RNG states, tokens seen, wall time, fingerprints
       metrics.jsonl               one JSON object per logged step / eval, up to this checkpoint
       best/                       the same files for the checkpoint with the lowest val loss
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import shutil
 import threading
@@ -203,8 +205,9 @@ def save_checkpoint(dir: str | os.PathLike, model, tokenizer, model_cfg: ModelCo
         tokenizer.save(tmp / "tokenizer.json")
         _write_npz(tmp / "model.npz", {k: np.asarray(v, dtype=np.float32) for k, v in model.state_dict().items()})
         if optimizer is not None:  # None: a model that was never trained here (an import) has no moments
-            opt = optimizer.state_dict()
-            _write_npz(tmp / "optimizer.npz", {"m": opt["m"], "v": opt["v"], "t": np.asarray(opt["t"], dtype=np.int64)})
+            shapes = optimizer.state_shapes()  # every optimizer's arrays, in the dtypes a load expects
+            _write_npz(tmp / "optimizer.npz", {k: np.asarray(v, dtype=shapes[k][1])
+                                               for k, v in optimizer.state_dict().items()})
         _write_json(tmp / "state.json", {"format_version": FORMAT_VERSION, **state,
                                          "model_shape": _model_shape(model_cfg)})
         if metrics is not None:
@@ -257,12 +260,18 @@ class Checkpoint:
     mnemos_version: str = ""
 
     def optimizer_state(self) -> dict:
-        name, n = "optimizer.npz", self.model_config.num_params()
+        """The arrays of ``optimizer.npz``, each checked (before it is read) against what
+        the run's optimizer (``train_config.optimizer``) keeps for this model."""
+        from mnemos.optim import state_shapes
 
-        def expect(key):  # the step count, and float32 moments of one value per parameter
-            return ((), np.int64) if key == "t" else ((n,), np.float32)
-        expect.required = ("m", "v", "t")
-        data = _snapshot(self.path, (name,), {name: 3 * (4 * n + (1 << 17))})[name]
+        name = "optimizer.npz"
+        shapes = state_shapes(self.train_config.optimizer, self.model.params)
+        n = sum(math.prod(shape) for shape, _ in shapes.values())
+
+        def expect(key):
+            return shapes.get(key)
+        expect.required = tuple(shapes)
+        data = _snapshot(self.path, (name,), {name: 4 * n + (1 << 17) * len(shapes)})[name]
         arrays = read_npz(data, self.path / name, expect)
         if arrays["t"] < 0:
             raise CheckpointError(f"{self.path / name}: the step count t is negative; the file was edited or "

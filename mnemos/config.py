@@ -24,6 +24,7 @@ from mnemos.budget import parse_duration
 from mnemos.errors import ConfigError
 
 BASE_VOCAB = 256  # the 256 byte tokens every tokenizer starts from
+OPTIMIZERS = ("adamw", "muon", "sgd")  # mnemos.optim.make_optimizer builds them
 SPECIAL_TOKENS = 1  # <|endoftext|>, on top of the tokenizer's trained vocabulary
 GROUPS = {"model": "model shape", "optimisation": "optimisation", "compute": "compute"}  # key -> CLI title
 
@@ -237,6 +238,9 @@ class TrainConfig:
                                               "learning rate decays over the steps that fit", kind=parse_duration,
                                         optional="none (e.g. 90s, 5m, 1h)")
     weight_decay: float = setting(0.1)
+    optimizer: str = setting("adamw", "adamw; muon: orthogonalised momentum (Newton-Schulz) for the hidden matrices, "
+                                      "AdamW for the rest; sgd: gradient descent with momentum, to compare curves "
+                                      "(it wants a far larger --lr)", choices=OPTIMIZERS)
     beta1: float = 0.9
     beta2: float = 0.99
     eps: float = 1e-8

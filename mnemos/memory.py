@@ -3,8 +3,8 @@
 :func:`training_estimate` adds up, in bytes, what a training run holds at its peak:
 
 - the weights and their gradient (float32, ``ModelConfig.num_params()`` each);
-- the optimizer's state: :data:`OPTIMIZER_STATE` floats per parameter (AdamW keeps two
-  moments; another optimizer registers its own count there);
+- the optimizer's state: :data:`OPTIMIZER_STATE` floats per parameter (``mnemos.optim.STATE_FLOATS``:
+  AdamW two moments and a scratch buffer, Muon up to five, SGD one);
 - the activations one step keeps for backward: per block about 16 values per token and
   channel (LayerNorms, q/k/v, attention output, MLP 4x before and after GELU) and two
   ``T x T`` maps per head (probabilities and their gradient), plus the logits and their
@@ -28,9 +28,10 @@ import os
 from dataclasses import dataclass
 
 from mnemos.errors import ConfigError
+from mnemos.optim import STATE_FLOATS
 
 FLOAT = 4  # bytes of a float32
-OPTIMIZER_STATE = {"adamw": 2}  # floats kept per parameter, by optimizer name (add yours here)
+OPTIMIZER_STATE = dict(STATE_FLOATS)  # floats kept per parameter, scratch included, by optimizer name (mnemos.optim)
 PROCESS_BYTES = 64 << 20  # an interpreter with NumPy loaded: a worker's fixed cost
 HEADROOM = 0.9  # refuse a run estimated above this share of the available memory
 

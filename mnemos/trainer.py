@@ -206,6 +206,10 @@ class Trainer:
         val_data = overrides.pop("val_data", None) or ckpt.state.get("val_data")
         model_cfg, train_cfg = resumed_configs(ckpt.model_config, ckpt.train_config, overrides)
         check_fits(training_estimate(model_cfg, train_cfg))
+        if train_cfg.optimizer != ckpt.train_config.optimizer:
+            raise ConfigError(f"cannot change the optimizer on resume (the run has {ckpt.train_config.optimizer}, "
+                              f"asked {train_cfg.optimizer}); start a new run, e.g. with --init-from {dir}",
+                              field="optimizer")
         step = int(ckpt.state.get("step", 0))
         if train_cfg.max_steps is not None and step >= train_cfg.max_steps:
             raise ConfigError(f"the run in {dir} is already at step {step} of {train_cfg.max_steps}; pass a larger "
@@ -290,7 +294,7 @@ class Trainer:
 
     def _prepare(self) -> None:
         from mnemos.nn import GPT
-        from mnemos.optim import AdamW
+        from mnemos.optim import make_optimizer
 
         cfg = self.train_cfg
         self._say("read", f"reading {self.data}")
@@ -342,8 +346,7 @@ class Trainer:
                               "val_bytes_per_token": self._bytes_per_token(self.val_tokens)}
         if self._init_from is not None:  # where the weights came from, kept through resumes
             self._fingerprints["init_from"] = str(self._init_from.resolve())
-        self.optimizer = AdamW(self.model.params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                               weight_decay=cfg.weight_decay)
+        self.optimizer = make_optimizer(cfg, self.model.params)  # AdamW, Muon or SGD
         # until the first save is timed: the weights and two moments written at ~100 MB/s, fsync included
         self._save_s = 0.05 + 12 * self.model.num_params() / 1e8
         if self._resume_from is not None:
@@ -579,6 +582,9 @@ class Trainer:
             self._set_state("preparing")
             if self.train_cfg.time_budget is not None:
                 self._say("budget", self._budget_message())
+            if self.train_cfg.optimizer == "sgd" and self.train_cfg.lr < 0.01:
+                self._say("setup", f"note: plain SGD with --lr {self.train_cfg.lr:g} moves slowly; gradient descent "
+                                   f"usually wants --lr around 0.1")
             self._prepare()
             self._set_state("running")
             if self.step == 0:

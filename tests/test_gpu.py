@@ -103,6 +103,30 @@ def test_three_adamw_steps_match_numpy():
     assert opts[1].t == 3 and isinstance(opts[1].state_dict()["m"], np.ndarray)
 
 
+@pytest.mark.parametrize("name, lr", [("muon", 3e-3), ("sgd", 0.1)])
+def test_three_muon_and_sgd_steps_match_numpy(name, lr):
+    """Muon's batched Newton-Schulz and its AdamW spans (the fused kernel on slices of the
+    flat buffer), and SGD, on the device from the CPU's gradients."""
+    from mnemos.optim import make_optimizer
+
+    cpu, gpu = pair()
+    opts = [make_optimizer(TrainConfig(optimizer=name, lr=lr), m.params) for m in (cpu, gpu)]
+    for step in range(3):
+        x, y = batch(seed=20 + step)
+        loss_and_grad(cpu, x, y)
+        clip_grad_norm(cpu.params.grad, 1.0)
+        gpu.params.grad[...] = cupy.asarray(cpu.params.grad)
+        for opt in opts:
+            opt.step(lr)
+    np.testing.assert_allclose(to_numpy(gpu.params.data), cpu.params.data, rtol=1e-4, atol=1e-5)
+    states = [opt.state_dict() for opt in opts]
+    assert states[1].keys() == states[0].keys() and states[1]["t"] == 3
+    for key in states[0]:
+        if key != "t":
+            assert isinstance(states[1][key], np.ndarray)
+            np.testing.assert_allclose(states[1][key], states[0][key], rtol=1e-3, atol=1e-6, err_msg=key)
+
+
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_float64_gradients_on_the_device_match_finite_differences(arch):
     cfg = ModelConfig(vocab_size=23, n_layer=2, n_head=2, n_embd=16, block_size=8, dropout=0.0, arch=arch)

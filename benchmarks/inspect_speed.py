@@ -35,6 +35,7 @@ sys.path.insert(0, str(HERE.parent))
 from mnemos.config import ModelConfig, TrainConfig  # noqa: E402
 from mnemos.events import EvalEvent, SampleEvent, StepEvent  # noqa: E402
 from mnemos import inspect as views  # noqa: E402
+from mnemos.cli_views import format_attention  # noqa: E402
 
 CORPUS = HERE.parent.parent / "shared" / "corpora" / "shakespeare.txt"
 PROMPT_TOKENS = 64
@@ -108,7 +109,7 @@ def bench_mnemos(tok, model, prompt: str, run: Path, repeat: int) -> dict[str, f
 
     def attention():
         view = views.attention_view(model, tok, prompt)
-        render(views.format_attention(view, 1, 1))  # the same T x T grid of cells the widget draws
+        render(format_attention(view, 1, 1))  # the same T x T grid of cells the widget draws
 
     def anatomy():
         root = views.anatomy(model)

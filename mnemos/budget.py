@@ -43,8 +43,11 @@ def parse_duration(text) -> float:
     return value
 
 
-def format_duration(seconds: float) -> str:
-    """``m:ss`` (or ``h:mm:ss``), as the progress line shows times."""
+def format_duration(seconds: float | None) -> str:
+    """``m:ss`` (or ``h:mm:ss``): the one duration format of the CLI and the app; ``-``
+    when unknown (None, NaN, infinite)."""
+    if seconds is None or not -math.inf < seconds < math.inf:
+        return "-"
     seconds = int(max(0, seconds))
     h, rest = divmod(seconds, 3600)
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"

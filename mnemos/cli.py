@@ -350,18 +350,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({**report.to_dict(), "report": path and str(path)})
         return EXIT_OK
-    rows = [
-        ("checkpoint", str(args.checkpoint)),
-        ("data", f"{args.data} ({report.tokens:,} tokens, {report.bytes:,} bytes)"),
-        ("loss", f"{report.loss:.4f} nats/token   (unigram baseline {report.unigram_loss:.4f})"),
-        ("perplexity", f"{report.perplexity:.2f}"),
-        ("bits/byte", f"{report.bits_per_byte:.4f}   (unigram baseline {report.unigram_bits_per_byte:.4f})"),
-        ("method", report.method),
-        ("time", f"{report.seconds:.1f} s"),
-        ("report", str(path) if path else "not saved (see the warning)"),
-    ]
+    rows = [("checkpoint", str(args.checkpoint)), ("data", str(args.data)), *report.rows(),
+            ("method", report.method), ("report", str(path) if path else "not saved (see the warning)")]
+    width = max(len(name) for name, _ in rows)
     for name, value in rows:
-        print(f"{name:<11} {value}")
+        print(f"{name:<{width}}  {value}")
     return EXIT_OK
 
 
@@ -524,6 +517,7 @@ def _add_inspect(sub) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from mnemos import cli_views
     from mnemos import inspect as views
 
     if (args.layer is None) != (args.head is None):
@@ -531,8 +525,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ConfigError(f"--top must be at least 1 (the candidates to list), got {args.top}")
     if args.view:
-        from mnemos import cli_views
-
         cli_views.run(args, _print_json)
         return EXIT_OK
     if args.replay:
@@ -540,14 +532,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         if args.json:
             _print_json({"checkpoint": args.checkpoint, "replay": [f.to_dict() for f in frames]})
         else:
-            print(views.format_replay(frames))
+            print(cli_views.format_replay(frames))
         return EXIT_OK
     found = views.inspect_checkpoint(args.checkpoint, args.prompt, args.temperature, args.top_k, args.top_p,
                                      args.top)
     if args.json:
         _print_json(views.views_to_dict(found))
     else:
-        print(views.format_report(found, args.layer, args.head))
+        print(cli_views.format_report(found, args.layer, args.head))
     return EXIT_OK
 
 

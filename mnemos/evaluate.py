@@ -91,25 +91,34 @@ class EvalReport:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def to_markdown(self) -> str:
-        """The report as a Markdown section: a table of the numbers and the method."""
-        rows = [
-            ("Loss (nats/token)", f"{self.loss:.4f}", f"{self.unigram_loss:.4f}"),
-            ("Perplexity", f"{self.perplexity:.2f}", f"{math.exp(min(self.unigram_loss, 700)):.2f}"),
-            ("Bits per byte", f"{self.bits_per_byte:.4f}", f"{self.unigram_bits_per_byte:.4f}"),
+    def rows(self) -> list[tuple[str, str]]:
+        """(measure, value) rows: the one layout of a report, which the CLI prints, the
+        app's table shows and ``to_markdown`` writes, each with the ``method`` (a sentence)
+        after it. The unigram baseline is what a model that ignores context scores."""
+        return [
+            ("loss (nats/token)", f"{self.loss:.4f}"),
+            ("perplexity", f"{self.perplexity:,.2f}"),
+            ("bits per byte", f"{self.bits_per_byte:.4f}"),
+            ("unigram baseline loss", f"{self.unigram_loss:.4f}"),
+            ("unigram bits per byte", f"{self.unigram_bits_per_byte:.4f}"),
+            ("tokens", f"{self.tokens:,}"),
+            ("bytes", f"{self.bytes:,}"),
+            ("time", f"{self.seconds:.1f} s"),
         ]
+
+    def to_markdown(self) -> str:
+        """The report as a Markdown section: where it comes from, then :meth:`rows` as a table."""
         lines = [
             "# Evaluation" + (f" of `{self.checkpoint}`" if self.checkpoint else ""),
             "",
             f"- Text: `{self.data}`" if self.data else "- Text: (given in memory)",
             f"- Training step: {self.step}" if self.step is not None else "- Training step: unknown",
             f"- When: {self.timestamp}",
-            f"- Scored: {self.tokens:,} tokens, {self.bytes:,} bytes in {self.seconds:.2f} s "
-            f"({self.tokens_per_s:,.0f} tokens/s)",
+            f"- Speed: {self.tokens_per_s:,.0f} tokens/s",
             "",
-            "| | Model | Unigram baseline |",
-            "|---|---:|---:|",
-            *(f"| {name} | {model} | {base} |" for name, model, base in rows),
+            "| Measure | Value |",
+            "|---|---:|",
+            *(f"| {name} | {value} |" for name, value in self.rows()),
             "",
             f"Method: {self.method}",
             "",

@@ -10,7 +10,6 @@ the model, the tokenizer and the sampling rules are called, never re-implemented
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 
@@ -567,105 +566,6 @@ def replay(checkpoint_dir) -> list[ReplayFrame]:
     return replay_frames(read_metrics(checkpoint_dir))
 
 
-# --------------------------------------------------------------------------- text output
-
-
-def format_tokens(view: TokenView, limit: int = 200) -> str:
-    """Tokens as ``[label]`` pieces with ids, then the counts."""
-    shown = view.tokens[:limit]
-    pieces = " ".join(f"[{t.label}]{t.id}" for t in shown)
-    more = f" ... (+{view.n_tokens - limit} more)" if view.n_tokens > limit else ""
-    return (f"{pieces}{more}\n{view.n_tokens} tokens, {view.n_bytes} bytes, {view.n_chars} characters: "
-            f"{view.bytes_per_token:.2f} bytes/token")
-
-
-def format_merge_tree(node: MergeNode, indent: str = "") -> str:
-    rank = f" merge #{node.rank}" if node.rank is not None else f" {node.kind}"
-    lines = [f"{indent}{node.id:>6} [{node.label}]{rank}"]
-    lines += [format_merge_tree(c, indent + "    ") for c in node.children]
-    return "\n".join(lines)
-
-
-def _bar(fraction: float, width: int) -> str:
-    full = fraction * width
-    return "█" * int(full) + ("▌" if full - int(full) >= 0.5 else "")
-
-
-def format_next_token(view: NextTokenView, width: int = 30) -> str:
-    top = max((c.prob for c in view.candidates), default=1.0) or 1.0
-    lines = [f"next token (temperature {view.temperature:g}, top-k {view.top_k or 'off'}, "
-             f"top-p {view.top_p if view.top_p is not None else 'off'}): entropy {view.entropy:.2f} bits "
-             f"≈ {view.effective_choices:.1f} choices ({view.raw_entropy:.2f} bits unshaped), "
-             f"{view.kept} tokens kept"]
-    for c in view.candidates:
-        mark = "▶" if c.chosen else " "
-        lines.append(f"{mark}{c.label[:14]:>14} {c.id:>6} {c.prob:7.2%} {_bar(c.prob / top, width)}")
-    return "\n".join(lines)
-
-
-_SHADES = " ·░▒▓█"
-
-
-def format_attention(view: AttentionView, layer: int | None = None, head: int | None = None) -> str:
-    """One head as a shaded heatmap (queries down, keys across) when ``layer`` and
-    ``head`` are given; otherwise each head's mean look-back distance and what the last
-    token reads most. Layers and heads are numbered from 1, as the app numbers them."""
-    if layer is not None and head is not None:
-        if not (1 <= layer <= view.n_layer and 1 <= head <= view.n_head):
-            raise MnemosError(f"no layer {layer} / head {head}: the model has {view.n_layer} layers "
-                              f"of {view.n_head} heads (count from 1)")
-        w = view.weights[layer - 1, head - 1]
-        shade = np.minimum((w * len(_SHADES)).astype(int), len(_SHADES) - 1)
-        keys = [" " * 13 + "".join(lab[r] if r < len(lab) else " " for lab in view.labels)
-                for r in range(3)]  # key labels, written downwards over their columns
-        rows = [f"{label[:12]:>12} " + "".join(_SHADES[s] for s in row)
-                for label, row in zip(view.labels, shade)]
-        return "\n".join([f"layer {layer} head {head} (queries down, keys across; darker = more weight)",
-                          *keys, *rows])
-    dist = view.head_summary()
-    lines = ["layer head  mean look-back  last token reads most"]
-    for l in range(view.n_layer):
-        for h in range(view.n_head):
-            row = view.weights[l, h, -1]
-            k = int(row.argmax())
-            lines.append(f"{l + 1:>5} {h + 1:>4}  {dist[l, h]:>10.2f} tok  [{view.labels[k]}] at {k} ({row[k]:.0%})")
-    return "\n".join(lines)
-
-
-def format_anatomy(root: Component, max_depth: int = 3) -> str:
-    lines = [f"{'component':<28}{'shape':>14}{'params':>12}{'share':>8}{'FLOPs/token':>13}"
-             f"{'norm':>9}{'std':>9}"]
-
-    def add(node: Component, depth: int) -> None:
-        shape = "x".join(map(str, node.shape)) if node.shape else ""
-        stats = f"{node.stats['norm']:>9.3f}{node.stats['std']:>9.4f}" if node.stats else ""
-        lines.append(f"{'  ' * depth + node.name:<28}{shape:>14}{node.params:>12,}{node.share:>8.1%}"
-                     f"{node.flops:>13,}{stats}")
-        if depth < max_depth:
-            for child in node.children:
-                add(child, depth + 1)
-
-    add(root, 0)
-    return "\n".join(lines)
-
-
-def format_replay(frames: list[ReplayFrame]) -> str:
-    if not frames:
-        return "no samples recorded yet: the run logs one at each evaluation (--eval-interval)"
-    out = []
-    for f in frames:
-        loss = f"val loss {f.val_loss:.3f}" if f.val_loss is not None else "val loss ?"
-        out.append(f"── step {f.step} · {loss} ──\n{f.prompt}{f.text}")
-    return "\n".join(out)
-
-
-def to_json(obj) -> str:
-    """One view (or a list of them) as JSON text."""
-    if isinstance(obj, list):
-        return json.dumps([o.to_dict() for o in obj], ensure_ascii=False)
-    return json.dumps(obj.to_dict(), ensure_ascii=False)
-
-
 # --------------------------------------------------------------------------- a checkpoint
 
 
@@ -689,19 +589,6 @@ def inspect_checkpoint(checkpoint_dir, prompt: str = "\n", temperature: float = 
         "attention": attention_view(model, tokenizer, prompt) if prompt else None,
         "anatomy": anatomy(model),
     }
-
-
-def format_report(views: dict, layer: int | None = None, head: int | None = None) -> str:
-    """The text ``mnemos inspect`` prints for ``inspect_checkpoint``'s views."""
-    root = views["anatomy"]
-    parts = [f"checkpoint {views['checkpoint']}: {root.role}, {root.params:,} parameters, "
-             f"{root.flops:,} forward FLOPs per token",
-             "\n== tokens ==", format_tokens(views["tokens"]),
-             "\n== next token ==", format_next_token(views["next_token"])]
-    if views["attention"] is not None:
-        parts += ["\n== attention ==", format_attention(views["attention"], layer, head)]
-    parts += ["\n== anatomy ==", format_anatomy(root, max_depth=2)]
-    return "\n".join(parts)
 
 
 def views_to_dict(views: dict) -> dict:

@@ -73,7 +73,7 @@ def test_end_to_end(proj, capsys):
     assert Path(report["report"]).is_file()
 
     rc, out, err = run_main(capsys, "eval", "--checkpoint", "run", "--data", "test.txt")
-    assert rc == 0 and "bits/byte" in out and "unigram" in out
+    assert rc == 0 and "bits per byte" in out and "unigram" in out
 
     rc, first, _ = run_main(capsys, "generate", "--checkpoint", "run", "--prompt", "the king", "--seed", "5",
                             "--max-new-tokens", "20")

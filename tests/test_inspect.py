@@ -10,9 +10,10 @@ import pytest
 
 from mnemos.config import ModelConfig
 from mnemos.errors import MnemosError
-from mnemos.inspect import (anatomy, attention_view, format_anatomy, format_attention, format_merge_tree,
-                            format_next_token, format_tokens, merge_tree, next_token_distribution,
-                            next_token_logits, next_token_view, to_json, token_label, tokenize_view)
+from mnemos.cli_views import (format_anatomy, format_attention, format_merge_tree, format_next_token, format_replay,
+                              format_tokens)
+from mnemos.inspect import (anatomy, attention_view, merge_tree, next_token_distribution, next_token_logits,
+                            next_token_view, token_label, tokenize_view)
 from mnemos.nn import GPT
 from mnemos.tokenizer import BPETokenizer
 
@@ -72,7 +73,7 @@ def test_labels_are_visible_and_one_line():
 
 def test_tokenize_view_json_and_text(tok):
     view = tokenize_view(tok, "To be, or not")
-    data = json.loads(to_json(view))
+    data = json.loads(json.dumps(view.to_dict()))
     assert data["n_tokens"] == view.n_tokens and len(data["tokens"]) == view.n_tokens
     assert bytes.fromhex(data["tokens"][0]["bytes"]) == view.tokens[0].bytes
     text = format_tokens(view)
@@ -204,7 +205,7 @@ def test_next_token_view_reads_the_last_position_of_the_context(model, tok):
     marked = next_token_distribution(logits[0, -1], tok, chosen=view.candidates[1].id, k=5)
     assert [c.chosen for c in marked.candidates] == [False, True, False, False, False]
     assert "entropy" in format_next_token(view) and view.candidates[0].label in format_next_token(view)
-    json.loads(to_json(view))
+    json.loads(json.dumps(view.to_dict()))
     with pytest.raises(MnemosError):
         next_token_view(model, tok, [])
 
@@ -267,7 +268,7 @@ def test_format_attention(model, tok):
     for layer, head in ((model.config.n_layer + 1, 1), (0, 1), (1, 0)):
         with pytest.raises(MnemosError, match="count from 1"):
             format_attention(view, layer=layer, head=head)
-    data = json.loads(to_json(view))
+    data = json.loads(json.dumps(view.to_dict()))
     assert np.array(data["weights"]).shape == view.weights.shape
 
 
@@ -335,7 +336,7 @@ def test_anatomy_from_a_config_and_from_weights(model):
     assert from_npz.find("h.1.mlp").stats == pytest.approx(full.find("h.1.mlp").stats)
     text = format_anatomy(full)
     assert f"{config.num_params():,}" in text and "h.0.attn" in text
-    json.loads(to_json(full))
+    json.loads(json.dumps(full.to_dict()))
 
 
 # --------------------------------------------------------------------------- a real run
@@ -360,7 +361,7 @@ def run_dir(tmp_path_factory):
 
 def test_replay_plays_back_every_evaluation(run_dir):
     from mnemos.checkpoint import read_metrics
-    from mnemos.inspect import format_replay, replay
+    from mnemos.inspect import replay
 
     frames = replay(run_dir)
     rows = read_metrics(run_dir)

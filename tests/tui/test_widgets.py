@@ -8,8 +8,9 @@ import pytest
 
 from mnemos.config import ModelConfig, configs_from
 from mnemos.errors import ConfigError
+from mnemos.budget import format_duration as duration
+from mnemos.textfmt import bar
 from tui.widgets.loss_plot import bin_means
-from tui.widgets.train_stats import clock
 
 
 def test_bin_means_averages_consecutive_points_and_keeps_short_series():
@@ -32,9 +33,10 @@ def test_a_config_error_names_the_field_it_is_about(overrides, field):
     assert caught.value.field == field
 
 
-def test_clock_formats_durations():
-    assert clock(5) == "0:05" and clock(3725) == "1:02:05"
-    assert clock(None) == "-" and clock(float("inf")) == "-" and clock(float("nan")) == "-"
+def test_one_duration_and_one_bar_for_the_cli_and_the_app():
+    assert duration(5) == "0:05" and duration(3725) == "1:02:05" and duration(59.6) == "0:59"
+    assert duration(None) == "-" and duration(float("inf")) == "-" and duration(float("nan")) == "-"
+    assert bar(0.5, 5) == "██▌" and bar(1.0, 3) == "███" and bar(0.0, 3) == ""
 
 
 @pytest.mark.anyio

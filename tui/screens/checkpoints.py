@@ -16,10 +16,10 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Static
 
+from mnemos.budget import format_duration
 from tui.screens.base import MnemosScreen
 from tui.screens.import_dialog import ImportDialog
 from tui.widgets.file_info import human_bytes
-from tui.widgets.train_stats import clock
 
 
 class CheckpointsScreen(MnemosScreen):
@@ -121,7 +121,7 @@ class CheckpointsScreen(MnemosScreen):
             table.add_row("problem", f"[red]{info.problem}[/]")
         budget = info.train_config.get("time_budget")
         table.add_row("step", f"{info.step:,}" + (f" of {info.max_steps:,}" if info.max_steps is not None else "")
-                      + (f" (time budget {clock(budget)})" if budget else ""))
+                      + (f" (time budget {format_duration(budget)})" if budget else ""))
         table.add_row("best val loss", "-" if info.best_val_loss is None else f"{info.best_val_loss:.4f}")
         table.add_row("parameters", f"{info.num_params:,}")
         table.add_row("data", self.workspace.show(Path(info.data)) if info.data else "-")

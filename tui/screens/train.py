@@ -21,12 +21,13 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Label, ProgressBar, Select, Sparkline, Static
 from textual.worker import get_current_worker
 
+from mnemos.budget import format_duration
 from tui.bridge import EngineEvents, EventBridge
 from tui.screens.base import MnemosScreen
 from tui.widgets.hparam_form import HyperparamForm
 from tui.widgets.induction_strip import InductionStrip
 from tui.widgets.loss_plot import LossPlot
-from tui.widgets.train_stats import TrainStats, clock
+from tui.widgets.train_stats import TrainStats
 
 NEW_RUN = "__new__"
 SPARK_POINTS = 120
@@ -327,12 +328,14 @@ class TrainScreen(MnemosScreen):
         total = f"~{e.max_steps:,}" if budgeted else f"{e.max_steps:,}"
         phase = f"step {e.step:,} of {total}"
         if budgeted:
-            phase += f" · {clock(e.budget_left_s)} of the {clock(e.time_budget_s)} time budget left"
+            phase += (f" · {format_duration(e.budget_left_s)} of the {format_duration(e.time_budget_s)} "
+                      f"time budget left")
         # fixed size (1fr x 1): no new layout needed, several times a second
         self.query_one("#train-phase", Label).update(phase, layout=False)
         self.query_one(TrainStats).set(
             step=f"{e.step:,} / {total}", loss=f"{e.loss:.4f}", tokens_per_s=f"{e.tokens_per_s:,.0f}",
-            lr=f"{e.lr:.2e}", grad_norm=f"{e.grad_norm:.3f}", elapsed=clock(e.elapsed_s), eta=clock(e.eta_s))
+            lr=f"{e.lr:.2e}", grad_norm=f"{e.grad_norm:.3f}", elapsed=format_duration(e.elapsed_s),
+            eta=format_duration(e.eta_s))
         self.query_one("#loss-spark", Sparkline).data = list(self._losses)
 
     def _set_state(self, state: str) -> None:

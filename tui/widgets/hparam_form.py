@@ -21,7 +21,8 @@ from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
 
 from mnemos.budget import parse_duration
-from mnemos.config import DEFAULT_PRESET, PRESETS, SETTINGS, SETTINGS_BY_NAME, ModelConfig, Setting, configs_from
+from mnemos.config import (DEFAULT_PRESET, PRESETS, SETTINGS, SETTINGS_BY_NAME, ModelConfig, Setting, TrainConfig,
+                           configs_from)
 from mnemos.errors import ConfigError
 from mnemos.memory import check_fits, format_bytes, training_estimate
 

@@ -15,6 +15,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from mnemos.inspect import NextTokenView, next_token_distribution
+from mnemos.textfmt import bar
 
 TOP_K_STEPS = (1, 2, 3, 5, 10, 20, 50, 100, 200, None)  # None (off) keeps every token
 BAR_WIDTH = 32
@@ -38,13 +39,11 @@ def bars(view: NextTokenView, width: int = BAR_WIDTH, bar_style: Style | str = "
     table.add_column("", no_wrap=True, width=width)
     table.add_column("model p", justify="right", style="dim")
     for c in view.candidates:
-        full = c.prob * width
-        bar = Text("█" * int(full) + ("▌" if full - int(full) >= 0.5 else ""),
-                   style=chosen_style if c.chosen else bar_style)
+        drawn = Text(bar(c.prob, width), style=chosen_style if c.chosen else bar_style)
         if c.prob == 0:
-            bar = Text("cut by top-k / top-p", style="dim italic")
+            drawn = Text("cut by top-k / top-p", style="dim italic")
         table.add_row("▶" if c.chosen else "", Text(c.label, style="bold" if c.chosen else ""),
-                      str(c.id), f"{c.prob:.1%}", bar, f"{c.raw_prob:.1%}")
+                      str(c.id), f"{c.prob:.1%}", drawn, f"{c.raw_prob:.1%}")
     return table
 
 

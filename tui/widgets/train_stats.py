@@ -10,16 +10,6 @@ from rich.table import Table
 from textual.widget import Widget
 
 
-def clock(seconds: float | None) -> str:
-    """``h:mm:ss`` or ``m:ss``; ``-`` when unknown."""
-    if seconds is None or seconds != seconds or seconds < 0 or seconds == float("inf"):
-        return "-"
-    s = int(round(seconds))
-    h, m = divmod(s, 3600)
-    m, s = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
 class TrainStats(Widget):
     """Two columns of label/value pairs, redrawn from a dict of values."""
 

@@ -46,7 +46,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (plus exit 2) like every other error."""
 
     def error(self, message: str) -> None:  # noqa: D401 - argparse API
-        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(EXIT_USER_ERROR, one_line(f"{self.prog}: error: {message} (see `{self.prog} --help`)") + "\n")
 
 
 def _json_safe(obj):
@@ -57,6 +57,12 @@ def _json_safe(obj):
     if isinstance(obj, (list, tuple)):
         return [_json_safe(v) for v in obj]
     return obj
+
+
+def one_line(message) -> str:
+    """``message`` as one printable line: a file name holding a newline or another control
+    character (``\x85`` and ``\x0c`` break lines too) shows it escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(message))
 
 
 def _print_json(obj: dict) -> None:
@@ -311,7 +317,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         for s, handler in previous.items():
             signal.signal(s, handler)
     if done.reason == "error":
-        print(f"mnemos train: error: {printer.error}", file=sys.stderr)
+        print(f"mnemos train: error: {one_line(printer.error)}", file=sys.stderr)
         return EXIT_USER_ERROR
     if printer.pipe_closed:
         return EXIT_BROKEN_PIPE
@@ -345,7 +351,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     try:
         path = save_report(args.checkpoint, report)
     except MnemosError as exc:  # a read-only or full run folder: the numbers still count
-        print(f"mnemos eval: warning: {exc}", file=sys.stderr)
+        print(f"mnemos eval: warning: {one_line(exc)}", file=sys.stderr)
         path = None
     if args.json:
         _print_json({**report.to_dict(), "report": path and str(path)})
@@ -627,6 +633,8 @@ def _check_values(args: argparse.Namespace) -> None:
     command line in another encoding arrives with lone surrogates)."""
     for name, value in vars(args).items():
         flag = "--" + name.replace("_", "-")
+        if isinstance(value, list) and not value:  # argparse reads `--flag=--` as an empty list
+            raise ConfigError(f"{flag} needs a value, got '--'")
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{flag} must be a finite number, got {value}")
         if isinstance(value, str) and name in TEXT_ARGS:
@@ -646,15 +654,15 @@ def main(argv: list[str] | None = None) -> int:
         _check_values(args)
         return args.handler(args)
     except MnemosError as exc:
-        print(f"mnemos {args.command}: error: {exc}", file=sys.stderr)
+        print(f"mnemos {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except BrokenPipeError:
         _stdout_gone()
         return EXIT_BROKEN_PIPE
     except OSError as exc:  # a file problem no check foresaw: one line, not a traceback
         where = f" ({exc.filename})" if exc.filename else ""
-        print(f"mnemos {args.command}: error: {exc.strerror or exc}{where}; check the path, its permissions and "
-              f"free space", file=sys.stderr)
+        print(one_line(f"mnemos {args.command}: error: {exc.strerror or exc}{where}; check the path, its "
+                       f"permissions and free space"), file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"\nmnemos {args.command}: interrupted", file=sys.stderr)

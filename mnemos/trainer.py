@@ -391,8 +391,8 @@ class Trainer:
             self.batch_rng.bit_generator.state = s["batch_rng"]
             self.model.rng.bit_generator.state = s["dropout_rng"]
             self.step = int(s["step"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"{ckpt.path}/state.json is incomplete ({exc}); it cannot be resumed exactly, "
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # e.g. an edited generator state
+            raise CheckpointError(f"{ckpt.path}/state.json is incomplete ({str(exc)[:80]}); it cannot be resumed exactly, "
                                   f"start a new run") from None
         self.best_val_loss = s.get("best_val_loss")
         self.tokens_seen = int(s.get("tokens_seen", 0))

@@ -139,3 +139,17 @@ def test_a_diverging_run_warns_in_an_event_and_the_final_line_and_saves_no_best(
     assert events[-1]["event"] == "done" and events[-1]["warning"] == warnings[0]["message"]
     assert not any(e["is_best"] for e in events if e["event"] == "eval" and e["step"] > warnings[0]["step"])
     assert not (tmp_path / "run" / "best").exists()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["eval", "--checkpoint=--"], "--checkpoint needs a value, got '--'"),
+    (["generate", "--checkpoint", "run", "--seed=--"], "--seed needs a value"),
+    (["eval", "--checkpoint", "no\nsuch\x85run\x0c"], "no\\nsuch\\x85run\\x0c"),
+    (["train", "--n-layer", "x\ny"], "invalid int value: 'x\\ny'"),
+])
+def test_values_argparse_mangles_or_that_break_lines_are_still_one_line(trained, capsys, monkeypatch, argv, words):
+    """Found by tests/test_fuzz.py: `--flag=--` reached the engine as a list (a traceback),
+    and a file name holding a line break split the error over several lines."""
+    monkeypatch.chdir(trained)
+    _, err = one_line(capsys, *argv)
+    assert words in err and len(err.splitlines()) == 1

@@ -153,3 +153,14 @@ def test_values_argparse_mangles_or_that_break_lines_are_still_one_line(trained,
     monkeypatch.chdir(trained)
     _, err = one_line(capsys, *argv)
     assert words in err and len(err.splitlines()) == 1
+
+
+def test_more_workers_than_cores_says_so(trained, capsys, monkeypatch):
+    import mnemos.trainer as trainer_mod
+
+    monkeypatch.setattr(trainer_mod.os, "cpu_count", lambda: 1)
+    rc = main(["train", "--data", str(trained / "train.txt"), "--out", str(trained / "w"), *TINY, "--workers", "2",
+               "--max-steps", "1", "--eval-interval", "1"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "starting 2 data-parallel worker processes (more than the 1 CPU cores here" in out

@@ -314,7 +314,7 @@ PRESETS: dict[str, Preset] = {
                    eval_interval=100, eval_steps=5, lr=2e-3, min_lr=2e-4),
     ),
     "small": Preset(
-        "small", "nanoGPT's baby GPT: Shakespeare-like text in about 5 minutes on a laptop",
+        "small", "nanoGPT's baby GPT: Shakespeare-like text after 5,000 steps (about 3 minutes at 21k tokens/s)",
         model=dict(n_layer=4, n_head=4, n_embd=128, block_size=64),
         train=dict(tokenizer_vocab=512, batch_size=12, max_steps=5000, warmup_steps=100,
                    eval_interval=250, eval_steps=20, lr=1e-3, min_lr=1e-4),

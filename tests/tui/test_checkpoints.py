@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ async def test_list_details_and_delete_with_confirmation(workspace):
         name = str(table.get_row_at(table.cursor_row)[1])
         details = text_of(app.screen.query_one("#details-text"))
         assert f"checkpoints/{name}" in details and "n_embd" in details
+        assert re.search(r'sample_prompt +"\\n" *\n', details)  # the newline written as \n, not a line break
         await pilot.press("d")
         await pilot.pause()
         assert type(app.screen).__name__ == "ConfirmDialog"

@@ -75,3 +75,21 @@ def test_step_ticks_are_whole_round_numbers_inside_the_range():
         ticks = step_ticks(low, high)
         assert all(isinstance(t, int) for t in ticks) and 2 <= len(ticks) <= 6
         assert ticks == sorted(ticks) and low <= ticks[0] and ticks[-1] <= high
+
+
+def test_token_details_count_merge_levels_in_the_singular_and_plural():
+    from mnemos.inspect import merge_tree, tokenize_view
+    from mnemos.tokenizer import BPETokenizer
+    from tui.widgets.token_view import TokenDetails
+    from tui_helpers import text_of
+
+    tok = BPETokenizer.train("aaaa " * 50, 259)  # aa, aaaa, then " aaaa"
+    view = tokenize_view(tok, "aa aaaa")
+    details = TokenDetails()
+    said = {}
+    for token in view.tokens:
+        tree = merge_tree(tok, token.id)
+        if tree.kind == "merge":
+            details.show(view, token, tree, tok.vocab_size, len(tok.merges))
+            said[tree.depth - 1] = text_of(details)
+    assert "in 1 merge level\n" in said[1] and "in 3 merge levels\n" in said[3]

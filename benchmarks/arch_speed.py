@@ -2,6 +2,7 @@
 
     python benchmarks/arch_speed.py                # 3 alternating rounds of 40 steps each
     python benchmarks/arch_speed.py --profile      # plus where a Llama step's time goes
+    OPENBLAS_NUM_THREADS=1 python benchmarks/arch_speed.py --cpu-time   # on a machine others load
 
 The small preset's shape (n_layer 4, n_head 4, n_embd 128, block 64, batch 12, vocabulary
 513 = BPE 512 + <|endoftext|>), no dropout, one process, on the bytes of
@@ -9,7 +10,9 @@ The small preset's shape (n_layer 4, n_head 4, n_embd 128, block 64, batch 12, v
 training step as the trainer runs it: forward, backward, clipping at 1.0 and AdamW. Both
 models start from ``seed=0``; the rounds alternate so that a change in the machine's load
 hits both. Prints tokens/s of each (median and best), the ratio, and each step's matmul
-FLOPs (Llama's SwiGLU at 352 wide has ~2% more than GPT-2's 4x MLP).
+FLOPs (Llama's SwiGLU at 352 wide has ~2% more than GPT-2's 4x MLP). ``--cpu-time``
+times the process's CPU time instead of the wall clock: with one BLAS thread that is the
+work a step takes, whatever else the machine runs (the wall clock then measures the load).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +49,7 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of each")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--profile", action="store_true", help="print where a Llama step's time goes")
+    ap.add_argument("--cpu-time", action="store_true", help="time CPU seconds (use with OPENBLAS_NUM_THREADS=1)")
     args = ap.parse_args(argv)
 
     data, source = corpus()
@@ -64,9 +69,10 @@ def main(argv=None) -> None:
     for r in range(args.rounds):
         data_r = batches(data, args.steps, seed=10 + r)
         for arch, run in runs.items():
-            rates[arch].append(tokens * args.steps / timed_round(run, data_r))
+            clock = time.process_time if args.cpu_time else time.perf_counter
+            rates[arch].append(tokens * args.steps / timed_round(run, data_r, clock))
     for arch, values in rates.items():
-        print(f"{arch:<6} {statistics.median(values):>8,.0f} tokens/s median, {max(values):,.0f} best "
+        print(f"{arch:<6} {statistics.median(values):>8,.0f} tokens/{'CPU ' if args.cpu_time else ''}s median, {max(values):,.0f} best "
               f"(rounds: {', '.join(f'{v:,.0f}' for v in values)})")
     med = statistics.median(rates["llama"]) / statistics.median(rates["gpt2"])
     print(f"ratio llama / gpt2: {med:.2f}x (medians), {max(rates['llama']) / max(rates['gpt2']):.2f}x (bests); "

@@ -292,6 +292,16 @@ def test_intermediate_size_rule_and_config_round_trip():
     assert ModelConfig.from_dict(old) == ModelConfig(**old, arch="gpt2", intermediate_size=32)  # before arch
 
 
+def test_arch_and_head_come_through_presets_and_overrides():
+    from mnemos.config import Preset, configs_from
+
+    model, _ = configs_from("small", {"arch": "llama", "head": "untied"})
+    assert (model.arch, model.tied_head, model.n_embd, model.intermediate_size) == ("llama", False, 128, 352)
+    model, _ = configs_from(Preset("mine", "a Llama preset", model={"arch": "llama", "n_embd": 64}))
+    assert model.arch == "llama" and model.intermediate_size == 192
+    assert configs_from("small")[0].arch == "gpt2"
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(arch="bert"), "arch must be 'gpt2' or 'llama'"),
     (dict(arch="llama", n_embd=12, n_head=4), "even head size"),

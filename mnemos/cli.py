@@ -406,9 +406,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _add_export(sub) -> None:
-    p = sub.add_parser("export", help="write a checkpoint as a Hugging Face GPT-2 model folder")
+    p = sub.add_parser("export", help="write a checkpoint as a Hugging Face GPT-2 or Llama model folder")
     p.add_argument("--checkpoint", required=True, metavar="DIR")
-    p.add_argument("--format", required=True, choices=("hf",), help="hf: transformers GPT2LMHeadModel + tokenizer")
+    p.add_argument("--format", required=True, choices=("hf",), help="hf: transformers GPT2LMHeadModel (or LlamaForCausalLM for --arch llama) + tokenizer")
     p.add_argument("--out", required=True, metavar="DIR")
     p.set_defaults(handler=cmd_export)
 

@@ -53,14 +53,19 @@ def format_duration(seconds: float | None) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
+FINAL_MARGIN = 1.25  # the final evaluation and save are set aside with a quarter more than measured
+
+
 def steps_that_fit(step: int, used_s: float, budget_s: float, step_s: float, eval_s: float, save_s: float,
                    eval_interval: int) -> int:
     """The last step a budgeted run can reach: ``step`` plus the steps that fit in the
-    time left (``budget_s - used_s``) once the final evaluation and save are set aside,
-    each step also carrying its share of the evaluations and saves in between (one every
-    ``eval_interval`` steps). Returns ``step`` itself when not even one more step fits."""
+    time left (``budget_s - used_s``) once the final evaluation and save are set aside
+    (times :data:`FINAL_MARGIN`: on a busy machine an evaluation's time varies, and the run
+    must not overrun), each step also carrying its share of the evaluations and saves in
+    between (one every ``eval_interval`` steps). Returns ``step`` itself when not even one
+    more step fits."""
     final_s = eval_s + save_s
-    left = budget_s - used_s - final_s
+    left = budget_s - used_s - FINAL_MARGIN * final_s
     per_step = step_s + final_s / eval_interval
     if left < step_s or per_step <= 0:
         return step

@@ -118,11 +118,12 @@ class Trainer:
         self._t_start = self._clock()
         # the time budget's books (see mnemos.budget): seconds used before this session, paused, per step ...
         self._budget_before = self._paused_s = 0.0
-        self._step_times = collections.deque(maxlen=50)  # seconds of the last training steps
+        self._step_times = collections.deque(maxlen=21)  # seconds of the last training steps
         self._step_s: float | None = None  # seconds per step before any was measured (a resumed run's)
-        self._eval_s = 0.0  # seconds the last evaluation took (losses and sample)
+        self._eval_steps = collections.deque(maxlen=5)  # the last evaluations' seconds, in steps' seconds
         self._forward_s = 0.0  # seconds of one forward pass of a batch (timed in evaluations)
-        self._save_s = 0.0  # seconds the last save took
+        self._save_times = collections.deque(maxlen=5)  # and of the last saves
+        self._save_guess = 0.0  # a save's seconds until one is timed
         self._seen = None  # ids of the training tokens (the induction probe's random tokens draw from them)
         self._horizon = train_cfg.max_steps  # the step the run ends at (with a budget: re-estimated)
         self._saved_step = -1
@@ -348,7 +349,7 @@ class Trainer:
             self._fingerprints["init_from"] = str(self._init_from.resolve())
         self.optimizer = make_optimizer(cfg, self.model.params)  # AdamW, Muon or SGD
         # until the first save is timed: the weights and two moments written at ~100 MB/s, fsync included
-        self._save_s = 0.05 + 12 * self.model.num_params() / 1e8
+        self._save_guess = 0.05 + 12 * self.model.num_params() / 1e8
         if self._resume_from is not None:
             self._restore(ckpt)
         self._start_workers()
@@ -399,8 +400,10 @@ class Trainer:
         self._elapsed_before = float(s.get("elapsed_s", 0.0))
         self._budget_before = float(s.get("budget_used_s", self._elapsed_before))
         self._step_s = s.get("step_time_s") or self._elapsed_before / max(1, self.step)  # (an upper bound)
-        self._eval_s = float(s.get("eval_time_s", 0.0))
-        self._save_s = float(s.get("save_time_s", self._save_s))
+        if s.get("eval_time_s"):
+            self._eval_steps.append(float(s["eval_time_s"]) / self._seconds_per_step())
+        if s.get("save_time_s"):
+            self._save_times.append(float(s["save_time_s"]))
         self.metrics = [row for row in read_metrics(ckpt.path)  # rows of another shape (edited) are dropped
                         if isinstance(row.get("step", 0), int) and row.get("step", 0) <= self.step]
         self.last_good = str(ckpt.path)
@@ -454,11 +457,25 @@ class Trainer:
         warmup = cfg.warmup_steps if cfg.time_budget is None else min(cfg.warmup_steps, self._horizon // 10)
         return lr_at(self.step, cfg.lr, cfg.min_lr, warmup, self._horizon)
 
+    @property
+    def _eval_s(self) -> float:
+        """Seconds an evaluation takes now: the median of the last five, each counted in
+        steps (its seconds over the seconds per step then) and times the seconds per step
+        now. So it follows the machine's speed as the steps do, while one slow evaluation
+        (on a busy machine one can take ten times another) does not move it."""
+        return float(np.median(self._eval_steps)) * self._seconds_per_step() if self._eval_steps else 0.0
+
+    @property
+    def _save_s(self) -> float:
+        return float(np.median(self._save_times)) if self._save_times else self._save_guess
+
     def _seconds_per_step(self) -> float:
-        """Measured (the last 50 steps), else a resumed run's saved figure, else three
-        forward passes of the baseline evaluation's (a step is a forward and a backward)."""
+        """Measured: the median of the last 21 steps (it follows a machine that slows down
+        within ten steps, and ignores a step or two held up by something else); else a
+        resumed run's saved figure, else three forward passes of the baseline evaluation's
+        (a step is a forward and a backward)."""
         if self._step_times:
-            return sum(self._step_times) / len(self._step_times)
+            return float(np.median(self._step_times))
         if self._step_s:
             return float(self._step_s)
         return 3.0 * self.train_cfg.grad_accum * self._forward_s
@@ -530,7 +547,7 @@ class Trainer:
         best = self.best_val_loss if self.best_val_loss is not None else math.inf
         self._emit(EvalEvent(self.step, train_loss, val_loss, best, is_best, self.elapsed_s, **self._induction_probe()))
         self._emit(SampleEvent(self.step, self.train_cfg.sample_prompt, self._sample(), val_loss))
-        self._eval_s = self._clock() - t0  # for the ETA and the time budget
+        self._eval_steps.append((self._clock() - t0) / self._seconds_per_step())  # for the ETA and the budget
         if save:
             self._save_checkpoint("best" if is_best else "latest", is_best)
 
@@ -555,7 +572,7 @@ class Trainer:
                                best="update" if is_best else "keep", fresh=not self._saved_once)
         self._saved_step, self._saved_once, self.last_good = self.step, True, str(path)
         self._save.clear()
-        self._save_s = self._clock() - t0
+        self._save_times.append(self._clock() - t0)
         self.callback(CheckpointEvent(self.step, str(path), reason))
 
     def _wait_while_paused(self) -> None:
@@ -651,8 +668,10 @@ class Trainer:
                 self.callback(WarningEvent(self.step, warning))
             self._horizon = self._plan()
             end = self.step >= self._horizon
+            t1 = self._clock()
             if self.step % cfg.log_interval == 0 or end:
                 self._emit(self._step_event(loss, lr, norm))
+            self._step_times[-1] += self._clock() - t1  # a step's time includes reporting it (the budget's plan)
             if end or (self.step % cfg.eval_interval == 0 and self._eval_fits()):
                 self._evaluate(save=True)
             if self._save.is_set() and self._saved_step != self.step:

@@ -103,11 +103,12 @@ def test_bad_durations_say_what_is_accepted(text):
 
 
 def test_steps_that_fit_leave_room_for_the_evaluations_and_the_final_save():
-    # 100 s left, final eval + save 4 s, steps of 1 s each carrying 4 s / 10 of the evaluations
-    assert steps_that_fit(0, 0.0, 100.0, 1.0, 3.0, 1.0, 10) == int(96 / 1.4)
-    assert steps_that_fit(50, 40.0, 100.0, 1.0, 3.0, 1.0, 10) == 50 + int(56 / 1.4)
-    assert steps_that_fit(7, 95.5, 100.0, 1.0, 3.0, 1.0, 10) == 7  # 0.5 s left after the final ones: no step
-    assert steps_that_fit(7, 94.5, 100.0, 1.0, 3.0, 1.0, 10) == 8
+    # 100 s left, final eval + save 4 s (5 s set aside), steps of 1 s each carrying 4 s / 10 of the evaluations
+    assert budget.FINAL_MARGIN == 1.25
+    assert steps_that_fit(0, 0.0, 100.0, 1.0, 3.0, 1.0, 10) == int(95 / 1.4)
+    assert steps_that_fit(50, 40.0, 100.0, 1.0, 3.0, 1.0, 10) == 50 + int(55 / 1.4)
+    assert steps_that_fit(7, 94.5, 100.0, 1.0, 3.0, 1.0, 10) == 7  # 0.5 s left after the final ones: no step
+    assert steps_that_fit(7, 93.5, 100.0, 1.0, 3.0, 1.0, 10) == 8
 
 
 def test_config_needs_steps_or_a_budget():

@@ -492,3 +492,24 @@ def test_export_is_a_llama_for_causal_lm_with_the_same_logits(runs, tmp_path, ca
     with torch.no_grad():
         theirs = hf(torch.from_numpy(idx)).logits.numpy()
     np.testing.assert_allclose(theirs, logits, atol=1e-4 * max(1.0, np.abs(logits).max()))
+
+
+def test_an_untied_gpt2_head_exports_to_gpt2lmheadmodel_and_back():
+    torch = pytest.importorskip("torch", reason="Hugging Face parity needs torch")
+    transformers = pytest.importorskip("transformers", reason="Hugging Face parity needs transformers")
+    from mnemos.export import from_hf_state_dict, hf_config, to_hf_state_dict
+
+    config = ModelConfig(vocab_size=29, n_layer=1, n_head=2, n_embd=16, block_size=8, head="untied")
+    model = randomised(config, seed=4, dtype=np.float32)
+    state = to_hf_state_dict(model)
+    assert not np.array_equal(state["lm_head.weight"], state["transformer.wte.weight"])
+    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(**hf_config(config))).eval()
+    assert hf.lm_head.weight is not hf.transformer.wte.weight
+    missing, unexpected = hf.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()}, strict=False)
+    assert not unexpected and all(k.endswith(".attn.bias") for k in missing)
+    idx = batch(config, 2, 8)[0]
+    with torch.no_grad():
+        theirs = hf(torch.from_numpy(idx)).logits.numpy()
+    np.testing.assert_allclose(theirs, model.forward(idx)[0], atol=1e-5 * np.abs(theirs).max())
+    back = from_hf_state_dict(state, config)
+    np.testing.assert_array_equal(back.params.view("lm_head"), model.params.view("lm_head"))

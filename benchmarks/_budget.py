@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
@@ -76,7 +78,7 @@ def run_arm(train_file: Path, model: dict, train: dict, budget_s: float, speed: 
     shape = ModelConfig(vocab_size=train["tokenizer_vocab"] + 1, **model)
     batch = train["batch_size"]
     steps = max(2, int(speed.tokens_per_s(shape) * budget_s * TRAIN_SHARE / (batch * shape.block_size)))
-    cfg = TrainConfig(**{**train, "max_steps": steps, "eval_interval": steps, "eval_steps": 2,
+    cfg = TrainConfig(**{**train, "max_steps": steps, "time_budget": None, "eval_interval": steps, "eval_steps": 2,
                          "sample_tokens": 0, "workers": workers, "seed": seed,
                          "warmup_steps": min(train.get("warmup_steps", 100), steps // 2)})
     marks = {}
@@ -100,3 +102,84 @@ def run_arm(train_file: Path, model: dict, train: dict, budget_s: float, speed: 
             "model": dataclasses.asdict(dataclasses.replace(shape, vocab_size=trainer.tokenizer.vocab_size)),
             "train": {k: getattr(cfg, k)
                       for k in ("tokenizer_vocab", "batch_size", "lr", "warmup_steps", "max_steps")}}
+
+
+# nanoGPT's CPU "baby GPT" recipe, byte level, for the PyTorch peer
+TORCH_MODEL = ModelConfig(vocab_size=257, n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0)
+TORCH_TRAIN = dict(batch_size=12, lr=1e-3, min_lr=1e-4, warmup_steps=100, betas=(0.9, 0.99), weight_decay=0.1)
+
+
+class _TorchScorer:
+    """The PyTorch model seen through the one call ``mnemos.evaluate.evaluate`` makes."""
+
+    def __init__(self, model):
+        self.model, self.config = model, TORCH_MODEL
+
+    def forward(self, x):
+        import torch
+
+        with torch.no_grad():
+            return self.model(torch.from_numpy(np.ascontiguousarray(x)))[0].numpy(), None
+
+
+def _torch_setup(seed: int):
+    import torch
+    from _torch_gpt import make_adamw, torch_gpt_from_state_dict
+
+    from mnemos.nn import GPT
+
+    torch.set_num_threads(2)
+    model = torch_gpt_from_state_dict(GPT(TORCH_MODEL, seed=seed).state_dict(), TORCH_MODEL)
+    t = TORCH_TRAIN
+    return model, make_adamw(model, lr=t["lr"], betas=t["betas"], weight_decay=t["weight_decay"])
+
+
+def _torch_step(model, opt, x, y, lr):
+    import torch
+
+    for group in opt.param_groups:
+        group["lr"] = lr
+    _, loss = model(torch.from_numpy(x), torch.from_numpy(y))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+
+def torch_tokens_per_s(steps: int = 5) -> float:
+    """PyTorch's speed on the recipe: the fastest of ``steps`` steps after one warm-up."""
+    model, opt = _torch_setup(0)
+    rng = np.random.default_rng(0)
+    fastest = float("inf")
+    for step in range(steps + 1):
+        x = rng.integers(0, 256, (12, TORCH_MODEL.block_size))
+        t0 = time.perf_counter()
+        _torch_step(model, opt, x, x, 1e-4)
+        if step:
+            fastest = min(fastest, time.perf_counter() - t0)
+    return 12 * TORCH_MODEL.block_size / fastest
+
+
+def run_torch(train_file: Path, steps: int, seed: int = 1337) -> dict:
+    """nanoGPT's baby recipe in PyTorch for ``steps`` steps on the file's bytes, scored on the
+    validation file like the Mnemos arms."""
+    from mnemos import data as data_mod
+    from mnemos.optim import lr_at
+    from mnemos.tokenizer import BPETokenizer
+
+    train = np.frombuffer(train_file.read_bytes(), dtype=np.uint8)
+    model, opt = _torch_setup(seed)
+    rng = np.random.default_rng(seed)
+    warmup = min(TORCH_TRAIN["warmup_steps"], steps // 2)
+    model.train()
+    t0 = time.perf_counter()
+    for step in range(steps):
+        x, y = data_mod.get_batch(train, TORCH_TRAIN["batch_size"], TORCH_MODEL.block_size, rng)
+        _torch_step(model, opt, x, y, lr_at(step, TORCH_TRAIN["lr"], TORCH_TRAIN["min_lr"], warmup, steps))
+    train_s = time.perf_counter() - t0
+    model.eval()
+    report = evaluate(_TorchScorer(model), BPETokenizer(), (train_file.parent / "val.txt").read_text("utf-8"))
+    return {"bpb": report.bits_per_byte, "steps": steps, "reason": "finished",
+            "params": sum(p.numel() for p in model.parameters()), "train_s": train_s, "prepare_s": 0.0,
+            "tokens": steps * TORCH_TRAIN["batch_size"] * TORCH_MODEL.block_size,
+            "model": dataclasses.asdict(TORCH_MODEL), "train": {"tokenizer_vocab": 256, **TORCH_TRAIN}}

@@ -70,14 +70,19 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=default_workers())
     ap.add_argument("--gflops", type=float, help="pin the speed model at this many GFLOP/s instead of measuring it "
                                                  "(a loaded machine measures low; the runs' lengths follow this)")
+    ap.add_argument("--overhead-us", type=float, default=0.0, help="with --gflops: microseconds per token on top")
     ap.add_argument("--out", help="append each run as a JSON line to this file")
+    ap.add_argument("--table", metavar="JSONL", nargs="+", help="print the table of runs saved with --out, and stop")
     args = ap.parse_args()
+    if args.table:
+        print(table([json.loads(line) for path in args.table for line in open(path) if line.strip()]))
+        return
     budgets = [float(b) for b in (args.budgets or ("120,300,900" if args.full else "60,120")).split(",")]
     names = (args.corpora or ("shakespeare,french,shakespeare-100k" if args.full else "shakespeare,french")).split(",")
     arms = (args.arms or ",".join(ARMS if args.full else REDUCED_ARMS)).split(",")
     files = corpora(names)
     load = os.getloadavg()[0]
-    speed = SpeedModel(0.0, args.gflops * 1e9) if args.gflops else speed_model(args.workers)
+    speed = SpeedModel(args.overhead_us * 1e-6, args.gflops * 1e9) if args.gflops else speed_model(args.workers)
     print(f"auto_sweep {time.strftime('%Y-%m-%d %H:%M')} UTC, {os.cpu_count()} cores, workers {args.workers}, "
           f"load {load:.1f}; speed model {speed.flops_per_s / 1e9:.0f} GFLOP/s + {speed.overhead_s * 1e6:.2f} us/token",
           flush=True)
@@ -105,12 +110,23 @@ def main() -> None:
                 if args.out:
                     with open(args.out, "a") as f:
                         f.write(json.dumps(row) + "\n")
-    print(f"\n{'corpus':<18} {'budget':>6} {'arm':<8} {'bpb':>7} {'vs auto':>8} {'params':>7} {'tokens':>7}")
+    print()
+    print(table(rows))
+
+
+def table(rows: list[dict]) -> str:
+    """The runs as a Markdown table, each against auto's run of the same corpus and budget."""
+    lines = ["| corpus | budget | arm | layers x width | vocab | dropout | lr | parameters | tokens seen | "
+             "val bits/byte | vs auto |", "|" + "---|" * 11]
     for row in rows:
-        auto = next(r["bpb"] for r in rows if r["corpus"] == row["corpus"] and r["budget_s"] == row["budget_s"]
-                    and r["arm"] == "auto") if "auto" in arms else row["bpb"]
-        print(f"{row['corpus']:<18} {row['budget_s']:>6.0f} {row['arm']:<8} {row['bpb']:>7.4f} "
-              f"{100 * (row['bpb'] / auto - 1):>+7.1f}% {row['params'] / 1e6:>6.2f}M {row['tokens'] / 1e6:>6.1f}M")
+        auto = next((r["bpb"] for r in rows if (r["corpus"], r["budget_s"], r["arm"]) ==
+                     (row["corpus"], row["budget_s"], "auto")), None)
+        m, t = row["model"], row["train"]
+        versus = "" if auto is None else f"{100 * (row['bpb'] / auto - 1):+.1f}%"
+        lines.append(f"| {row['corpus']} | {row['budget_s']:.0f} s | {row['arm']} | {m['n_layer']} x {m['n_embd']} | "
+                     f"{t.get('tokenizer_vocab', t.get('vocab_size'))} | {m['dropout']:g} | {t['lr']:.3g} | {row['params'] / 1e6:.2f}M | "
+                     f"{row['tokens'] / 1e6:.1f}M | {row['bpb']:.4f} | {versus} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

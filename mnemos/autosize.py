@@ -62,14 +62,16 @@ class TextStats:
 
 @dataclass(frozen=True)
 class AutoChoice:
-    """``model`` (ModelConfig fields) and ``train`` (TrainConfig fields) chosen, and one
-    line of reason per choice (in the order a person reads them)."""
+    """``model`` (ModelConfig fields) and ``train`` (TrainConfig fields: ``time_budget`` the
+    budget, ``max_steps`` None so that the budget plans the schedule) chosen, and one line
+    of reason per choice (in the order a person reads them)."""
 
     model: dict
     train: dict
     reasons: list[str] = field(default_factory=list)
     tokens_seen: int = 0
     epochs: float = 0.0
+    steps: int = 0  # the steps the budget is expected to fit (the run itself plans them with the budget)
 
 
 def _mb(n_bytes: int) -> str:
@@ -188,8 +190,8 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
     reasons.append("architecture gpt2, optimizer adamw: the recipe measured so far")
     model = dict(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=block, dropout=dropout)
     train = dict(tokenizer_vocab=vocab, batch_size=batch, lr=lr, min_lr=round(lr / 10, 7), warmup_steps=warmup,
-                 max_steps=max(steps, warmup + 1), eval_interval=max(1, steps // EVALS), eval_steps=10)
-    return AutoChoice(model, train, reasons, int(seen), epochs)
+                 max_steps=None, time_budget=float(budget_s), eval_interval=max(1, steps // EVALS), eval_steps=10)
+    return AutoChoice(model, train, reasons, int(seen), epochs, steps)
 
 
 def _interpolate(table: dict[int, float], vocab: int) -> float:

@@ -86,7 +86,7 @@ def _add_train(sub) -> None:
                    "block <= 256) unless flags or --preset say otherwise; the shape cannot change")
     p.add_argument("--preset", help=f"starting point: {', '.join(f'{k} ({v.description})' for k, v in PRESETS.items())}"
                                     f", {AUTO_PRESET} (chosen for the text, the time budget and this machine, "
-                                    f"saying why) (default {DEFAULT_PRESET})")
+                                    f"saying why) (default {DEFAULT_PRESET}; {AUTO_PRESET} with --time-budget)")
     groups = {key: p.add_argument_group(title) for key, title in GROUPS.items()}
     for setting in SETTINGS:  # one flag per user-facing config field (mnemos.config)
         metavar = None if setting.choices else setting.label.upper().replace("-", "_")
@@ -267,6 +267,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mnemos.trainer import Trainer
 
     printer = ProgressPrinter(args.json)
+    if args.preset is None and args.time_budget is not None and not (args.resume or args.init_from):
+        args.preset = AUTO_PRESET  # a budget and no preset: the model is sized to the budget
     if args.resume and args.out and Path(args.out).resolve() != Path(args.resume).resolve():
         raise ConfigError("--out cannot be used with --resume (a resumed run saves into its own folder)")
     if args.resume and args.preset == AUTO_PRESET:

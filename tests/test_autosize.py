@@ -105,10 +105,11 @@ def test_one_reason_per_choice_with_the_numbers_behind_it():
 def test_the_budget_is_spent_on_training_steps():
     choice = choose(stats(5_000_000), 300, FAST)
     model, train = configs(choice)
-    tokens = train.max_steps * train.batch_size * model.block_size
+    assert (train.time_budget, train.max_steps) == (300, None)  # the budget plans the schedule
+    tokens = choice.steps * train.batch_size * model.block_size
     assert tokens == pytest.approx(choice.tokens_seen, rel=0.01)
-    assert 0 < train.warmup_steps < train.max_steps
-    assert train.max_steps // train.eval_interval == pytest.approx(autosize.EVALS, abs=1)
+    assert 0 < train.warmup_steps < choice.steps
+    assert choice.steps // train.eval_interval == pytest.approx(autosize.EVALS, abs=1)
 
 
 def test_effective_tokens_discount_repeats():

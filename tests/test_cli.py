@@ -380,6 +380,7 @@ def test_preset_auto_says_why_then_trains_what_it_chose(proj, capsys, fast_machi
     assert fast_machine == [1, 1, 1]  # the probes, with the user's worker count
     model_cfg, train_cfg, _ = ck.read_config(proj / "run")
     assert (train_cfg.max_steps, train_cfg.seed, train_cfg.workers) == (3, 5, 1)  # flags win
+    assert train_cfg.time_budget == 300  # ... and it trains for them, or fewer steps if they come first
     assert (model_cfg.n_layer, model_cfg.n_embd, model_cfg.dropout) == (2, 64, 0.2)
     assert (proj / ".cache" / "calibration-v1.json").is_file()
     code, out, _ = run_main(capsys, "train", "--preset", "auto", "--data", "train.txt", "--out", "run2", "--json",
@@ -388,3 +389,7 @@ def test_preset_auto_says_why_then_trains_what_it_chose(proj, capsys, fast_machi
     assert event["event"] == "auto" and event["model"]["n_layer"] == 3 and len(fast_machine) == 3  # cached
     code, _, err = run_main(capsys, "train", "--resume", "run", "--preset", "auto")
     assert code == 2 and "new run" in err
+    code, out, err = run_main(capsys, "train", "--data", "train.txt", "--out", "run3", "--time-budget", "90s",
+                              "--max-steps", "1", "--workers", "1")
+    assert code == 0, err
+    assert "auto: 1.5 min at" in out  # a budget without a preset: auto, sized to that budget

@@ -15,6 +15,16 @@ def anyio_backend():
     return "asyncio"
 
 
+@pytest.fixture(autouse=True)
+def steady_machine(monkeypatch):
+    """The Train screen's preset auto times a few training steps; here the machine answers
+    at once, as a 100 GFLOP/s one would, so screens and snapshots do not depend on its load."""
+    from mnemos import calibrate
+
+    monkeypatch.setattr(calibrate, "time_steps", lambda cfg, batch, workers, steps=2, device="cpu":
+                        100e9 / calibrate.flops_per_token(cfg))
+
+
 @pytest.fixture
 def workspace(tmp_path, monkeypatch) -> Path:
     """An empty folder holding data/training/train.txt and data/testing/test.txt; the

@@ -21,9 +21,9 @@ def two_cores(monkeypatch):
 
 
 async def settle(pilot) -> None:
-    """Let the short workers (file inspection, checkpoint loading) finish and the screen
+    """Let the short workers (file inspection, checkpoint loading, auto's plan) finish and the screen
     repaint. (Not ``workers.wait_for_complete()``: the directory tree's loader never ends.)"""
-    short = lambda: [w for w in pilot.app.workers if w.group in ("inspect", "load") and not w.is_finished]
+    short = lambda: [w for w in pilot.app.workers if w.group in ("inspect", "load", "auto-plan") and not w.is_finished]
     await pilot.pause()
     await wait_until(pilot, lambda: not short(), "file inspection and checkpoint loading")
     await pilot.pause(0.2)

@@ -360,3 +360,38 @@ async def test_a_time_budget_in_the_form_reaches_the_run_and_its_progress(worksp
         assert checkpoint_info(app.screen.trainer.out_dir).train_config["time_budget"] == 300
         form.set_values({"time_budget": 90.0, "max_steps": None})
         assert app.screen.query_one("#f-time_budget").value == "90s" and app.screen.query_one("#f-max_steps").value == ""
+
+
+async def test_auto_is_the_default_and_fills_the_form_for_the_training_file_saying_why(workspace):
+    from mnemos.autosize import plan
+    from mnemos.calibrate import Calibration
+    from tui.widgets.auto_plan import AutoPlan
+
+    app = MnemosApp(root=workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        await pilot.pause()
+        form = app.screen.query_one(HyperparamForm)
+        assert form.preset == "auto"
+        reasons = app.screen.query_one(AutoPlan)
+        await wait_until(pilot, lambda: "vocabulary" in text_of(reasons), "auto's reasons")
+        expected = plan(workspace / "data" / "training" / "train.txt", 300, form.value("workers"),
+                        calibration=Calibration(workspace / "data" / "training" / ".cache",
+                                                workers=form.value("workers")))
+        assert text_of(reasons).count("•") == len(expected.reasons)
+        assert "5 min" in text_of(reasons)  # the app's default budget
+        model, train = form.configs()
+        assert (model.n_layer, model.n_embd, model.dropout) == (expected.model["n_layer"], expected.model["n_embd"],
+                                                                expected.model["dropout"])
+        assert train.tokenizer_vocab == expected.train["tokenizer_vocab"]
+        # a person's edit is never overwritten by a choice that arrives later
+        app.screen.query_one("#f-n_layer").value = "3"
+        await pilot.pause()
+        app.screen.plan_auto()
+        await wait_until(pilot, lambda: "vocabulary" in text_of(reasons), "auto's reasons again")
+        await pilot.pause()
+        assert form.value("n_layer") == 3
+        # another preset hides the reasons and fills its own values
+        form.query_one("#preset").value = "small"
+        await pilot.pause()
+        assert reasons.has_class("hidden") and form.value("n_layer") == 4

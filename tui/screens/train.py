@@ -24,6 +24,8 @@ from textual.worker import get_current_worker
 from mnemos.budget import format_duration
 from tui.bridge import EngineEvents, EventBridge
 from tui.screens.base import MnemosScreen
+from mnemos.config import AUTO_BUDGET_S, AUTO_PRESET
+from tui.widgets.auto_plan import AutoPlan
 from tui.widgets.hparam_form import HyperparamForm
 from tui.widgets.induction_strip import InductionStrip
 from tui.widgets.loss_plot import LossPlot
@@ -53,6 +55,7 @@ class TrainScreen(MnemosScreen):
         self._plot_due = 0.0
         self._losses: list[float] = []
         self._view_failed = False  # the live view raised once this run (said once, saved once)
+        self._auto_planned_for = None  # the training file auto last chose for
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="train-main"):
@@ -66,7 +69,8 @@ class TrainScreen(MnemosScreen):
                 with Horizontal(classes="form-row"):
                     yield Label("run name", classes="form-label")
                     yield Input(placeholder="date and time", id="run-name", compact=True)
-                yield HyperparamForm(id="hparams")
+                yield HyperparamForm(AUTO_PRESET, id="hparams")
+                yield AutoPlan(id="auto-plan")
             with Vertical(id="train-live", classes="pane") as live:
                 live.border_title = "Live"
                 yield TrainStats(id="train-stats")
@@ -103,6 +107,8 @@ class TrainScreen(MnemosScreen):
         self.query_one("#train-files", Static).update(text)
         if self.running:
             return
+        if self.query_one(HyperparamForm).preset == AUTO_PRESET and ws.train_file != self._auto_planned_for:
+            self.plan_auto()  # another training file: auto chooses again
         from mnemos.checkpoint import list_checkpoints
 
         select = self.query_one("#start-from", Select)
@@ -116,6 +122,24 @@ class TrainScreen(MnemosScreen):
         select.set_options(options)
         if current in {value for _, value in options}:
             select.value = current
+
+    # -- auto (mnemos.autosize): the form's values and the reasons, for the training file
+
+    @on(HyperparamForm.AutoWanted)
+    def plan_auto(self) -> None:
+        """Let auto choose for the training file; its reasons show under the form."""
+        form = self.query_one(HyperparamForm)
+        self._auto_planned_for = self.workspace.train_file
+        self.query_one(AutoPlan).plan(self.workspace.train_file, form.value("time_budget") or AUTO_BUDGET_S,
+                                      form.value("workers") or 1)
+
+    @on(AutoPlan.Planned)
+    def _auto_planned(self, event: AutoPlan.Planned) -> None:
+        self.query_one(HyperparamForm).apply_auto(event.choice)
+
+    @on(HyperparamForm.Changed)
+    def _auto_shown(self, event: HyperparamForm.Changed) -> None:
+        self.query_one(AutoPlan).set_class(event.form.preset != AUTO_PRESET, "hidden")
 
     @on(Select.Changed, "#start-from")
     def _start_from_changed(self, event: Select.Changed) -> None:

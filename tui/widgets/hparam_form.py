@@ -21,8 +21,8 @@ from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
 
 from mnemos.budget import parse_duration
-from mnemos.config import (DEFAULT_PRESET, PRESETS, SETTINGS, SETTINGS_BY_NAME, ModelConfig, Setting, TrainConfig,
-                           configs_from)
+from mnemos.config import (AUTO_PRESET, DEFAULT_PRESET, PRESETS, SETTINGS, SETTINGS_BY_NAME, ModelConfig, Preset,
+                           Setting, TrainConfig, configs_from)
 from mnemos.errors import ConfigError
 from mnemos.memory import check_fits, format_bytes, training_estimate
 
@@ -83,9 +83,14 @@ class HyperparamForm(VerticalScroll):
             self.form = form
             self.valid = valid
 
+    class AutoWanted(Message):
+        """The preset ``auto`` was chosen: the screen measures the text and calls :meth:`apply_auto`."""
+
     def __init__(self, preset: str = DEFAULT_PRESET, **kwargs) -> None:
         super().__init__(**kwargs)
         self.preset = preset
+        self._auto: Preset | None = None  # auto's latest choice, the base of the configs while preset is auto
+        self._auto_wanted = False  # auto was asked to choose and no field was edited since
         self.errors: dict[str, str] = {}
         self._resuming = False
 
@@ -93,7 +98,8 @@ class HyperparamForm(VerticalScroll):
         yield Static(id="form-summary")
         with Horizontal(classes="form-row"):
             yield Label("preset", classes="form-label")
-            yield Select([(f"{p.name}: {p.description}", p.name) for p in PRESETS.values()],
+            yield Select([(f"{p.name}: {p.description}", p.name) for p in PRESETS.values()]
+                         + [(f"{AUTO_PRESET}: sized to your text, the time budget and this machine", AUTO_PRESET)],
                          value=self.preset, allow_blank=False, id="preset", compact=True)
         for field in SETTINGS:
             with Horizontal(classes="form-row"):
@@ -108,8 +114,27 @@ class HyperparamForm(VerticalScroll):
     # -- values -----------------------------------------------------------------------
 
     def apply_preset(self, name: str) -> None:
-        model, train = configs_from(name)  # as `mnemos train --preset NAME`
+        if name == AUTO_PRESET:  # chosen for the training file: the screen measures it
+            self._auto_wanted = True
+            self.post_message(self.AutoWanted())
+        model, train = configs_from(self._base if name == AUTO_PRESET else name)  # as `mnemos train --preset NAME`
         self.set_values({**model.to_dict(), **train.to_dict()})
+
+    def apply_auto(self, choice) -> None:
+        """Take auto's choice (``mnemos.autosize.AutoChoice``) if auto is still the preset and
+        no field was edited since it was asked for (a person's edits are never overwritten)."""
+        if self.preset == AUTO_PRESET and self._auto_wanted:
+            self._auto = Preset(AUTO_PRESET, "", choice.model, choice.train)
+            model, train = configs_from(self._auto)
+            self.set_values({**model.to_dict(), **train.to_dict()})
+
+    @property
+    def _base(self) -> str | Preset:
+        """What ``configs_from`` starts from: the preset, or auto's choice (the default
+        preset until auto has chosen)."""
+        if self.preset == AUTO_PRESET:
+            return self._auto or DEFAULT_PRESET
+        return self.preset
 
     def set_values(self, values: dict) -> None:
         """Fill the fields from config dicts (a preset, or a checkpoint's configs)."""
@@ -136,13 +161,22 @@ class HyperparamForm(VerticalScroll):
                 self.errors[field.name] = str(exc)
         return values
 
+    def value(self, name: str):
+        """The parsed value of one field (None if there is no such field or it does not parse)."""
+        if name not in SETTINGS_BY_NAME:
+            return None
+        try:
+            return _parse(SETTINGS_BY_NAME[name], self.query_one(f"#f-{name}", Input).value)
+        except ConfigError:
+            return None
+
     def configs(self) -> tuple[ModelConfig, TrainConfig]:
         """The validated configs, or ``ConfigError`` naming the first bad field."""
         self.validate()
         if self.errors:
             name, reason = next(iter(self.errors.items()))
             raise ConfigError(f"{SETTINGS_BY_NAME[name].label}: {reason}", field=name)
-        return configs_from(self.preset, self.raw_values())
+        return configs_from(self._base, self.raw_values())
 
     # -- validation -------------------------------------------------------------------
 
@@ -155,7 +189,7 @@ class HyperparamForm(VerticalScroll):
             self.errors["max_steps"] = "required without a time budget"  # else the preset's would apply unseen
         if not self.errors:
             try:
-                model, train = configs_from(self.preset, values)
+                model, train = configs_from(self._base, values)
             except ConfigError as exc:
                 self.errors[exc.field if exc.field in SETTINGS_BY_NAME else SETTINGS[0].name] = str(exc)
         for name in set(self.errors) | set(shown):
@@ -191,6 +225,7 @@ class HyperparamForm(VerticalScroll):
     @on(Input.Changed, ".form-input")
     def _field_changed(self, event: Input.Changed) -> None:
         event.stop()
+        self._auto_wanted = False
         self.validate()
 
     @on(Select.Changed, "#preset")

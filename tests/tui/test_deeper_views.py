@@ -139,6 +139,10 @@ async def test_heads_tab_scores_every_head_and_opens_its_attention_map(root):
         np.testing.assert_array_equal(amap.weights, want.patterns[1, 0, 1])
         await pilot.press("escape")
         assert not isinstance(app.screen, HeadMapDialog)
+        await pilot.click(HeadGrid, offset=(18, 1))  # a click picks the head, a second opens it
+        await pilot.click(HeadGrid, offset=(18, 1))
+        await pilot.pause()
+        assert isinstance(app.screen, HeadMapDialog) and app.screen.at == (0, 1)
 
 
 @sync
@@ -248,3 +252,37 @@ def test_train_induction_strip_80x24(root, snap_compare, monkeypatch):
         await pilot.pause(0.2)
 
     assert snap_compare(_app(root, start="train"), terminal_size=SMALL, run_before=events)
+
+
+@sync
+async def test_the_inspect_views_on_a_llama_checkpoint(tmp_path):
+    """RMSNorm, rotary positions, an untied head: the same tabs, the engine's numbers."""
+    from mnemos.attribution import direct_logit_attribution
+    from mnemos.checkpoint import save_checkpoint
+    from mnemos.heads import head_scores
+    from mnemos.lens import logit_lens
+    from mnemos.optim import AdamW
+    from tui.app import MnemosApp
+    from tui.widgets.attribution_chart import AttributionChart
+    from tui.widgets.head_grid import HeadGrid
+    from tui.widgets.lens_table import LensTable
+
+    tok = BPETokenizer.train(TEXT, 280)
+    cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=2, n_head=2, n_embd=32, block_size=32, arch="llama",
+                      head="untied")
+    model = GPT(cfg, seed=2)
+    model.params.data *= 4
+    run = tmp_path / "checkpoints" / "llama"
+    save_checkpoint(run, model, tok, cfg, TrainConfig(tokenizer_vocab=280), AdamW(model.params), {"step": 1})
+    app = MnemosApp(root=tmp_path, checkpoint=run, start="inspect")
+    async with app.run_test(size=SMALL) as pilot:
+        screen = await _inspect_ready(pilot)
+        model, ids = screen.ckpt.model, tok.encode(PROMPT)
+        np.testing.assert_array_equal(screen.query_one(LensTable).view.top_ids, logit_lens(model, tok, ids).top_ids)
+        np.testing.assert_array_equal(screen.query_one(HeadGrid).scores.scores["induction"],
+                                      head_scores(model, exclude=tok.special_tokens.values()).scores["induction"])
+        await pilot.press("8")
+        chart = screen.query_one(AttributionChart).attribution
+        want = direct_logit_attribution(model, tok, ids)
+        assert [n for n, _ in chart.parts] == [n for n, _ in want.parts] and chart.bias == 0
+        assert chart.total == pytest.approx(chart.logit, abs=1e-4)

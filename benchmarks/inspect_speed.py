@@ -151,7 +151,7 @@ def bench_deeper(tok, model, prompt: str, text: str, repeat: int) -> dict[str, f
     ids = tok.encode(prompt)
     specials = tok.special_tokens.values()
     rng = np.random.default_rng(0)
-    windows = rng.integers(0, tok.vocab_size - 1, (4, 64))
+    windows = rng.integers(0, tok.vocab_size - 1, (16, 64))  # ICL_WINDOWS
     batch = rng.integers(0, tok.vocab_size - 1, (12, 64))
     return {
         "logit lens (5 layers x 64 positions, top 3)": median_ms(

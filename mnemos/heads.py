@@ -45,6 +45,7 @@ from mnemos.evaluate import _token_nll
 KINDS = ("previous_token", "duplicate_token", "induction")
 SEQ_TOKENS = 32  # random tokens per half (fewer when the context is shorter)
 SEQ_BATCH = 4  # sequences averaged over
+ICL_WINDOWS = 16  # text windows the trainer's in-context-learning score averages (its noise falls as 1/sqrt)
 
 
 def token_pool(vocab_size: int, exclude=(), seen=None) -> np.ndarray:

@@ -524,12 +524,12 @@ class Trainer:
 
     def _induction_probe(self) -> dict:
         """The in-context-learning score and the best induction head (``mnemos.heads``), on
-        a small batch fixed for the run: ``SEQ_BATCH`` validation windows and as many
-        repeated random sequences, two forward passes of a few windows each."""
-        from mnemos.heads import SEQ_BATCH, induction_probe
+        a small batch fixed for the run: ``ICL_WINDOWS`` validation windows and
+        ``SEQ_BATCH`` repeated random sequences, about one evaluation batch's work."""
+        from mnemos.heads import ICL_WINDOWS, induction_probe
 
         cfg = self.train_cfg
-        x, y = data_mod.get_batch(self.val_tokens, SEQ_BATCH, self.model_cfg.block_size,
+        x, y = data_mod.get_batch(self.val_tokens, ICL_WINDOWS, self.model_cfg.block_size,
                                   np.random.default_rng([cfg.seed, 3]))
         if self._seen is None:  # the ids the model trains on: the random sequences draw from these
             self._seen = np.flatnonzero(np.bincount(self.train_tokens, minlength=self.model_cfg.vocab_size))

@@ -388,7 +388,7 @@ def test_each_evaluation_records_the_icl_score_and_the_best_induction_head(tmp_p
     from mnemos import data as data_mod
     from mnemos.checkpoint import load_checkpoint, read_metrics
     from mnemos.config import TrainConfig
-    from mnemos.heads import SEQ_BATCH, induction_probe
+    from mnemos.heads import ICL_WINDOWS, induction_probe
     from mnemos.trainer import Trainer
 
     (tmp_path / "train.txt").write_text(TEXT * 4, encoding="utf-8")
@@ -406,7 +406,7 @@ def test_each_evaluation_records_the_icl_score_and_the_best_induction_head(tmp_p
         assert len(r["induction_head"]) == 2 and 1 <= r["induction_head"][0] <= 2
     # the numbers are the probe's on the final weights, with the run's fixed windows
     ckpt = load_checkpoint(tmp_path / "run")
-    x, y = data_mod.get_batch(trainer.val_tokens, SEQ_BATCH, 16, np.random.default_rng([train_cfg.seed, 3]))
+    x, y = data_mod.get_batch(trainer.val_tokens, ICL_WINDOWS, 16, np.random.default_rng([train_cfg.seed, 3]))
     probe = induction_probe(ckpt.model, x, y, exclude=ckpt.tokenizer.special_tokens.values(), seed=train_cfg.seed,
                             seen=trainer.train_tokens)
     assert probe["icl_score"] == pytest.approx(rows[-1]["icl_score"], abs=1e-6)

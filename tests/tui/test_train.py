@@ -351,13 +351,18 @@ async def test_a_time_budget_in_the_form_reaches_the_run_and_its_progress(worksp
         assert "more than 0 seconds" in text_of(app.screen.query_one("#e-time_budget"))
         app.screen.query_one("#f-time_budget").value = "5m"
         app.screen.query_one("#f-max_steps").value = "4"  # whichever ends first: these steps, long before 5 min
+        app.screen.query_one("#f-optimizer").value = "lion"
+        await pilot.pause()
+        assert "optimizer must be 'adamw' or 'muon' or 'sgd'" in text_of(app.screen.query_one("#e-optimizer"))
+        app.screen.query_one("#f-optimizer").value = "muon"
         await pilot.pause()
         assert form.errors == {} and form.configs()[1].time_budget == 300 and form.configs()[1].max_steps == 4
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: state(app) == "done", "the run to finish")
         await pilot.pause()
         assert "of the 5:00 time budget left" in text_of(app.screen.query_one("#train-phase"))
-        assert checkpoint_info(app.screen.trainer.out_dir).train_config["time_budget"] == 300
+        saved = checkpoint_info(app.screen.trainer.out_dir).train_config
+        assert saved["time_budget"] == 300 and saved["optimizer"] == "muon"
         form.set_values({"time_budget": 90.0, "max_steps": None})
         assert app.screen.query_one("#f-time_budget").value == "90s" and app.screen.query_one("#f-max_steps").value == ""
 

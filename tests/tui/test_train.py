@@ -400,3 +400,18 @@ async def test_auto_is_the_default_and_fills_the_form_for_the_training_file_sayi
         form.query_one("#preset").value = "small"
         await pilot.pause()
         assert reasons.has_class("hidden") and form.value("n_layer") == 4
+
+
+async def test_the_form_chooses_the_architecture_and_the_head(workspace):
+    app = MnemosApp(root=workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_train(pilot, app, arch="llama", head="untied", n_layer="2", n_head="4", n_embd="128")
+        form = app.screen.query_one(HyperparamForm)
+        model, _ = form.configs()
+        assert (model.arch, model.tied_head, model.intermediate_size) == ("llama", False, 352)
+        summary = text_of(app.screen.query_one("#form-summary"))
+        gpt2 = ModelConfig(vocab_size=257, n_layer=2, n_head=4, n_embd=128, block_size=16).num_params()
+        assert f"{model.num_params() / 1e6:.2f} M" in summary and f"{gpt2 / 1e6:.2f} M" not in summary
+        app.screen.query_one("#f-arch").value = "bert"
+        await pilot.pause()
+        assert "'gpt2' or 'llama'" in text_of(app.screen.query_one("#e-arch"))

@@ -230,7 +230,9 @@ class ProgressPrinter:
 
     def _on_eval(self, e) -> None:
         mark = "  (best)" if e.is_best else ""
-        self._say(f"eval step {e.step}: train loss {e.train_loss:.4f}, val loss {e.val_loss:.4f}{mark}")
+        bump = (f"; in-context {e.icl_score:+.3f}, induction {e.induction_score:.2f} "
+                f"(layer {e.induction_head[0]} head {e.induction_head[1]})" if e.induction_head else "")
+        self._say(f"eval step {e.step}: train loss {e.train_loss:.4f}, val loss {e.val_loss:.4f}{bump}{mark}")
 
     def _on_sample(self, e) -> None:
         text = "".join(c if c.isprintable() or c in "\n\t" else "\N{MIDDLE DOT}" for c in e.prompt + e.text)

@@ -441,3 +441,19 @@ def test_the_probe_does_not_change_training(tmp_path, monkeypatch):
         assert Trainer.new(model_cfg, train_cfg, tmp_path / "train.txt", out_dir=out).run().reason == "finished"
         weights.append(load_checkpoint(out).model.state_dict())
     assert all(np.array_equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_the_command_line_prints_the_bump_with_each_evaluation():
+    import io
+
+    from mnemos.cli import ProgressPrinter
+    from mnemos.events import EvalEvent
+
+    out = io.StringIO()
+    printer = ProgressPrinter(json_mode=False, stream=out)
+    printer(EvalEvent(250, 2.4, 2.5, 2.5, True, 1.0, -0.4213, 0.317, [2, 3]))
+    printer(EvalEvent(500, 2.3, 2.4, 2.4, True, 1.0))  # not measured (a context under 4 tokens)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == ("eval step 250: train loss 2.4000, val loss 2.5000; in-context -0.421, induction 0.32 "
+                        "(layer 2 head 3)  (best)")
+    assert lines[1] == "eval step 500: train loss 2.3000, val loss 2.4000  (best)"

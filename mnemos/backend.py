@@ -9,7 +9,7 @@ behind the small helpers below:
 - :func:`scatter_add` (``np.add.at`` / ``cupyx.scatter_add``),
 - :func:`dropout_mask` (NumPy's generator fills a host buffer; on the GPU a counter-based
   hash seeded from that same generator fills the device buffer in one kernel),
-- :func:`to_numpy` / :func:`to_device` (checkpoints stay NumPy on disk),
+- :func:`to_numpy` (checkpoints stay NumPy on disk),
 - :func:`fused_kernels`: on CuPy, single-launch kernels for the elementwise chains
   (GELU, LayerNorm, softmax, cross-entropy, AdamW; :mod:`mnemos.cuda_kernels`), which
   the layers use when present; on NumPy ``None``, and the NumPy code path is unchanged.
@@ -20,9 +20,6 @@ from __future__ import annotations
 import numpy as np
 
 from mnemos.errors import DeviceError
-
-DEVICES = ("cpu", "cuda")
-
 
 def get_array_module(device: str = "cpu"):
     """The array module for ``device``: numpy for "cpu", cupy for "cuda".
@@ -52,20 +49,9 @@ def _cupy():
     return cupy
 
 
-def device_of(xp) -> str:
-    """"cpu" for NumPy, "cuda" for CuPy."""
-    return "cpu" if xp is np else "cuda"
-
-
 def to_numpy(a) -> np.ndarray:
     """A host NumPy array for ``a`` (no copy when it already is one)."""
     return a if isinstance(a, np.ndarray) else a.get()
-
-
-def to_device(a, xp):
-    """``a`` as an array of module ``xp`` (a host-to-device copy for CuPy; none for NumPy
-    when ``a`` already is a NumPy array)."""
-    return xp.asarray(a)
 
 
 def scatter_add(xp, target, indices, values) -> None:

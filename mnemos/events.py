@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 
 @dataclass
@@ -121,5 +121,3 @@ class ErrorEvent(Event):
     message: str
     last_good_checkpoint: str | None
 
-
-Callback = Callable[[Event], None]

@@ -260,7 +260,3 @@ class Generator:
             logits = model.forward_cached(np.asarray([ids[-1:]], dtype=np.int64), cache)
         return np.array(to_numpy(logits[0, -1])), cache  # a copy the step may keep
 
-
-def generate(model, tokenizer, prompt: str | Sequence[int] = "", **kwargs) -> str:
-    """One-call generation: ``Generator(model, tokenizer).generate(prompt, **kwargs)``."""
-    return Generator(model, tokenizer).generate(prompt, **kwargs)

@@ -8,7 +8,7 @@ import pytest
 
 from mnemos.config import ModelConfig
 from mnemos.errors import ConfigError
-from mnemos.generate import Generator, generate, sample, sampling_distribution, top_candidates
+from mnemos.generate import Generator, sample, sampling_distribution, top_candidates
 from mnemos.nn import GPT
 from mnemos.tokenizer import BPETokenizer
 
@@ -224,7 +224,7 @@ def test_seeds_reproduce_and_differ(tok):
     run = lambda seed: [s.token_id for s in g.stream("To", max_new_tokens=40, temperature=1.5, seed=seed)]
     assert run(11) == run(11)
     assert run(11) != run(12)
-    assert generate(model, tok, "To", max_new_tokens=40, temperature=1.5, seed=11) == tok.decode(run(11))
+    assert g.generate("To", max_new_tokens=40, temperature=1.5, seed=11) == tok.decode(run(11))
     rng = np.random.default_rng(0)
     list(g.stream("To", max_new_tokens=10, temperature=0, seed=rng))  # greedy draws nothing
     assert rng.random() == np.random.default_rng(0).random()

@@ -32,7 +32,7 @@ def batch(config, B, T, seed=0):
 def test_whole_model_gradient_matches_finite_differences():
     model = randomised(TINY)
     idx, targets = batch(TINY, 2, 5)
-    model.zero_grad()
+    model.params.grad.fill(0)
     model.forward(idx, targets, train=True)
     model.backward()
     num = numeric_grad(lambda: model.forward(idx, targets)[1], model.params.data)
@@ -52,7 +52,7 @@ def test_gradient_with_dropout_matches_finite_differences():
         model.rng.bit_generator.state = state
         return model.forward(idx, targets, train=True)[1]
 
-    model.zero_grad()
+    model.params.grad.fill(0)
     loss()
     model.backward()
     num = numeric_grad(loss, model.params.data)
@@ -62,11 +62,11 @@ def test_gradient_with_dropout_matches_finite_differences():
 def test_backward_accumulates_over_micro_batches():
     model = randomised(TINY)
     idx, targets = batch(TINY, 4, 6)
-    model.zero_grad()
+    model.params.grad.fill(0)
     model.forward(idx, targets, train=True)
     model.backward()
     whole = model.params.grad.copy()
-    model.zero_grad()
+    model.params.grad.fill(0)
     for half in (slice(0, 2), slice(2, 4)):
         model.forward(idx[half], targets[half], train=True)
         model.backward()
@@ -76,10 +76,10 @@ def test_backward_accumulates_over_micro_batches():
 @pytest.mark.parametrize("T", [6, 4])  # T < block_size: wpe's later rows get no gradient
 def test_backward_can_overwrite_and_scale_the_gradient(T):
     """accumulate=False writes every parameter's gradient over whatever the buffer held
-    (here NaN), and scale=s gives s times the gradient, as zero_grad + backward would."""
+    (here NaN), and scale=s gives s times the gradient, as zeroing the gradient + backward would."""
     model = randomised(TINY)
     idx, targets = batch(TINY, 3, T)
-    model.zero_grad()
+    model.params.grad.fill(0)
     model.forward(idx, targets, train=True)
     model.backward()
     reference = {name: model.params.grad_view(name).copy() for name in model.params.names}
@@ -107,11 +107,11 @@ def test_replica_shares_weights_and_keeps_its_own_gradient():
                                                             grad=np.zeros(model.params.size)))
     assert replica.params.data is model.params.data
     idx, targets = batch(TINY, 4, 6)
-    model.zero_grad()
+    model.params.grad.fill(0)
     model.forward(idx, targets, train=True)
     model.backward()
     whole = model.params.grad.copy()
-    model.zero_grad()
+    model.params.grad.fill(0)
     model.forward(idx[:2], targets[:2], train=True)
     replica.forward(idx[2:], targets[2:], train=True)  # interleaved: separate scratch buffers
     model.backward()
@@ -139,7 +139,7 @@ def test_buffers_are_fully_written(monkeypatch):
     """Scratch buffers start as NaN: a read before write would poison the results."""
     idx, targets = batch(TINY, 3, 6)
     clean = randomised(TINY, dtype=np.float32)
-    clean.zero_grad()
+    clean.params.grad.fill(0)
     logits, loss = clean.forward(idx, targets, train=True)
     clean.backward()
 
@@ -154,7 +154,7 @@ def test_buffers_are_fully_written(monkeypatch):
 
     monkeypatch.setattr(Workspace, "get", nan_get)
     model = randomised(TINY, dtype=np.float32)
-    model.zero_grad()
+    model.params.grad.fill(0)
     logits2, loss2 = model.forward(idx, targets, train=True)
     model.backward()
     assert np.isfinite(model.params.grad).all()
@@ -221,13 +221,13 @@ def test_sequences_longer_than_block_size_are_refused():
 def test_any_integer_dtype_and_out_of_range_ids():
     model = randomised(TINY)
     idx, targets = batch(TINY, 2, 6)
-    model.zero_grad()
+    model.params.grad.fill(0)
     ref_logits, ref_loss = model.forward(idx, targets, train=True)
     ref_logits = ref_logits.copy()
     model.backward()
     ref_grad = model.params.grad.copy()
     for dtype in (np.uint8, np.uint16, np.int32):
-        model.zero_grad()
+        model.params.grad.fill(0)
         logits, loss = model.forward(idx.astype(dtype), targets.astype(dtype), train=True)
         model.backward()
         assert loss == ref_loss
@@ -384,7 +384,7 @@ def train(model, data, steps, batch_size, lr, seed=0, warmup=10, weight_decay=0.
         starts = rng.integers(0, len(data) - T, batch_size)
         x = np.stack([data[s:s + T] for s in starts])
         y = np.stack([data[s + 1:s + T + 1] for s in starts])
-        model.zero_grad()
+        model.params.grad.fill(0)
         _, loss = model.forward(x, y, train=True)
         model.backward()
         clip_grad_norm(model.params.grad, 1.0)
@@ -406,7 +406,7 @@ def test_tiny_model_overfits_200_characters():
     lr, steps = 1e-2, 100
     opt = AdamW(model.params, lr=lr, weight_decay=0.0)
     for step in range(steps):
-        model.zero_grad()
+        model.params.grad.fill(0)
         _, loss = model.forward(x, y, train=True)
         model.backward()
         clip_grad_norm(model.params.grad, 1.0)

@@ -35,7 +35,7 @@ def pair(cfg=CFG, dtype=np.float32, seed=0):
 
 
 def loss_and_grad(model, x, y):
-    model.zero_grad()
+    model.params.grad.fill(0)
     _, loss = model.forward(x, y, train=True)
     model.backward()
     return loss, to_numpy(model.params.grad).copy()

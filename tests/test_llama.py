@@ -221,7 +221,7 @@ def test_whole_model_gradient_matches_finite_differences(tied, dropout):
         model.rng.bit_generator.state = state
         return model.forward(idx, targets, train=True)[1]
 
-    model.zero_grad()
+    model.params.grad.fill(0)
     loss()
     model.backward()
     num = numeric_grad(loss, model.params.data)
@@ -236,7 +236,7 @@ def test_untied_backward_can_overwrite_the_gradient():
     config = ModelConfig(**{**TINY.to_dict(), "head": "untied"})
     model = randomised(config)
     idx, targets = batch(config, 3, 4)
-    model.zero_grad()
+    model.params.grad.fill(0)
     model.forward(idx, targets, train=True)
     model.backward()
     reference = {name: model.params.grad_view(name).copy() for name in model.params.names}
@@ -271,7 +271,7 @@ def test_learns_a_repeating_sequence():
     idx, targets = np.stack([seq[i:i + 8] for i in range(8)]), np.stack([seq[i + 1:i + 9] for i in range(8)])
     first = None
     for _ in range(60):
-        model.zero_grad()
+        model.params.grad.fill(0)
         _, loss = model.forward(idx, targets, train=True)
         model.backward()
         opt.step()
@@ -333,7 +333,7 @@ def test_logits_loss_and_gradients_match_hugging_face_llama(tied):
                                              strict=False)
     assert not missing and not unexpected
     idx, targets = batch(config, 3, 16, seed=2)
-    model.zero_grad()
+    model.params.grad.fill(0)
     logits, loss = model.forward(idx, targets, train=True)
     logits = logits.copy()
     model.backward()
@@ -433,7 +433,7 @@ def test_data_parallel_workers_give_the_one_process_gradient():
     config = ModelConfig(vocab_size=61, n_layer=2, n_head=2, n_embd=16, block_size=8, arch="llama", head="untied")
     model = GPT(config, seed=3)
     x, y = batch(config, 7, 8, seed=1)
-    model.zero_grad()
+    model.params.grad.fill(0)
     _, ref_loss = model.forward(x, y, train=True)
     model.backward()
     reference = {name: model.params.grad_view(name).copy() for name in model.params.names}

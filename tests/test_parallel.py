@@ -28,7 +28,7 @@ def batch(B, T=8, seed=0, vocab=61):
 
 
 def one_process(model, x, y):
-    model.zero_grad()
+    model.params.grad.fill(0)
     _, loss = model.forward(x, y, train=True)
     model.backward()
     return loss, model.params.grad.copy()
@@ -84,7 +84,7 @@ def test_loss_and_gradients_equal_one_process(dp3, B):
     model, dp = dp3
     x, y = batch(B, seed=B)
     ref_loss, ref_grad = one_process(model, x, y)
-    model.zero_grad()
+    model.params.grad.fill(0)
     loss = dp.loss_and_grad(x, y)
     assert loss == pytest.approx(ref_loss, rel=1e-6, abs=1e-6)
     np.testing.assert_allclose(model.params.grad, ref_grad, rtol=1e-5, atol=1e-6)
@@ -113,7 +113,7 @@ def test_gradients_accumulate_and_follow_the_parents_weights(dp3):
     x2, y2 = batch(8, seed=2)
     _, g1 = one_process(model, x1, y1)
     _, g2 = one_process(model, x2, y2)
-    model.zero_grad()
+    model.params.grad.fill(0)
     dp.loss_and_grad(x1, y1)
     dp.loss_and_grad(x2, y2)  # += like model.backward(): micro-batches accumulate
     np.testing.assert_allclose(model.params.grad, g1 + g2, rtol=1e-5, atol=1e-6)
@@ -121,7 +121,7 @@ def test_gradients_accumulate_and_follow_the_parents_weights(dp3):
     try:
         model.params.data *= 0.5  # the workers must see the parent's current weights
         ref_loss, ref_grad = one_process(model, x1, y1)
-        model.zero_grad()
+        model.params.grad.fill(0)
         assert dp.loss_and_grad(x1, y1) == pytest.approx(ref_loss, rel=1e-6)
         np.testing.assert_allclose(model.params.grad, ref_grad, rtol=1e-5, atol=1e-6)
     finally:
@@ -183,7 +183,7 @@ def test_dropout_masks_are_reproducible_by_key_and_differ_between_keys():
     with DataParallel(model, 2, max_batch=6, seed=5) as dp:
         runs = {}
         for key in [(0, 0), (0, 0), (1, 0), (0, 1)]:
-            model.zero_grad()
+            model.params.grad.fill(0)
             runs.setdefault(key, []).append((dp.loss_and_grad(x, y, key=key), model.params.grad.copy()))
     (l_a, g_a), (l_b, g_b) = runs[(0, 0)]
     assert l_a == l_b and np.array_equal(g_a, g_b)
@@ -301,7 +301,7 @@ def test_weights_live_in_shared_memory_while_open():
         assert model.params.data is dp._data and model.params.grad is dp._grad
         np.testing.assert_array_equal(model.params.data, before)
         x, y = batch(4)
-        model.zero_grad()
+        model.params.grad.fill(0)
         dp.loss_and_grad(x, y)
         model.params.data *= 0.5  # an in-place update, as AdamW does
         ref = GPT(CFG, seed=5)

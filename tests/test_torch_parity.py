@@ -41,7 +41,7 @@ def test_logits_loss_and_gradients_match_pytorch(dtype, tol):
     model = perturbed_model(dtype)
     tmodel = torch_gpt_from_state_dict(model.state_dict(), CONFIG, TORCH_DTYPE[dtype])
     idx, targets = data()
-    model.zero_grad()
+    model.params.grad.fill(0)
     logits, loss = model.forward(idx, targets, train=True)
     logits = logits.copy()
     model.backward()
@@ -77,7 +77,7 @@ def test_adamw_training_matches_torch_optim_adamw(dtype, tol):
     for step in range(steps):
         idx, targets = data(seed=100 + step)
         step_lr = lr_at(step, lr, min_lr, warmup, steps)
-        model.zero_grad()
+        model.params.grad.fill(0)
         _, loss = model.forward(idx, targets, train=True)
         model.backward()
         norm = clip_grad_norm(model.params.grad, 0.5)
@@ -108,7 +108,7 @@ def test_adamw_training_matches_torch_optim_adamw(dtype, tol):
 def test_key_bias_gradient_is_zero():
     model = perturbed_model(np.float64)
     idx, targets = data()
-    model.zero_grad()
+    model.params.grad.fill(0)
     model.forward(idx, targets, train=True)
     model.backward()
     C = CONFIG.n_embd

@@ -188,8 +188,8 @@ class GPT:
 
     def backward(self, scale: float = 1.0, accumulate: bool = True) -> None:
         """Add d(``scale`` x mean loss of the last forward)/d(params) into ``params.grad``;
-        with ``accumulate=False``, write it over ``params.grad`` instead (no
-        ``zero_grad()`` needed, and no extra pass over each gradient).
+        with ``accumulate=False``, write it over ``params.grad`` instead (no zeroing
+        pass needed, and no extra pass over each gradient).
 
         The last call must have been ``forward(idx, targets, train=True)``. One
         micro-batch's gradient is exactly this pair of calls, so a worker can run it on
@@ -218,9 +218,6 @@ class GPT:
             self.emb.backward(dx)
         finally:
             self.params.accumulate = True
-
-    def zero_grad(self) -> None:
-        self.params.grad.fill(0)
 
     # ---- inference ------------------------------------------------------------------
 

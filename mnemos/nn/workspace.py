@@ -49,7 +49,3 @@ class Workspace:
         if v is None:
             v = self._ones[n] = self.xp.ones(n, dtype=self.dtype)
         return v
-
-    def clear(self) -> None:
-        self._sets.clear()
-        self.use(None)

@@ -15,11 +15,12 @@ PREVIEW_LINES = 40
 
 
 def human_bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:,} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+    if n < 1024:
+        return f"{n:,} B"
+    for unit in ("KB", "MB", "GB"):
         n /= 1024
-    return f"{n} B"  # unreachable
+        if n < 1024 or unit == "GB":
+            return f"{n:.1f} {unit}"
 
 
 def preview_text(path: Path) -> str:

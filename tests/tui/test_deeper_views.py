@@ -286,3 +286,15 @@ async def test_the_inspect_views_on_a_llama_checkpoint(tmp_path):
         want = direct_logit_attribution(model, tok, ids)
         assert [n for n, _ in chart.parts] == [n for n, _ in want.parts] and chart.bias == 0
         assert chart.total == pytest.approx(chart.logit, abs=1e-4)
+
+
+def test_replay_with_the_induction_bump_80x24(root, snap_compare):
+    from tui.widgets.replay import ReplayView
+
+    async def replay(pilot):
+        view = pilot.app.screen.query_one(ReplayView)
+        await wait_until(pilot, lambda: len(view.frames) == 3, "the replay frames")
+        await pilot.press("5")
+        await pilot.pause(0.3)
+
+    assert snap_compare(_app(root), terminal_size=SMALL, run_before=replay)

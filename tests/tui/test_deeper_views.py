@@ -298,3 +298,23 @@ def test_replay_with_the_induction_bump_80x24(root, snap_compare):
         await pilot.pause(0.3)
 
     assert snap_compare(_app(root), terminal_size=SMALL, run_before=replay)
+
+
+@sync
+async def test_a_context_too_short_for_head_scores_says_so(tmp_path):
+    from mnemos.checkpoint import save_checkpoint
+    from mnemos.optim import AdamW
+    from tui.app import MnemosApp
+    from tui.widgets.head_grid import HeadGrid
+
+    tok = BPETokenizer()
+    cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=1, n_embd=8, block_size=3)
+    model = GPT(cfg)
+    save_checkpoint(tmp_path / "checkpoints" / "b3", model, tok, cfg, TrainConfig(tokenizer_vocab=256),
+                    AdamW(model.params), {"step": 0})
+    app = MnemosApp(root=tmp_path, checkpoint=tmp_path / "checkpoints" / "b3", start="inspect")
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_until(pilot, lambda: getattr(app.screen, "ckpt", None) is not None, "the checkpoint")
+        await pilot.press("7", "k", "enter", "8", "right")  # nothing to open; nothing breaks
+        assert app.screen.query_one(HeadGrid).scores is None
+        assert "block_size 4 or more" in str(app.screen.query_one("#head-summary").content)

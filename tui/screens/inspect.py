@@ -206,6 +206,9 @@ class InspectScreen(MnemosScreen):
         self.query_one(ComponentDetails).show(root, root.flops)
         self.query_one(ReplayView).show(frames)
         self.query_one(HeadGrid).show(heads)
+        if heads is None:
+            self.query_one("#head-summary", Static).update(
+                "Head scores need two copies of a sequence in the context: a model with block_size 4 or more.")
         self.update_tokens()
         self.run_model()
 

@@ -23,9 +23,8 @@ gradient). Dropout masks come from a generator that each worker re-seeds per mic
 from ``(seed, step, micro, rank)``, so a run is reproducible and resumable bit for bit
 for a given worker count without saving any worker state.
 
-Why processes, not threads: two threads each stepping a model on half the baby GPT's
-batch (single-threaded BLAS) took ~32-33 ms per pair of steps here, two processes ~29:
-threads take turns on the interpreter lock between the layers' many small NumPy calls.
+Why processes, not threads: threads take turns on the interpreter lock between the
+layers' many small NumPy calls, and measured slower (docs/measurements.md).
 
 How the workers are made, and why not ``multiprocessing``: its ``spawn`` start method
 re-runs the user's main script in every worker (a script without the ``__main__`` guard
@@ -79,10 +78,9 @@ def blas_kernel_env(environ=os.environ, cpuinfo: str | None = None) -> dict[str,
 
     On Zen 4 (AMD family 25 with AVX-512) OpenBLAS picks its SkylakeX kernels, written for
     Intel's full-width 512-bit units; Zen 4 runs each 512-bit instruction as two 256-bit
-    halves, and OpenBLAS's AVX2 (Haswell) kernels measured faster there: the baby GPT's
-    single-threaded matmuls 3-8% (105 GFLOP/s a core), the same or better at n_embd 256
-    and 384, and the 2-worker step +3-5% (``benchmarks/parallel_speed.py --blas-kernels``);
-    one process with 2-threaded BLAS gained nothing (0.98x), so only the workers get it.
+    halves, and OpenBLAS's AVX2 (Haswell) kernels measured faster there for the workers'
+    single-threaded matmuls, not for one process with 2-threaded BLAS, so only the workers
+    get it (figures: docs/measurements.md; ``benchmarks/parallel_speed.py --blas-kernels``).
     A user's own ``OPENBLAS_CORETYPE`` wins; other CPUs, and BLAS libraries other than
     OpenBLAS (which ignore the variable), are left as they are. ``cpuinfo`` defaults to
     the text of ``/proc/cpuinfo`` (absent off Linux: no change).

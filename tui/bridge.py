@@ -18,8 +18,8 @@ from textual.message import Message
 
 from mnemos.events import Event, PrepareEvent, StepEvent
 
-# Five repaints a second: each costs ~30 ms of the main process's CPU (Textual's
-# compositor), which training on all cores feels; measured with benchmarks/tui_overhead.py.
+# Five repaints a second: each costs the main process CPU time (Textual's compositor),
+# which training on all cores feels (docs/measurements.md; benchmarks/tui_overhead.py).
 UPDATE_INTERVAL = 0.2
 
 COALESCED = (StepEvent, PrepareEvent)

@@ -1,7 +1,7 @@
 """Preallocated scratch arrays, reused by every forward/backward of one (B, T) shape.
 
-Fresh NumPy temporaries cost page faults on every step (a 768x512 float32 product:
-252 us fresh vs 37 us into an existing buffer). Layers therefore write into buffers
+Fresh NumPy temporaries cost page faults on every step (measured: docs/measurements.md).
+Layers therefore write into buffers
 taken from a ``Workspace``: the first step of a shape allocates them, later steps of
 that shape reuse them. A few recent shapes are kept (training and evaluation batches
 may differ); older ones are dropped so memory stays bounded.

@@ -2,7 +2,7 @@
 
 It renders itself (``render``) and redraws with a plain ``refresh()``: a fixed-size widget
 whose content changes several times a second must not ask the screen for a new layout each
-time (``Static.update`` does, and the reflow cost about 13% of training throughput)."""
+time (``Static.update`` does, and the reflow cost training throughput: docs/measurements.md)."""
 
 from __future__ import annotations
 

@@ -457,3 +457,25 @@ def test_the_command_line_prints_the_bump_with_each_evaluation():
     assert lines[0] == ("eval step 250: train loss 2.4000, val loss 2.5000; in-context -0.421, induction 0.32 "
                         "(layer 2 head 3)  (best)")
     assert lines[1] == "eval step 500: train loss 2.3000, val loss 2.4000  (best)"
+
+
+def test_the_views_on_the_device_match_the_cpu(tok, simulated_gpu):
+    """The device path (CuPy; here tests/cuda_sim.py) gives the CPU's numbers: the cache
+    moves to the host, the final norm and head run where the model is."""
+    from mnemos.heads import induction_probe
+
+    cpu = _random_model(tok)
+    gpu = GPT(cpu.config, device="cuda")
+    gpu.load_state_dict(cpu.state_dict())
+    assert gpu.xp is simulated_gpu
+    ids = tok.encode(TEXT)[:20]
+    a, b = logit_lens(cpu, tok, ids), logit_lens(gpu, tok, ids)
+    np.testing.assert_array_equal(a.top_ids, b.top_ids)
+    np.testing.assert_allclose(a.top_probs, b.top_probs, atol=1e-5)
+    a, b = direct_logit_attribution(cpu, tok, ids), direct_logit_attribution(gpu, tok, ids)
+    assert [v for _, v in a.parts] == pytest.approx([v for _, v in b.parts], abs=1e-4) and a.token == b.token
+    x = np.array([tok.encode(TEXT)[i:i + 24] for i in (0, 9)])
+    p, q = induction_probe(cpu, x, x, exclude=[tok.eot_id]), induction_probe(gpu, x, x, exclude=[tok.eot_id])
+    assert p["induction_head"] == q["induction_head"]
+    assert p["icl_score"] == pytest.approx(q["icl_score"], abs=1e-4)
+    np.testing.assert_allclose(token_losses(cpu, tok, TEXT).loss, token_losses(gpu, tok, TEXT).loss, atol=1e-4)

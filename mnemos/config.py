@@ -89,7 +89,8 @@ def _fail(name: str, message: str):
 # (mnemos.memory) sees it. A checkpoint's config.json is held to them too.
 MAX_VOCAB = 1 << 20  # token ids are stored as characters by the tokenizer (chr() stops at 0x10FFFF)
 LIMITS = {"vocab_size": MAX_VOCAB - 1, "tokenizer_vocab": MAX_VOCAB - 1, "n_layer": 1024, "n_head": 1024,
-          "n_embd": 1 << 16, "intermediate_size": 1 << 18, "block_size": 1 << 20, "batch_size": 1 << 20, "grad_accum": 1 << 16,
+          "n_embd": 1 << 16, "intermediate_size": 1 << 18, "block_size": 1 << 20, "batch_size": 1 << 20,
+          "grad_accum": 1 << 16,
           "max_steps": 10 ** 12, "eval_interval": 10 ** 12, "eval_steps": 1 << 20, "log_interval": 10 ** 12,
           "sample_tokens": 1 << 20, "warmup_steps": 10 ** 12, "workers": 256, "seed": 2 ** 63 - 1}
 

@@ -8,6 +8,9 @@ kernels. Each class of chain below becomes one launch instead:
   ~13 NumPy ops -> 1;
 - LayerNorm forward / backward, one warp per row (``RawModule``): mean, variance,
   normalise, scale and shift in one pass; the backward's two row means and ``dx`` too;
+  RMSNorm (Llama) likewise, without the mean;
+- SwiGLU (Llama) forward with, in training, what its backward needs, and its backward
+  writing both halves of the gradient, one launch each;
 - causal softmax of the attention scores, one warp per row: scale, mask (position
   ``j > i`` of row ``i`` gets probability 0), max, exp, sum, normalise; and its backward
   ``dS = P * (dP - rowsum(dP * P)) * scale``;
@@ -80,6 +83,38 @@ __global__ void layernorm_backward(const T* dy, const T* xhat, const T* w, const
     for (int j = lane; j < C; j += 32) dx[o + j] = r * (dy[o + j] * w[j] - mg - xhat[o + j] * mgx);
 }
 
+// RMSNorm: rstd = 1 / sqrt(mean(x^2) + eps), xhat = x * rstd, y = xhat * w
+template<typename T>
+__global__ void rmsnorm_forward(const T* x, const T* w, T* xhat, T* y, T* rstd, long long n_rows, int C, double eps) {
+    ROW_AND_LANE
+    const T* xr = x + row * C;
+    T v = 0;
+    for (int j = lane; j < C; j += 32) v += xr[j] * xr[j];
+    const T r = (T)1 / sqrt(warp_sum(v) / (T)C + (T)eps);
+    for (int j = lane; j < C; j += 32) {
+        T h = xr[j] * r;
+        xhat[row * C + j] = h;
+        y[row * C + j] = h * w[j];
+    }
+    if (lane == 0) rstd[row] = r;
+}
+
+// dx = rstd * (g - xhat * mean(g * xhat)), g = dy * w; also dy * xhat (for dw)
+template<typename T>
+__global__ void rmsnorm_backward(const T* dy, const T* xhat, const T* w, const T* rstd, T* dx, T* dy_xhat,
+                                 long long n_rows, int C) {
+    ROW_AND_LANE
+    const long long o = row * C;
+    T sgx = 0;
+    for (int j = lane; j < C; j += 32) {
+        T d = dy[o + j], h = xhat[o + j];
+        sgx += d * w[j] * h;
+        dy_xhat[o + j] = d * h;
+    }
+    const T mgx = warp_sum(sgx) / (T)C, r = rstd[row];
+    for (int j = lane; j < C; j += 32) dx[o + j] = r * (dy[o + j] * w[j] - xhat[o + j] * mgx);
+}
+
 // rows of length Tn; row i (mod Tn) attends to positions 0..i: P = softmax(S * scale)
 // (S and P may be the same buffer: each lane reads an element before writing it)
 template<typename T>
@@ -133,8 +168,8 @@ __global__ void cross_entropy_forward(const T* z, const long long* t, T* probs, 
 }
 """
 
-_ROW_NAMES = ("layernorm_forward", "layernorm_backward", "causal_softmax", "softmax_backward",
-              "cross_entropy_forward")
+_ROW_NAMES = ("layernorm_forward", "layernorm_backward", "rmsnorm_forward", "rmsnorm_backward", "causal_softmax",
+              "softmax_backward", "cross_entropy_forward")
 _ROWS_PER_BLOCK = 8
 
 GELU_C = math.sqrt(2.0 / math.pi)
@@ -155,6 +190,17 @@ class CudaKernels:
             "T x", "T y, T dydx",
             gelu + f"dydx = h + ((T){1.5 * GELU_C * GELU_A!r} * x2 + (T){0.5 * GELU_C!r}) * x * ((T)1 - t * t);",
             "mnemos_gelu_train")
+        # SwiGLU over the (N, F) outputs; a = [g | u] is (N, 2F), read whole (raw)
+        swiglu = ("const long long o = (i / F) * 2 * F + i % F; const T g = a[o], u = a[o + F];"
+                  "const T s = (T)1 / ((T)1 + exp(-g)); const T silu_g = g * s; h = silu_g * u;")
+        self._swiglu = cp.ElementwiseKernel("raw T a, int64 F", "T h", swiglu, "mnemos_swiglu")
+        self._swiglu_train = cp.ElementwiseKernel(
+            "raw T a, int64 F", "T h, T silu, T u_dsilu",
+            swiglu + "silu = silu_g; u_dsilu = u * (s + silu_g * ((T)1 - s));", "mnemos_swiglu_train")
+        self._swiglu_bwd = cp.ElementwiseKernel(  # over the (N, 2F) gradient: the g half, then the u half
+            "raw T dh, raw T silu, raw T u_dsilu, int64 F", "T da",
+            "const long long c = i % (2 * F), k = (i / (2 * F)) * F + (c < F ? c : c - F);"
+            "da = dh[k] * (c < F ? u_dsilu[k] : silu[k]);", "mnemos_swiglu_backward")
         self._ce_bwd = cp.ElementwiseKernel(
             "raw int64 t, int64 V, T inv_n", "T dz",
             "dz = (dz - (((long long)(i % V) == t[i / V]) ? (T)1 : (T)0)) * inv_n;",
@@ -208,6 +254,27 @@ class CudaKernels:
     def layernorm_backward(self, dy, xhat, w, rstd, dx, dy_xhat) -> None:
         N, C = dy.shape
         self._rows("layernorm_backward", N, self._c(dy), xhat, w, rstd, dx, dy_xhat, np.int64(N), np.int32(C))
+
+    def rmsnorm_forward(self, x, w, eps, xhat, y, rstd) -> None:
+        N, C = x.shape
+        self._rows("rmsnorm_forward", N, self._c(x), w, xhat, y, rstd, np.int64(N), np.int32(C), np.float64(eps))
+
+    def rmsnorm_backward(self, dy, xhat, w, rstd, dx, dy_xhat) -> None:
+        N, C = dy.shape
+        self._rows("rmsnorm_backward", N, self._c(dy), xhat, w, rstd, dx, dy_xhat, np.int64(N), np.int32(C))
+
+    def swiglu(self, a, h, silu=None, u_dsilu=None) -> None:
+        """``h = silu(g) * u`` for ``a = [g | u]`` (N, 2F); in training also ``silu(g)``
+        and ``u * silu'(g)`` for the backward."""
+        F = np.int64(h.shape[1])
+        if silu is None:
+            self._swiglu(self._c(a), F, h)
+        else:
+            self._swiglu_train(self._c(a), F, h, silu, u_dsilu)
+
+    def swiglu_backward(self, dh, silu, u_dsilu, da) -> None:
+        """``da = [dh * u * silu'(g) | dh * silu(g)]`` (N, 2F)."""
+        self._swiglu_bwd(self._c(dh), silu, u_dsilu, np.int64(dh.shape[1]), da)
 
     def causal_softmax(self, S, P, scale) -> None:
         """``(..., T, T)`` scores -> probabilities: row ``i`` of ``P`` is the softmax of

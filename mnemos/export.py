@@ -85,7 +85,8 @@ def mnemos_name(name: str) -> str:
 LLAMA_NAMES = (
     ("wte", ("model.embed_tokens.weight",), False),
     ("h.{i}.ln_1.weight", ("model.layers.{i}.input_layernorm.weight",), False),
-    ("h.{i}.attn.c_attn.weight", ("model.layers.{i}.self_attn.q_proj.weight", "model.layers.{i}.self_attn.k_proj.weight",
+    ("h.{i}.attn.c_attn.weight", ("model.layers.{i}.self_attn.q_proj.weight",
+                                  "model.layers.{i}.self_attn.k_proj.weight",
                                   "model.layers.{i}.self_attn.v_proj.weight"), True),
     ("h.{i}.attn.c_proj.weight", ("model.layers.{i}.self_attn.o_proj.weight",), True),
     ("h.{i}.ln_2.weight", ("model.layers.{i}.post_attention_layernorm.weight",), False),

@@ -170,6 +170,29 @@ class NumpyKernels:
         dx[...] = rstd[:, None] * (g - g.mean(1, keepdims=True) - xhat * (g * xhat).mean(1, keepdims=True))
         dy_xhat[...] = dy * xhat
 
+    def rmsnorm_forward(self, x, w, eps, xhat, y, rstd):
+        rstd[...] = 1 / np.sqrt((x * x).mean(1) + eps)
+        xhat[...] = x * rstd[:, None]
+        y[...] = xhat * w
+
+    def rmsnorm_backward(self, dy, xhat, w, rstd, dx, dy_xhat):
+        g = dy * w
+        dx[...] = rstd[:, None] * (g - xhat * (g * xhat).mean(1, keepdims=True))
+        dy_xhat[...] = dy * xhat
+
+    def swiglu(self, a, h, silu=None, u_dsilu=None):
+        F = h.shape[1]
+        g, u = a[:, :F], a[:, F:]
+        s = 1 / (1 + np.exp(-g))
+        h[...] = g * s * u
+        if silu is not None:
+            silu[...] = g * s
+            u_dsilu[...] = u * s * (1 + g * (1 - s))
+
+    def swiglu_backward(self, dh, silu, u_dsilu, da):
+        F = dh.shape[1]
+        da[:, :F], da[:, F:] = dh * u_dsilu, dh * silu
+
     def causal_softmax(self, S, P, scale):
         T = S.shape[-1]
         z = np.where(np.tril(np.ones((T, T), bool)), S * scale, -np.inf)
@@ -208,10 +231,11 @@ def with_kernels(model, kernels):
     return model
 
 
-def test_the_layers_and_adamw_use_fused_kernels_correctly():
+@pytest.mark.parametrize("arch, norm, act", [("gpt2", "layernorm", "gelu"), ("llama", "rmsnorm", "swiglu")])
+def test_the_layers_and_adamw_use_fused_kernels_correctly(arch, norm, act):
     """The seam the GPU path takes, on the CPU: a model whose layers call the kernels'
     interface (NumPy stand-ins) trains like the plain NumPy model, in float64."""
-    cfg = ModelConfig(vocab_size=31, n_layer=2, n_head=2, n_embd=16, block_size=8, dropout=0.0)
+    cfg = ModelConfig(vocab_size=31, n_layer=2, n_head=2, n_embd=16, block_size=8, dropout=0.0, arch=arch)
     plain = GPT(cfg, dtype=np.float64, seed=4)
     kernels = NumpyKernels()
     fused = with_kernels(GPT(cfg, dtype=np.float64, seed=4), kernels)
@@ -232,5 +256,6 @@ def test_the_layers_and_adamw_use_fused_kernels_correctly():
     np.testing.assert_allclose(fused.params.data, plain.params.data, rtol=1e-9, atol=1e-12)
     x = rng.integers(0, 31, (2, 8))
     np.testing.assert_allclose(fused.forward(x)[0], plain.forward(x)[0], rtol=1e-9, atol=1e-12)
-    assert kernels.calls == {"gelu", "layernorm_forward", "layernorm_backward", "causal_softmax", "softmax_backward",
-                             "cross_entropy", "cross_entropy_backward", "adamw"}
+    expected = {act, f"{norm}_forward", f"{norm}_backward", "causal_softmax", "softmax_backward", "cross_entropy",
+                "cross_entropy_backward", "adamw"}
+    assert kernels.calls == expected | ({"swiglu_backward"} if arch == "llama" else set())

@@ -329,8 +329,8 @@ def test_logits_loss_and_gradients_match_hugging_face_llama(tied):
                          head="tied" if tied else "untied", rope_theta=1000.0)
     model = randomised(config, seed=3)
     hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**hf_config(config))).double()
-    missing, unexpected = hf.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in to_hf_state_dict(model).items()},
-                                             strict=False)
+    state = {k: torch.from_numpy(v.copy()) for k, v in to_hf_state_dict(model).items()}
+    missing, unexpected = hf.load_state_dict(state, strict=False)
     assert not missing and not unexpected
     idx, targets = batch(config, 3, 16, seed=2)
     model.params.grad.fill(0)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mnemos.backend import fused_kernels
 from mnemos.nn.layers import grad_product, norm_input_grad
 
 
@@ -41,6 +42,7 @@ class RMSNorm:
         self.keys = (name + ".xhat", name + ".y", name + ".rstd")
         C = self.w.shape[0]
         self.inv_c = self.xp.full(C, 1.0 / C, dtype=ws.dtype)  # x @ inv_c = row means
+        self.fused = fused_kernels(self.xp)  # one GPU kernel each way on CuPy; None on NumPy
 
     def forward(self, x):  # (N, C) -> (N, C)
         xp, ws = self.xp, self.ws
@@ -48,6 +50,10 @@ class RMSNorm:
         xhat = ws.get(self.keys[0], (N, C))
         y = ws.get(self.keys[1], (N, C))
         rstd = ws.get(self.keys[2], (N,))
+        self.xhat, self.rstd = xhat, rstd
+        if self.fused is not None:
+            self.fused.rmsnorm_forward(x, self.w, self.eps, xhat, y, rstd)
+            return y
         xp.multiply(x, x, out=y)  # y as scratch for the squares
         xp.matmul(y, self.inv_c, out=rstd)  # mean squares
         rstd += self.eps
@@ -55,7 +61,6 @@ class RMSNorm:
         xp.reciprocal(rstd, out=rstd)
         xp.multiply(x, rstd[:, None], out=xhat)
         xp.multiply(xhat, self.w, out=y)
-        self.xhat, self.rstd = xhat, rstd
         return y
 
     def backward(self, dy):  # (N, C) -> (N, C)
@@ -64,6 +69,10 @@ class RMSNorm:
         N, C = xhat.shape
         g = ws.get("rms.g", (N, C))
         dx = ws.get("rms.dx", (N, C))
+        if self.fused is not None:  # dx, and dy * xhat into g
+            self.fused.rmsnorm_backward(dy, xhat, self.w, rstd, dx, g)
+            grad_product(ws.ones(N), g, self.dw, self.params, ws, "rms.dw")
+            return dx
         xp.multiply(dy, xhat, out=g)
         grad_product(ws.ones(N), g, self.dw, self.params, ws, "rms.dw")
         xp.multiply(dy, self.w, out=g)
@@ -129,14 +138,19 @@ class SwiGLU:
     def __init__(self, name, ws):
         self.name, self.ws, self.xp = name, ws, ws.xp
         self.silu = self.u_dsilu = None
+        self.fused = fused_kernels(self.xp)  # one GPU kernel each way on CuPy; None on NumPy
 
     def forward(self, a, train=True):  # (N, 2F) -> (N, F)
         xp, ws = self.xp, self.ws
         N, F = a.shape[0], a.shape[1] // 2
         g, u = a[:, :F], a[:, F:]
-        s = ws.get("swiglu.s", (N, F))
         silu = ws.get(self.name + ".silu", (N, F))
         h = ws.get(self.name + ".h", (N, F))
+        if self.fused is not None:
+            self.silu, self.u_dsilu = (silu, ws.get(self.name + ".u_dsilu", (N, F))) if train else (None, None)
+            self.fused.swiglu(a, h, self.silu, self.u_dsilu)
+            return h
+        s = ws.get("swiglu.s", (N, F))
         xp.negative(g, out=s)
         xp.exp(s, out=s)
         s += 1.0
@@ -158,6 +172,9 @@ class SwiGLU:
         xp = self.xp
         N, F = dh.shape
         da = self.ws.get("swiglu.da", (N, 2 * F))
+        if self.fused is not None:
+            self.fused.swiglu_backward(dh, self.silu, self.u_dsilu, da)
+            return da
         xp.multiply(dh, self.u_dsilu, out=da[:, :F])
         xp.multiply(dh, self.silu, out=da[:, F:])
         return da

@@ -302,8 +302,8 @@ def train_tokenizer(text: str, vocab_size: int, cache_dir: str | os.PathLike | N
             if progress is not None:
                 progress(1, 1)
             return tokenizer
-        except MnemosError:
-            pass  # a damaged cache file is retrained below
+        except (MnemosError, ValueError, TypeError, KeyError, AttributeError, RecursionError, OSError):
+            pass  # a damaged or foreign cache file is retrained below
     tokenizer = BPETokenizer.train(text, vocab_size, progress=progress)
     if cache_dir is not None:
         try:
@@ -335,7 +335,9 @@ def load_tokens(path: str | os.PathLike, tokenizer, cache_dir: str | os.PathLike
     if cached.is_file():
         try:
             tokens = np.load(cached, mmap_mode="r", allow_pickle=False)
-            if tokens.ndim == 1:
+            # a cache file damaged or replaced (ids out of the vocabulary would fail mid-training)
+            if (tokens.ndim == 1 and tokens.dtype == _token_dtype(tokenizer.vocab_size)
+                    and len(tokens) <= 4 * len(text) and (not len(tokens) or tokens.max() < tokenizer.vocab_size)):
                 if progress is not None:
                     progress(len(text), len(text))
                 return tokens

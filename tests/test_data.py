@@ -168,6 +168,20 @@ def test_damaged_cache_file_is_reencoded(tmp_path, bpe):
     np.testing.assert_array_equal(load_tokens(f, bpe, cache), bpe.encode_array(TEXT))
 
 
+@pytest.mark.parametrize("replacement", [np.full(50, 60000, np.uint16), np.zeros(5, np.float32),
+                                         np.zeros((3, 3), np.uint16), np.zeros(10 ** 6, np.uint16)])
+def test_a_cache_file_of_the_wrong_ids_dtype_shape_or_size_is_reencoded(tmp_path, bpe, replacement):
+    """Issue 13: ids beyond the vocabulary would fail mid-training; a cache that cannot be
+    this text's ids is ignored."""
+    f = tmp_path / "train.txt"
+    f.write_text(TEXT, encoding="utf-8")
+    cache = tmp_path / "cache"
+    load_tokens(f, bpe, cache)
+    (cached,) = cache.glob("*.npy")
+    np.save(cached, replacement)
+    np.testing.assert_array_equal(load_tokens(f, bpe, cache), bpe.encode_array(TEXT))
+
+
 def test_default_cache_dir_is_next_to_the_file(tmp_path, bpe):
     f = tmp_path / "train.txt"
     f.write_text(TEXT, encoding="utf-8")

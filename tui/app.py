@@ -9,8 +9,11 @@ and the engine) are imported only when first shown, so the app starts fast.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import logging
+import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,11 +92,27 @@ class MnemosApp(App[None]):
                                     "train" if data is not None else "datasets")
         self.trainer: Trainer | None = None  # set by the Train screen while a run is alive
         self.train_screen: TrainScreen | None = None  # set by the Train screen when mounted
+        self.stopped_by: int | None = None  # the signal (TERM, HUP) that ended the app, if one did
         self.strict_errors: bool | None = None  # None: unexpected errors end the app only when headless
         self._error_times: list[float] = []
 
     def on_mount(self) -> None:
         self.switch_mode(self.start_mode)
+        try:  # `kill`, systemd (TERM) and a closed terminal (HUP) save a running run, as the CLI does
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGHUP):
+                loop.add_signal_handler(signum, self.stop_signal, signum)
+        except (NotImplementedError, RuntimeError, AttributeError, ValueError):
+            pass  # no loop signal handlers here (Windows, or not the main thread)
+
+    def stop_signal(self, signum: int) -> None:
+        """SIGTERM / SIGHUP: save the running run (as "save and quit" does), then exit with
+        128 + the signal's number (see ``main``)."""
+        self.stopped_by = signum
+        if self.training_alive and self.train_screen is not None:
+            self.train_screen.quit_training(save=True)
+        else:
+            self.exit()
 
     # -- navigation -----------------------------------------------------------------
 
@@ -179,7 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    MnemosApp(root=args.root, data=args.data, checkpoint=args.checkpoint).run()
+    app = MnemosApp(root=args.root, data=args.data, checkpoint=args.checkpoint)
+    app.run()
+    if app.stopped_by is not None:
+        sys.exit(128 + app.stopped_by)
 
 
 if __name__ == "__main__":

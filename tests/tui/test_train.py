@@ -415,3 +415,19 @@ async def test_the_form_chooses_the_architecture_and_the_head(workspace):
         app.screen.query_one("#f-arch").value = "bert"
         await pilot.pause()
         assert "'gpt2' or 'llama'" in text_of(app.screen.query_one("#e-arch"))
+
+
+async def test_sigterm_or_sighup_while_training_saves_then_exits(workspace):
+    """`kill`, systemd or a closed terminal: the run is saved as with "save and quit"."""
+    import signal
+
+    app = MnemosApp(root=workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_train(pilot, app, max_steps="100000", eval_interval="100000")
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: state(app) == "running" and app.trainer.step > 0, "the run to start")
+        out_dir = Path(app.trainer.out_dir)
+        app.stop_signal(signal.SIGHUP)  # what the handler installed on the event loop calls
+        await wait_until(pilot, lambda: not app.is_running, "the app to exit")
+    assert app.stopped_by == signal.SIGHUP and app.trainer.state == "done"
+    assert checkpoint_info(out_dir).step == app.trainer.step > 0

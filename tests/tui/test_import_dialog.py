@@ -30,7 +30,7 @@ async def test_import_a_hugging_face_folder_from_checkpoints(workspace, hf_gpt2_
         await _import(pilot, app, str(hf_gpt2_dir))
         table = app.screen.query_one("#checkpoint-table")
         await wait_until(pilot, lambda: table.row_count == 1, "the imported run in the list")
-        assert str(table.get_row_at(0)[0]) == "gpt2"
+        assert str(table.get_row_at(0)[1]) == "gpt2"  # column 0 holds the compare mark
         assert (workspace / "checkpoints" / "gpt2" / "model.npz").is_file()
         await wait_until(pilot, lambda: "saved as" in _toasts(app), "the notification")
 

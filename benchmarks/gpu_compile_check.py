@@ -28,6 +28,9 @@ ARRAY_INPUTS = {
     "mnemos_cross_entropy_backward": ("t",),
     "mnemos_adamw": ("g", "mask"),
     "mnemos_dropout_mask": (),
+    "mnemos_swiglu": ("a",),
+    "mnemos_swiglu_train": ("a",),
+    "mnemos_swiglu_backward": ("dh", "silu", "u_dsilu"),
 }
 
 

@@ -43,7 +43,7 @@ from mnemos.errors import CheckpointError, ConfigError, MnemosError
 from mnemos.fileio import read_jsonl
 from mnemos.memory import check_fits, inference_estimate
 from mnemos.paths import RUNS_ROOT
-from mnemos.runlock import lock_holder
+from mnemos.runlock import RunLock
 from mnemos.safeload import check_state, expect_exactly, parse_json, read_npz
 
 FORMAT_VERSION = 1
@@ -520,17 +520,16 @@ def list_checkpoints(root: str | os.PathLike = RUNS_ROOT) -> list[CheckpointInfo
 
 
 def delete_checkpoint(dir: str | os.PathLike) -> None:
-    """Delete a run folder. Refuses anything that is not a checkpoint folder."""
+    """Delete a run folder. Refuses anything that is not a checkpoint folder, and a folder
+    a live run holds (naming it); holding the lock meanwhile, no run can start in it, and a
+    dead run's stale lock file goes too."""
     run = Path(dir)
     if not is_checkpoint(run):
         raise CheckpointError(f"{run} is not a Mnemos checkpoint; refusing to delete it")
-    holder = lock_holder(run)
-    if holder is not None:
-        raise CheckpointError(f"{run} is in use by a run (pid {holder.get('pid')}, `{holder.get('command')}`); "
-                              f"stop it before deleting the folder")
-    doomed = run.parent / f".{run.name}.deleting-{time.time_ns()}"
-    os.rename(run, doomed)
-    shutil.rmtree(doomed)
+    with RunLock(run):
+        doomed = run.parent / f".{run.name}.deleting-{time.time_ns()}"
+        os.rename(run, doomed)
+        shutil.rmtree(doomed)
 
 
 def read_metrics(dir: str | os.PathLike) -> list[dict]:

@@ -62,7 +62,7 @@ def test_a_live_runs_folder_refuses_a_second_run_a_resume_and_a_delete(proj, cap
         for argv in (["--out", "run", "--force"], ["--resume", "run", "--max-steps", "9"]):
             rc, out, err = train(capsys, *argv)
             assert rc == 2 and err.count("\n") == 1 and f"in use by another run (pid {proc.pid}, " in err, err
-        with pytest.raises(CheckpointError, match=f"in use by a run \\(pid {proc.pid}"):
+        with pytest.raises(CheckpointError, match=f"in use by another run \\(pid {proc.pid}"):
             delete_checkpoint(proj / "run")
     finally:
         proc.kill()
@@ -72,8 +72,12 @@ def test_a_live_runs_folder_refuses_a_second_run_a_resume_and_a_delete(proj, cap
     rc, out, err = train(capsys, "--resume", "run", "--max-steps", str(step + 1))
     assert rc == 0, err  # the dead run's lock is taken over
     assert not (proj / ".run.lock").exists()
+    proc = subprocess.run([sys.executable, "-c", "import fcntl, os; "
+                                                  "fcntl.flock(os.open('.run.lock', os.O_CREAT | os.O_RDWR), "
+                                                  "fcntl.LOCK_EX)"], cwd=proj, env=env)
+    assert proc.returncode == 0 and (proj / ".run.lock").exists()  # a lock of a process gone since
     delete_checkpoint(proj / "run")
-    assert not (proj / "run").exists()
+    assert not (proj / "run").exists() and not (proj / ".run.lock").exists()  # the stale lock file went too
 
 
 def test_out_and_resume_through_a_symlink_use_its_target(proj, capsys):

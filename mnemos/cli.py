@@ -663,6 +663,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _stdout_gone()
         return EXIT_BROKEN_PIPE
+    except MemoryError:  # past the estimates (mnemos.memory): one line, not a traceback
+        print(f"mnemos {args.command}: error: out of memory; try smaller settings (--batch-size, --block-size, "
+              f"--workers) or a smaller file", file=sys.stderr)
+        return EXIT_USER_ERROR
     except OSError as exc:  # a file problem no check foresaw: one line, not a traceback
         where = f" ({exc.filename})" if exc.filename else ""
         print(one_line(f"mnemos {args.command}: error: {exc.strerror or exc}{where}; check the path, its "

@@ -164,3 +164,14 @@ def test_more_workers_than_cores_says_so(trained, capsys, monkeypatch):
     out, err = capsys.readouterr()
     assert rc == 0, err
     assert "starting 2 data-parallel worker processes (more than the 1 CPU cores here" in out
+
+
+def test_running_out_of_memory_past_the_estimates_is_one_line(trained, capsys, monkeypatch):
+    import mnemos.evaluate as evaluate
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(evaluate, "evaluate_checkpoint", exhausted)
+    _, err = one_line(capsys, "eval", "--checkpoint", str(trained / "run"), "--data", str(trained / "train.txt"))
+    assert "out of memory; try smaller settings" in err

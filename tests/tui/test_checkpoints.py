@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tui.app import MnemosApp
-from tui_helpers import FIXED_TIME, SIZE, make_checkpoint, text_of, wait_until
+from tui_helpers import FIXED_TIME, SIZE, make_checkpoint, notices, text_of, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -114,7 +114,7 @@ class RunningTrainer:
 async def test_the_training_run_is_marked_and_deleting_it_is_refused_before_asking(workspace):
     busy = make_checkpoint(workspace, "busy")
     app = MnemosApp(root=workspace, start="checkpoints")
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(notifications=True, size=SIZE) as pilot:
         await pilot.pause()
         app.trainer = RunningTrainer(busy)
         await pilot.press("r")
@@ -123,7 +123,7 @@ async def test_the_training_run_is_marked_and_deleting_it_is_refused_before_aski
         await pilot.press("d")
         await pilot.pause()
         assert type(app.screen).__name__ == "CheckpointsScreen"  # no question asked
-        assert any("training right now" in n.message for n in app._notifications)
+        await wait_until(pilot, lambda: "training right now" in notices(app), "the notification")
         assert busy.is_dir()
         app.trainer = None
         await pilot.press("r", "d")
@@ -137,12 +137,12 @@ async def test_marked_runs_open_a_comparison_with_its_options_and_report(workspa
     alpha = with_metrics(make_checkpoint(workspace, "alpha"), 1.0)
     beta = with_metrics(make_checkpoint(workspace, "beta"), 2.0)
     app = MnemosApp(root=workspace, start="checkpoints")
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(notifications=True, size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("x")  # nothing marked yet
         await pilot.pause()
         assert type(app.screen).__name__ == "CheckpointsScreen"
-        assert any("Mark two or more" in n.message for n in app._notifications)
+        await wait_until(pilot, lambda: "Mark two or more" in notices(app), "the notification")
         table = app.screen.query_one("#checkpoint-table")
         await pilot.press("space", "space")
         assert [str(table.get_row_at(i)[0]) for i in range(2)] == ["✓", "✓"]
@@ -176,10 +176,10 @@ async def test_a_run_without_metrics_is_a_notification_not_a_comparison(workspac
     with_metrics(make_checkpoint(workspace, "alpha"), 1.0)
     make_checkpoint(workspace, "empty")  # saved, never trained: no metrics.jsonl
     app = MnemosApp(root=workspace, start="checkpoints")
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(notifications=True, size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("space", "space", "x")
-        await wait_until(pilot, lambda: any("no logged steps" in n.message for n in app._notifications),
+        await wait_until(pilot, lambda: "no logged steps" in notices(app),
                          "the error")
         await pilot.pause()
         assert type(app.screen).__name__ == "CheckpointsScreen"

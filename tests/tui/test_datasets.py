@@ -10,7 +10,7 @@ import tarfile
 import pytest
 
 from tui.app import MnemosApp
-from tui_helpers import SIZE, TEXT, text_of, wait_until
+from tui_helpers import SIZE, TEXT, notices, text_of, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -53,7 +53,7 @@ async def test_an_unusable_file_is_explained_and_refused_without_leaving_the_scr
     bad = workspace / "data" / "training" / "bad.txt"
     bad.write_bytes(content)
     app = MnemosApp(root=workspace)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(notifications=True, size=SIZE) as pilot:
         before = app.workspace.train_file
         await select_file(pilot, app, bad)
         problem = text_of(app.screen.query_one("#file-problem"))
@@ -64,7 +64,7 @@ async def test_an_unusable_file_is_explained_and_refused_without_leaving_the_scr
         await pilot.pause()
         assert app.workspace.train_file == before
         assert type(app.screen).__name__ == "DatasetsScreen"
-        assert any(reason in n.message for n in app._notifications)
+        await wait_until(pilot, lambda: reason in notices(app), "the notification")
 
 
 async def test_a_file_shorter_than_one_context_window_is_explained(workspace):

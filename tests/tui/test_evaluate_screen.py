@@ -7,7 +7,7 @@ import pytest
 
 from mnemos.evaluate import evaluate_checkpoint
 from tui.app import MnemosApp
-from tui_helpers import SIZE, wait_until
+from tui_helpers import SIZE, notices, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -39,12 +39,12 @@ async def test_evaluating_shows_the_engine_report_and_saving_adds_it_to_the_hist
 
 async def test_a_missing_test_file_is_explained_and_the_screen_stays_usable(workspace, checkpoint):
     app = MnemosApp(root=workspace, start="evaluate")
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(notifications=True, size=SIZE) as pilot:
         await pilot.pause()
         app.screen.query_one("#eval-data").value = "data/testing/nope.txt"
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: not app.screen.running, "the evaluation to fail")
-        assert any("no such file" in n.message for n in app._notifications)
+        await wait_until(pilot, lambda: "no such file" in notices(app), "the notification")
         assert app.screen.report_obj is None
         app.screen.query_one("#eval-data").value = "data/testing/test.txt"
         await pilot.press("ctrl+r")

@@ -8,7 +8,7 @@ import pytest
 from mnemos.checkpoint import load_checkpoint
 from mnemos.generate import Generator
 from tui.app import MnemosApp
-from tui_helpers import SIZE, wait_until
+from tui_helpers import SIZE, notices, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -69,13 +69,13 @@ async def test_escape_stops_generation_and_keeps_the_partial_reply(workspace, ch
 
 async def test_bad_sampling_settings_are_refused_with_the_reason(workspace, checkpoint):
     app = MnemosApp(root=workspace, checkpoint="checkpoints/demo")
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(notifications=True, size=SIZE) as pilot:
         await open_generate(pilot, app, top_p="1.5")
         assert app.screen.query_one("#sampling").has_class("-invalid")
         await ask(pilot, app, "x")
         await pilot.pause()
         assert app.screen.query_one("#chat").turns == []
-        assert any("top-p" in n.message for n in app._notifications)
+        await wait_until(pilot, lambda: "top-p" in notices(app), "the notification")
 
 
 async def test_token_boundaries_use_the_tokenizer_and_export_writes_markdown(workspace, checkpoint):
@@ -103,11 +103,11 @@ async def test_token_boundaries_use_the_tokenizer_and_export_writes_markdown(wor
 
 async def test_without_a_checkpoint_the_screen_says_what_to_do(workspace):
     app = MnemosApp(root=workspace, start="generate")
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(notifications=True, size=SIZE) as pilot:
         await pilot.pause()
         await ask(pilot, app, "hello")
         await pilot.pause()
-        assert any("checkpoint" in n.message for n in app._notifications)
+        await wait_until(pilot, lambda: "checkpoint" in notices(app), "the notification")
         assert type(app.screen).__name__ == "GenerateScreen"
 
 

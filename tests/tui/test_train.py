@@ -11,7 +11,7 @@ from mnemos.checkpoint import checkpoint_info, list_checkpoints
 from mnemos.config import ModelConfig
 from tui.app import MnemosApp
 from tui.widgets.hparam_form import HyperparamForm
-from tui_helpers import SIZE, text_of, wait_until
+from tui_helpers import SIZE, notices, text_of, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -34,7 +34,7 @@ def state(app) -> str:
 
 async def test_a_bad_hyperparameter_is_explained_next_to_its_field_and_blocks_start(workspace):
     app = MnemosApp(root=workspace)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(notifications=True, size=SIZE) as pilot:
         await open_train(pilot, app, n_embd="30", n_head="4")
         form = app.screen.query_one("#hparams")
         error = app.screen.query_one("#e-n_embd")
@@ -44,7 +44,7 @@ async def test_a_bad_hyperparameter_is_explained_next_to_its_field_and_blocks_st
         await pilot.press("ctrl+r")
         await pilot.pause()
         assert app.screen.trainer is None
-        assert any("divisible" in n.message for n in app._notifications)
+        await wait_until(pilot, lambda: "divisible" in notices(app), "the notification")
         # A word where a number belongs, then fixed: the reason goes away.
         app.screen.query_one("#f-n_embd").value = "32"
         app.screen.query_one("#f-lr").value = "fast"
@@ -116,7 +116,7 @@ async def test_start_pause_resume_save_stop_by_keys(workspace):
     async with app.run_test(size=SIZE) as pilot:
         await open_train(pilot, app, max_steps="100000", eval_interval="100000")
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: app.screen.query_one("#loss-plot")._train_steps, "the first steps")
+        await wait_until(pilot, lambda: app.screen.query_one("#loss-plot").train_points, "the first steps")
         assert state(app) == "running"
         await pilot.press("ctrl+b")
         await wait_until(pilot, lambda: state(app) == "paused", "the pause")
@@ -138,14 +138,14 @@ async def test_start_pause_resume_save_stop_by_keys(workspace):
         assert checkpoint_info(out_dir).step == final  # stopping saved the last step
         assert app.workspace.checkpoint == out_dir
         plot = app.screen.query_one("#loss-plot")
-        assert plot._train_steps == list(range(1, final + 1))  # every step reached the plot
-        assert plot._val_steps[0] == 0  # the untrained baseline evaluation
+        assert [s for s, _ in plot.train_points] == list(range(1, final + 1))  # every step reached the plot
+        assert plot.val_points[0][0] == 0  # the untrained baseline evaluation
         assert app.screen.query_one("#loss-spark").data
 
 
 async def test_a_run_to_the_end_shows_a_sample_and_the_validation_curve(workspace):
     app = MnemosApp(root=workspace)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(notifications=True, size=SIZE) as pilot:
         await open_train(pilot, app, max_steps="50")
         app.screen.query_one("#run-name").value = "mine"
         await pilot.press("ctrl+r")
@@ -154,14 +154,14 @@ async def test_a_run_to_the_end_shows_a_sample_and_the_validation_curve(workspac
         assert checkpoint_info(workspace / "checkpoints" / "mine").step == 50
         await pilot.pause()
         plot = app.screen.query_one("#loss-plot")
-        assert plot._val_steps == [0, 25, 50]
+        assert [s for s, _ in plot.val_points] == [0, 25, 50]
         assert "Sample at step 50" in str(app.screen.query_one("#train-sample").border_title)
         assert app.screen.query_one("#train-stats").values["step"] == "50 / 50"
         await pilot.press("ctrl+l")
         assert plot.log_scale
         # The same name again: the engine refuses to overwrite the run, the app says why.
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: any("already holds a run" in n.message for n in app._notifications),
+        await wait_until(pilot, lambda: "already holds a run" in notices(app),
                          "the refusal")
         assert checkpoint_info(workspace / "checkpoints" / "mine").step == 50
 
@@ -228,7 +228,7 @@ async def test_resume_from_a_checkpoint_continues_its_steps(workspace, trained):
         await pilot.pause()
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: state(app) == "done", "the resumed run to finish")
-        assert app.screen.query_one("#loss-plot")._train_steps == list(range(11, 21))
+        assert [s for s, _ in app.screen.query_one("#loss-plot").train_points] == list(range(11, 21))
         assert checkpoint_info(checkpoint).step == 20
         assert checkpoint_info(checkpoint).max_steps == 20
 
@@ -238,10 +238,10 @@ async def test_device_cuda_without_cupy_is_a_notification_and_no_run(workspace, 
 
     monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ImportError
     app = MnemosApp(root=workspace)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(notifications=True, size=SIZE) as pilot:
         await open_train(pilot, app, device="cuda")
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: any("needs CuPy" in n.message for n in app._notifications),
+        await wait_until(pilot, lambda: "needs CuPy" in notices(app),
                          "the device error")
         await wait_until(pilot, lambda: not app.screen.running, "the form to come back")
         assert not app.screen.query_one("#hparams").disabled
@@ -303,13 +303,13 @@ async def test_a_widget_that_fails_to_draw_is_hidden_and_the_run_goes_on(workspa
 
     app = MnemosApp(root=workspace)
     app.strict_errors = False  # as in a terminal: errors are shown, not raised
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(notifications=True, size=SIZE) as pilot:
         await open_train(pilot, app, max_steps="100000", eval_interval="100000")
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: state(app) == "running", "the run to start")
         monkeypatch.setattr(TrainStats, "render", broken)
         app.screen.query_one(TrainStats).refresh()
-        await wait_until(pilot, lambda: any("cannot draw" in n.message for n in app._notifications),
+        await wait_until(pilot, lambda: "cannot draw" in notices(app),
                          "the error to be shown")
         assert not app.screen.query_one(TrainStats).display
         step = app.screen.trainer.step
@@ -325,12 +325,12 @@ async def test_an_unexpected_error_while_training_saves_the_run_and_is_shown(wor
 
     app = MnemosApp(root=workspace)
     app.strict_errors = False
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(notifications=True, size=SIZE) as pilot:
         await open_train(pilot, app, max_steps="100000", eval_interval="100000")
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: state(app) == "running", "the run to start")
         monkeypatch.setattr(TrainScreen, "_show_step", broken)
-        await wait_until(pilot, lambda: any("broken step display" in n.message for n in app._notifications),
+        await wait_until(pilot, lambda: "broken step display" in notices(app),
                          "the error to be shown")
         out_dir = Path(app.trainer.out_dir)
         await wait_until(pilot, lambda: (out_dir / "state.json").is_file(), "the checkpoint")

@@ -45,6 +45,12 @@ async def wait_until(pilot, condition, what: str, limit: float = 60.0) -> None:
         await pilot.pause(0.05)
 
 
+def notices(app) -> str:
+    """The text (titles and messages) of the notifications on screen: what a user reads.
+    Needs ``app.run_test(notifications=True)`` (Textual's test runs hide them otherwise)."""
+    return "\n".join(toast.render().plain for toast in app.screen.query("Toast"))
+
+
 def text_of(widget) -> str:
     """The plain text a Static / Label shows."""
     from rich.console import Console

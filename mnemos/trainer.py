@@ -120,7 +120,8 @@ class Trainer:
         self._budget_before = self._paused_s = 0.0
         self._step_times = collections.deque(maxlen=21)  # seconds of the last training steps
         self._step_s: float | None = None  # seconds per step before any was measured (a resumed run's)
-        self._eval_steps = collections.deque(maxlen=5)  # the last evaluations' seconds, in steps' seconds
+        self._eval_steps = collections.deque(maxlen=3)  # the last evaluations' forward passes, in steps' time
+        self._sample_times = collections.deque(maxlen=3)  # and their samples' seconds
         self._forward_s = 0.0  # seconds of one forward pass of a batch (timed in evaluations)
         self._save_times = collections.deque(maxlen=5)  # and of the last saves
         self._save_guess = 0.0  # a save's seconds until one is timed
@@ -400,7 +401,7 @@ class Trainer:
         self._elapsed_before = float(s.get("elapsed_s", 0.0))
         self._budget_before = float(s.get("budget_used_s", self._elapsed_before))
         self._step_s = s.get("step_time_s") or self._elapsed_before / max(1, self.step)  # (an upper bound)
-        if s.get("eval_time_s"):
+        if s.get("eval_time_s"):  # (as forward passes: the sample's share is not known)
             self._eval_steps.append(float(s["eval_time_s"]) / self._seconds_per_step())
         if s.get("save_time_s"):
             self._save_times.append(float(s["save_time_s"]))
@@ -459,11 +460,15 @@ class Trainer:
 
     @property
     def _eval_s(self) -> float:
-        """Seconds an evaluation takes now: the median of the last five, each counted in
-        steps (its seconds over the seconds per step then) and times the seconds per step
-        now. So it follows the machine's speed as the steps do, while one slow evaluation
-        (on a busy machine one can take ten times another) does not move it."""
-        return float(np.median(self._eval_steps)) * self._seconds_per_step() if self._eval_steps else 0.0
+        """Seconds an evaluation takes now, from the last three: their forward passes
+        (losses, induction probe) counted in steps and times the seconds per step now, so
+        that they follow a machine that slows down as the steps do; their sample (one token
+        at a time: latency, not arithmetic) in seconds. Medians: on a busy machine one
+        evaluation can take ten times another."""
+        if not self._eval_steps:
+            return 0.0
+        sample = float(np.median(self._sample_times)) if self._sample_times else 0.0
+        return float(np.median(self._eval_steps)) * self._seconds_per_step() + sample
 
     @property
     def _save_s(self) -> float:
@@ -506,11 +511,20 @@ class Trainer:
         rng = np.random.default_rng([cfg.seed, 2, seed_offset])
         losses = []
         t0 = self._clock()
-        for _ in range(cfg.eval_steps):
+        for i in range(cfg.eval_steps):
+            if i and self._past_deadline():  # a budgeted run's last seconds: fewer batches, not an overrun
+                break
             x, y = data_mod.get_batch(tokens, cfg.batch_size, self.model_cfg.block_size, rng)
             losses.append(float(self.model.forward(x, y, train=False)[1]))
-        self._forward_s = (self._clock() - t0) / cfg.eval_steps
+        self._forward_s = (self._clock() - t0) / len(losses)
         return float(np.mean(losses))
+
+    def _past_deadline(self) -> bool:
+        """With a time budget: whether what is left of it is only the save's time. An
+        evaluation then stops taking batches and sampling (an evaluation can take several
+        times its estimate on a busy machine; the budget holds all the same)."""
+        budget = self.train_cfg.time_budget
+        return budget is not None and self.budget_used_s + self._save_s >= budget
 
     def _sample(self) -> str:
         from mnemos.generate import Generator
@@ -520,7 +534,7 @@ class Trainer:
             return ""
         return Generator(self.model, self.tokenizer).generate(
             cfg.sample_prompt, max_new_tokens=cfg.sample_tokens, temperature=SAMPLE_TEMPERATURE,
-            top_k=SAMPLE_TOP_K, seed=cfg.seed)
+            top_k=SAMPLE_TOP_K, seed=cfg.seed, should_stop=self._past_deadline)
 
     def _induction_probe(self) -> dict:
         """The in-context-learning score and the best induction head (``mnemos.heads``), on
@@ -545,9 +559,13 @@ class Trainer:
         if is_best:
             self.best_val_loss = val_loss
         best = self.best_val_loss if self.best_val_loss is not None else math.inf
-        self._emit(EvalEvent(self.step, train_loss, val_loss, best, is_best, self.elapsed_s, **self._induction_probe()))
+        probe = {} if self._past_deadline() else self._induction_probe()
+        self._emit(EvalEvent(self.step, train_loss, val_loss, best, is_best, self.elapsed_s, **probe))
+        t1 = self._clock()
         self._emit(SampleEvent(self.step, self.train_cfg.sample_prompt, self._sample(), val_loss))
-        self._eval_steps.append((self._clock() - t0) / self._seconds_per_step())  # for the ETA and the budget
+        # for the ETA and the time budget: the forward passes in steps' time, the sample in seconds
+        self._eval_steps.append((t1 - t0) / self._seconds_per_step())
+        self._sample_times.append(self._clock() - t1)
         if save:
             self._save_checkpoint("best" if is_best else "latest", is_best)
 
@@ -674,6 +692,8 @@ class Trainer:
             self._step_times[-1] += self._clock() - t1  # a step's time includes reporting it (the budget's plan)
             if end or (self.step % cfg.eval_interval == 0 and self._eval_fits()):
                 self._evaluate(save=True)
+                if cfg.time_budget is not None and not end:  # if no step fits after it, it was the final one
+                    self._horizon = self._plan()
             if self._save.is_set() and self._saved_step != self.step:
                 self._save_checkpoint("manual")
         return loss

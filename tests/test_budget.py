@@ -237,3 +237,15 @@ def test_cli_progress_line_shows_the_budget(capsys):
 
 def test_format_duration():
     assert budget.format_duration(59.6) == "0:59" and budget.format_duration(3725) == "1:02:05"
+
+
+def test_a_final_evaluation_far_slower_than_measured_is_cut_short_not_the_budget(text_file, tmp_path, clock):
+    def slow_at_the_end(e, trainer):
+        if e.kind == "step" and e.step == e.max_steps:
+            clock.batch_s = 1.0  # the final evaluation's batches: four times the planned
+
+    trainer, events, done, used = run(text_file, tmp_path / "run", clock, on_event=slow_at_the_end)
+    final = [e for e in events if e.kind == "eval"][-1]
+    assert final.step == done.step and (tmp_path / "run" / "state.json").is_file()
+    assert used <= 60 + 2 * 1.0  # at most one batch each for the train and the validation loss past it
+    assert final.induction_head is None  # the probe was left out, and fewer loss batches taken

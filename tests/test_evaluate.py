@@ -191,7 +191,7 @@ def test_report_dict_and_markdown(tok):
 
 @pytest.fixture
 def run(tmp_path, tok):
-    checkpoint = pytest.importorskip("mnemos.checkpoint", reason="needs the checkpoint module")
+    from mnemos import checkpoint
     from mnemos.data import content_hash
     from mnemos.optim import AdamW
 

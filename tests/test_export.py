@@ -140,7 +140,7 @@ def test_a_corrupt_safetensors_file_is_a_checkpoint_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, model, tok):
-    checkpoint_mod = pytest.importorskip("mnemos.checkpoint", reason="export_hf reads a checkpoint folder")
+    from mnemos import checkpoint as checkpoint_mod
     from mnemos.optim import AdamW
 
     run = tmp_path_factory.mktemp("run") / "ckpt"

@@ -244,7 +244,7 @@ def test_attention_keeps_the_last_block_size_tokens(model, tok):
 def test_attention_and_logits_match_hugging_face_gpt2(model, tok):
     torch = pytest.importorskip("torch", reason="PyTorch runs the Hugging Face reference")
     transformers = pytest.importorskip("transformers", reason="GPT2LMHeadModel is the reference")
-    export = pytest.importorskip("mnemos.export", reason="the export mapping is not written yet")
+    from mnemos import export
     config = transformers.GPT2Config(**export.hf_config(model.config))
     hf = transformers.GPT2LMHeadModel._from_config(config, attn_implementation="eager")
     hf.load_state_dict({k: torch.tensor(v) for k, v in export.to_hf_state_dict(model).items()}, strict=False)

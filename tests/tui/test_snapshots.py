@@ -10,8 +10,6 @@ import pytest
 from tui.app import MnemosApp
 from tui_helpers import SIZE, make_checkpoint, wait_until
 
-pytest.importorskip("pytest_textual_snapshot", reason="snapshot tests need pytest-textual-snapshot")
-
 
 @pytest.fixture(autouse=True)
 def two_cores(monkeypatch):

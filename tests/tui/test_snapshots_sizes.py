@@ -12,7 +12,6 @@ from test_checkpoints import with_metrics
 from tui.app import MnemosApp
 from tui_helpers import make_checkpoint, wait_until
 
-pytest.importorskip("pytest_textual_snapshot", reason="snapshot tests need pytest-textual-snapshot")
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 

@@ -87,12 +87,13 @@ async def test_token_boundaries_use_the_tokenizer_and_export_writes_markdown(wor
         await wait_until(pilot, lambda: chat.turns and chat.turns[0].status != "generating", "the reply")
         await pilot.press("ctrl+t")
         assert chat.show_tokens
-        rendered = chat._tokens(chat.turns[0].ids)
-        assert len(rendered.spans) == 8  # one coloured span per token
-        styles = [str(span.style) for span in rendered.spans]
+        await pilot.pause()
+        shown = chat.query_one(".chat-turn").content.renderables  # you, prompt, mnemos, reply, blank
+        prompt, reply = shown[1], shown[3]
+        assert len(reply.spans) == 8  # one coloured span per token
+        styles = [str(span.style) for span in reply.spans]
         assert styles[0] != styles[1] and styles[0] == styles[2]  # alternating
-        prompt = chat._prompt_tokens("a good fortune")
-        assert prompt.plain == "a good fortune"
+        assert prompt.plain == "a good fortune" and len(prompt.spans) > 1  # the prompt's tokens coloured too
         await pilot.press("ctrl+s")
         await pilot.pause()
         exported = list((workspace / "transcripts").glob("chat-*.md"))

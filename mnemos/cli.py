@@ -188,7 +188,7 @@ class ProgressPrinter:
             return
         try:
             self._print(event)
-        except BrokenPipeError:
+        except OSError:  # the reader went away (EPIPE), or the terminal closed (EIO, after a SIGHUP)
             self.pipe_closed = True
             _stdout_gone()
             self.on_pipe_closed()
@@ -304,7 +304,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     signalled: list[int] = []
 
     def on_signal(signum, frame):
-        if signalled:  # a second signal: give up at once (the last save is atomic)
+        if signalled:  # a second Ctrl+C or TERM: give up at once (the last save is atomic)
+            if signum == getattr(signal, "SIGHUP", None):
+                return  # a hang-up can come twice (to the session leader and its foreground group)
             raise KeyboardInterrupt
         signalled.append(signum)
         trainer.stop(reason="interrupt")
@@ -323,9 +325,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if done.reason == "error":
         print(f"mnemos train: error: {one_line(printer.error)}", file=sys.stderr)
         return EXIT_USER_ERROR
-    if printer.pipe_closed:
-        return EXIT_BROKEN_PIPE
-    return 128 + signalled[0] if signalled else EXIT_OK  # 130 Ctrl+C, 143 SIGTERM, 129 SIGHUP
+    if signalled:
+        return 128 + signalled[0]  # 130 Ctrl+C, 143 SIGTERM, 129 SIGHUP
+    return EXIT_BROKEN_PIPE if printer.pipe_closed else EXIT_OK
 
 
 # --------------------------------------------------------------------------- eval

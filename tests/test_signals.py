@@ -5,6 +5,7 @@ checkpoint that loads and resumes; the exit status is 128 + the signal's number.
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -91,3 +92,24 @@ def test_counting_the_chunks_of_a_big_text_can_be_cancelled_after_each_block():
     with pytest.raises(Cancelled):
         count_chunks(blocks, str.split, progress, total=7)
     assert seen == [(0, 7), (0, 7)] and next(blocks) == "e f"  # stopped after the second block
+
+
+def test_closing_the_terminal_saves_the_run_and_exits_129(proj):
+    """A real hang-up: the terminal goes away (SIGHUP, and every later write fails with
+    EIO); the run is saved all the same."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: `mnemos train` on the pseudo-terminal
+        os.environ["PYTHONPATH"] = str(ROOT)
+        os.execv(sys.executable, [sys.executable, "-m", "mnemos", "train", "--data", "train.txt", "--out", "run",
+                                  "--max-steps", "100000", "--eval-interval", "100000", *TINY])
+    seen = b""
+    while not re.search(rb"step +\d+/", seen):  # the progress line of the first steps (not "eval step 0")
+        if select.select([fd], [], [], 60)[0]:
+            seen += os.read(fd, 65536)
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 128 + signal.SIGHUP
+    assert load_checkpoint(proj / "run").state["step"] > 0

@@ -143,8 +143,7 @@ def _overrides(args: argparse.Namespace) -> dict:
     (the trainer refuses shape changes)."""
     out = _given(args)
     if args.preset:
-        preset = get_preset(args.preset)
-        out = {**preset.model, **preset.train, **out}
+        out = {**get_preset(args.preset).settings, **out}
     for k in ("data", "val_data"):
         if getattr(args, k) is not None:
             out[k] = getattr(args, k)

@@ -306,6 +306,11 @@ class Preset:
     model: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
 
+    @property
+    def settings(self) -> dict:
+        """Its model and training values as one dict of setting names."""
+        return {**self.model, **self.train}
+
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
@@ -361,7 +366,7 @@ def configs_from(preset: str | Preset | None = None,
     the tokenizer's target plus the special tokens; the trainer sets it exactly once the
     tokenizer is trained."""
     chosen = preset if isinstance(preset, Preset) else get_preset(preset or DEFAULT_PRESET)
-    values = {"workers": default_workers(), **chosen.model, **chosen.train,
+    values = {"workers": default_workers(), **chosen.settings,
               **{k: v for k, v in (overrides or {}).items() if v is not None}}
     if (overrides or {}).get("time_budget") is not None and (overrides or {}).get("max_steps") is None:
         values["max_steps"] = None  # a budget without a step count: the budget alone decides

@@ -92,13 +92,12 @@ class DatasetsScreen(MnemosScreen):
 
     @work(thread=True, exclusive=True, group="inspect")
     def _inspect(self, path: Path) -> None:
-        from mnemos.config import DEFAULT_PRESET, PRESETS
+        from mnemos.config import configs_from
         from mnemos.data import inspect_text_file
 
-        preset = PRESETS[DEFAULT_PRESET]
+        model, train = configs_from()  # the default preset's
         try:
-            info = inspect_text_file(path, vocab_size=preset.train["tokenizer_vocab"],
-                                     block_size=preset.model["block_size"])
+            info = inspect_text_file(path, vocab_size=train.tokenizer_vocab, block_size=model.block_size)
         except OSError as exc:
             self.app.call_from_thread(self.report, exc)
             return

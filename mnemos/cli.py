@@ -219,7 +219,7 @@ class ProgressPrinter:
         else:  # max_steps is the planned last step, re-estimated as steps are timed
             when = (f"{format_duration(e.time_budget_s - e.budget_left_s)} of {format_duration(e.time_budget_s)} "
                     f"budget, ETA {format_duration(e.eta_s)}")
-        total = e.max_steps if e.time_budget_s is None else f"~{e.max_steps}"
+        total = f"~{e.max_steps}" if e.time_budget_s is not None and e.step < e.max_steps else e.max_steps
         line = (f"step {e.step:>6}/{total} | loss {e.loss:.4f} | lr {e.lr:.2e} | norm {e.grad_norm:.2f} | "
                 f"{e.tokens_per_s:,.0f} tok/s | {when}")
         if self.tty:

@@ -349,7 +349,7 @@ class TrainScreen(MnemosScreen):
         bar = self.query_one("#train-bar", ProgressBar)
         bar.update(total=e.max_steps, progress=e.step)
         budgeted = e.time_budget_s is not None  # max_steps is then the planned last step, re-estimated as it goes
-        total = f"~{e.max_steps:,}" if budgeted else f"{e.max_steps:,}"
+        total = f"~{e.max_steps:,}" if budgeted and e.step < e.max_steps else f"{e.max_steps:,}"  # exact at the end
         phase = f"step {e.step:,} of {total}"
         if budgeted:
             phase += (f" · {format_duration(e.budget_left_s)} of the {format_duration(e.time_budget_s)} "

@@ -17,18 +17,16 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widget import Widget
 
+from tui.bridge import EngineEvents
+from tui.session import TrainingSession
 from tui.workspace import Workspace
-
-if TYPE_CHECKING:
-    from mnemos.trainer import Trainer
-    from tui.screens.train import TrainScreen
 
 
 @dataclass(frozen=True)
@@ -90,8 +88,7 @@ class MnemosApp(App[None]):
             self.workspace.checkpoint = self.workspace.resolve(checkpoint)
         self.start_mode = start or ("generate" if checkpoint is not None else
                                     "train" if data is not None else "datasets")
-        self.trainer: Trainer | None = None  # set by the Train screen while a run is alive
-        self.train_screen: TrainScreen | None = None  # set by the Train screen when mounted
+        self.session = TrainingSession(self)  # the one training run, which screens observe
         self.stopped_by: int | None = None  # the signal (TERM, HUP) that ended the app, if one did
         self.strict_errors: bool | None = None  # None: unexpected errors end the app only when headless
         self._error_times: list[float] = []
@@ -109,8 +106,8 @@ class MnemosApp(App[None]):
         """SIGTERM / SIGHUP: save the running run (as "save and quit" does), then exit with
         128 + the signal's number (see ``main``)."""
         self.stopped_by = signum
-        if self.training_alive and self.train_screen is not None:
-            self.train_screen.quit_training(save=True)
+        if self.session.alive:
+            self.session.quit(save=True)
         else:
             self.exit()
 
@@ -155,12 +152,16 @@ class MnemosApp(App[None]):
 
     # -- quitting -------------------------------------------------------------------
 
-    @property
-    def training_alive(self) -> bool:
-        return self.trainer is not None and self.trainer.state in ("preparing", "running", "paused")
+    def on_engine_events(self, message: EngineEvents) -> None:
+        self.session.deliver(message)
+
+    def on_unmount(self) -> None:
+        """However the app ends (an error included), a live run stops and saves first;
+        the process waits for it."""
+        self.session.end()
 
     async def action_quit(self) -> None:
-        if not self.training_alive:
+        if not self.session.alive:
             self.exit()
             return
         from tui.screens.dialogs import QuitDialog
@@ -168,8 +169,8 @@ class MnemosApp(App[None]):
         self.push_screen(QuitDialog(), self._quit_chosen)
 
     def _quit_chosen(self, choice: str | None) -> None:
-        if choice in ("save", "discard") and self.train_screen is not None:
-            self.train_screen.quit_training(save=choice == "save")
+        if choice in ("save", "discard"):
+            self.session.quit(save=choice == "save")
 
 
 def _failed_widget(error: BaseException) -> Widget | None:

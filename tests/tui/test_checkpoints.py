@@ -104,19 +104,12 @@ async def test_v_opens_evaluate_and_evaluates_the_highlighted_run(workspace):
         assert app.screen.query_one("#eval-checkpoint").value == str(beta.resolve())
 
 
-class RunningTrainer:
-    """What the app knows of a run in progress: its state and folder."""
-
-    def __init__(self, out_dir):
-        self.state, self.out_dir = "running", out_dir
-
-
 async def test_the_training_run_is_marked_and_deleting_it_is_refused_before_asking(workspace):
     busy = make_checkpoint(workspace, "busy")
     app = MnemosApp(root=workspace, start="checkpoints")
     async with app.run_test(notifications=True, size=SIZE) as pilot:
         await pilot.pause()
-        app.trainer = RunningTrainer(busy)
+        app.session.state, app.session.run_dir = "running", busy  # what the session knows of a run in progress
         await pilot.press("r")
         table = app.screen.query_one("#checkpoint-table")
         assert str(table.get_row_at(0)[1]) == "busy ● training"
@@ -125,7 +118,7 @@ async def test_the_training_run_is_marked_and_deleting_it_is_refused_before_aski
         assert type(app.screen).__name__ == "CheckpointsScreen"  # no question asked
         await wait_until(pilot, lambda: "training right now" in notices(app), "the notification")
         assert busy.is_dir()
-        app.trainer = None
+        app.session.state = "stopped"
         await pilot.press("r", "d")
         await pilot.pause()
         assert type(app.screen).__name__ == "ConfirmDialog"

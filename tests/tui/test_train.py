@@ -28,8 +28,11 @@ async def open_train(pilot, app, **fields) -> None:
 
 
 def state(app) -> str:
-    trainer = app.screen.trainer
-    return trainer.state if trainer is not None else "idle"
+    return app.session.state
+
+
+def steps_on_plot(app) -> list[int]:
+    return [step for step, _ in app.screen.query_one("#loss-plot").train_points]
 
 
 async def test_a_bad_hyperparameter_is_explained_next_to_its_field_and_blocks_start(workspace):
@@ -43,7 +46,7 @@ async def test_a_bad_hyperparameter_is_explained_next_to_its_field_and_blocks_st
         assert app.screen.query_one("#f-n_embd").has_class("-invalid")
         await pilot.press("ctrl+r")
         await pilot.pause()
-        assert app.screen.trainer is None
+        assert app.session.state == "idle"
         await wait_until(pilot, lambda: "divisible" in notices(app), "the notification")
         # A word where a number belongs, then fixed: the reason goes away.
         app.screen.query_one("#f-n_embd").value = "32"
@@ -116,30 +119,32 @@ async def test_start_pause_resume_save_stop_by_keys(workspace):
     async with app.run_test(size=SIZE) as pilot:
         await open_train(pilot, app, max_steps="100000", eval_interval="100000")
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: app.screen.query_one("#loss-plot").train_points, "the first steps")
+        await wait_until(pilot, lambda: steps_on_plot(app), "the first steps")
         assert state(app) == "running"
         await pilot.press("ctrl+b")
         await wait_until(pilot, lambda: state(app) == "paused", "the pause")
-        step = app.screen.trainer.step
+        step = app.session.trainer.step
         await pilot.pause(0.3)
-        assert app.screen.trainer.step == step
+        assert app.session.trainer.step == step
         assert app.screen.query_one("#train-stats").values["state"] == "paused"
         await pilot.press("ctrl+s")  # save now, while paused
-        out_dir = Path(app.screen.trainer.out_dir)
+        out_dir = Path(app.session.trainer.out_dir)
         await wait_until(pilot, lambda: (out_dir / "state.json").is_file(), "the manual checkpoint")
         assert checkpoint_info(out_dir).step == step
         await pilot.press("ctrl+b")
-        await wait_until(pilot, lambda: app.screen.trainer.step > step, "training to go on")
+        await wait_until(pilot, lambda: app.session.trainer.step > step, "training to go on")
         await pilot.press("ctrl+t")
-        await wait_until(pilot, lambda: state(app) == "done" and not app.screen.query_one("#hparams").disabled,
+        await wait_until(pilot, lambda: state(app) == "stopped" and not app.screen.query_one("#hparams").disabled,
                          "the run to stop")
-        final = app.screen.trainer.step
+        final = app.session.trainer.step
         assert 0 < final < 100000
         assert checkpoint_info(out_dir).step == final  # stopping saved the last step
         assert app.workspace.checkpoint == out_dir
         plot = app.screen.query_one("#loss-plot")
-        assert [s for s, _ in plot.train_points] == list(range(1, final + 1))  # every step reached the plot
+        assert steps_on_plot(app) == list(range(1, final + 1))  # every step reached the plot
         assert plot.val_points[0][0] == 0  # the untrained baseline evaluation
+        stats = app.screen.query_one("#train-stats").values
+        assert stats["state"] == "stopped" and stats["eta"] == "-"
         assert app.screen.query_one("#loss-spark").data
 
 
@@ -149,12 +154,12 @@ async def test_a_run_to_the_end_shows_a_sample_and_the_validation_curve(workspac
         await open_train(pilot, app, max_steps="50")
         app.screen.query_one("#run-name").value = "mine"
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: state(app) == "done", "the run to finish")
+        await wait_until(pilot, lambda: state(app) == "finished", "the run to finish")
         assert app.workspace.checkpoint == workspace / "checkpoints" / "mine"
         assert checkpoint_info(workspace / "checkpoints" / "mine").step == 50
         await pilot.pause()
         plot = app.screen.query_one("#loss-plot")
-        assert [s for s, _ in plot.val_points] == [0, 25, 50]
+        assert [step for step, _ in plot.val_points] == [0, 25, 50]
         assert "Sample at step 50" in str(app.screen.query_one("#train-sample").border_title)
         assert app.screen.query_one("#train-stats").values["step"] == "50 / 50"
         await pilot.press("ctrl+l")
@@ -180,11 +185,11 @@ async def test_quit_while_training_asks_and_cancel_keeps_training(workspace):
         assert state(app) == "running"
         await pilot.press("ctrl+q")
         await pilot.pause()
-        out_dir = Path(app.trainer.out_dir)
+        out_dir = Path(app.session.trainer.out_dir)
         await pilot.press("s")  # save and quit
         await wait_until(pilot, lambda: not app.is_running, "the app to exit")
-    assert app.trainer.state == "done"
-    assert checkpoint_info(out_dir).step == app.trainer.step
+    assert app.session.state == "stopped" and app.session.trainer.state == "done"
+    assert checkpoint_info(out_dir).step == app.session.trainer.step
 
 
 async def test_quit_without_saving_leaves_no_checkpoint(workspace):
@@ -214,23 +219,73 @@ def trained(workspace) -> Path:
     return out
 
 
-async def test_resume_from_a_checkpoint_continues_its_steps(workspace, trained):
+async def choose_run(pilot, app, run: Path) -> None:
+    """Train screen, "start from" set to ``run`` (the form then shows its settings)."""
+    await pilot.press("f3")
+    await pilot.pause()
+    app.screen.query_one("#start-from").value = str(run.resolve())
+    await pilot.pause()
+
+
+async def test_resume_from_a_checkpoint_continues_its_steps_and_shows_its_history(workspace, trained):
     checkpoint = trained
     app = MnemosApp(root=workspace)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("f3")
-        await pilot.pause()
-        app.screen.query_one("#start-from").value = str(checkpoint.resolve())
-        await pilot.pause()
+    async with app.run_test(notifications=True, size=SIZE) as pilot:
+        await choose_run(pilot, app, checkpoint)
         assert app.screen.query_one("#f-n_embd").disabled  # the shape comes from the checkpoint
         assert app.screen.query_one("#f-n_embd").value == "32"
+        # The run is finished (10 of 10): the app says what to do, in its own words.
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        await wait_until(pilot, lambda: "already at step 10" in notices(app), "the notification")
+        said = notices(app).replace("\n", " ")
+        assert "already at step 10" in said and "raise max-steps above 10" in said and "--" not in said
+        assert state(app) == "idle" and app.focused is app.screen.query_one("#f-max_steps")
         app.screen.query_one("#f-max_steps").value = "20"
         await pilot.pause()
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: state(app) == "done", "the resumed run to finish")
-        assert [s for s, _ in app.screen.query_one("#loss-plot").train_points] == list(range(11, 21))
+        await wait_until(pilot, lambda: state(app) == "finished", "the resumed run to finish")
+        assert steps_on_plot(app) == list(range(1, 21))  # the saved history, then the new steps
+        val_steps = [step for step, _ in app.screen.query_one("#loss-plot").val_points]
+        assert val_steps == [0, 5, 10, 15, 20]
+        stats = app.screen.query_one("#train-stats").values
+        assert stats["step"] == "20 / 20" and stats["best_val_loss"] != "-"
+        assert float(stats["best_val_loss"]) <= float(stats["val_loss"])
         assert checkpoint_info(checkpoint).step == 20
         assert checkpoint_info(checkpoint).max_steps == 20
+
+
+async def test_a_resumed_run_shows_its_history_and_progress_before_the_first_new_step(workspace, trained):
+    from mnemos.checkpoint import read_metrics
+
+    rows = read_metrics(trained)  # what the run logged before it is resumed
+    app = MnemosApp(root=workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await choose_run(pilot, app, trained)
+        app.screen.query_one("#f-max_steps").value = "100000"
+        await pilot.pause()
+        await pilot.press("ctrl+b")  # nothing to pause yet: nothing happens
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: steps_on_plot(app), "the history")
+        app.session.pause()
+        await wait_until(pilot, lambda: state(app) == "paused", "the pause")
+        assert steps_on_plot(app)[:10] == [r["step"] for r in rows if r["event"] == "step"]
+        best = min(r["val_loss"] for r in rows if r["event"] == "eval")
+        stats = app.screen.query_one("#train-stats").values
+        assert float(stats["best_val_loss"]) <= round(best, 4)
+        bar = app.screen.query_one("#train-bar")
+        assert bar.total == 100000 and bar.progress >= 10
+        app.session.stop()
+        await wait_until(pilot, lambda: state(app) == "stopped", "the stop")
+
+
+def test_engine_messages_name_the_forms_fields_not_flags():
+    from tui.session import app_words
+
+    assert app_words("shorter than one context window; use a smaller --block-size") == \
+        "shorter than one context window; use a smaller block-size"
+    assert app_words("choose another --out, or pass a larger --max-steps") == \
+        "choose another run name, or pass a larger max-steps"
 
 
 async def test_device_cuda_without_cupy_is_a_notification_and_no_run(workspace, monkeypatch):
@@ -257,8 +312,8 @@ async def test_a_run_on_the_device_in_the_app(workspace, simulated_gpu):
         await open_train(pilot, app, device="cuda", max_steps="4", eval_interval="2")
         app.screen.query_one("#run-name").value = "on-gpu"
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: state(app) == "done", "the run to finish")
-        assert app.screen.trainer.model.xp is simulated_gpu
+        await wait_until(pilot, lambda: state(app) == "finished", "the run to finish")
+        assert app.session.trainer.model.xp is simulated_gpu
     ckpt = load_checkpoint(workspace / "checkpoints" / "on-gpu")
     assert ckpt.state["step"] == 4 and ckpt.train_config.device == "cuda"
 
@@ -312,8 +367,8 @@ async def test_a_widget_that_fails_to_draw_is_hidden_and_the_run_goes_on(workspa
         await wait_until(pilot, lambda: "cannot draw" in notices(app),
                          "the error to be shown")
         assert not app.screen.query_one(TrainStats).display
-        step = app.screen.trainer.step
-        await wait_until(pilot, lambda: app.screen.trainer.step > step + 2, "training to go on")
+        step = app.session.trainer.step
+        await wait_until(pilot, lambda: app.session.trainer.step > step + 2, "training to go on")
         assert app.is_running and state(app) == "running"
 
 
@@ -332,12 +387,12 @@ async def test_an_unexpected_error_while_training_saves_the_run_and_is_shown(wor
         monkeypatch.setattr(TrainScreen, "_show_step", broken)
         await wait_until(pilot, lambda: "broken step display" in notices(app),
                          "the error to be shown")
-        out_dir = Path(app.trainer.out_dir)
+        out_dir = Path(app.session.trainer.out_dir)
         await wait_until(pilot, lambda: (out_dir / "state.json").is_file(), "the checkpoint")
         step = checkpoint_info(out_dir).step
         assert step > 0
-        await wait_until(pilot, lambda: app.trainer.step > step + 2, "training to go on")
-        assert app.is_running and app.trainer.state == "running"
+        await wait_until(pilot, lambda: app.session.trainer.step > step + 2, "training to go on")
+        assert app.is_running and app.session.trainer.state == "running"
 
 
 async def test_a_time_budget_in_the_form_reaches_the_run_and_its_progress(workspace):
@@ -358,10 +413,10 @@ async def test_a_time_budget_in_the_form_reaches_the_run_and_its_progress(worksp
         await pilot.pause()
         assert form.errors == {} and form.configs()[1].time_budget == 300 and form.configs()[1].max_steps == 4
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: state(app) == "done", "the run to finish")
+        await wait_until(pilot, lambda: state(app) == "finished", "the run to finish")
         await pilot.pause()
         assert "of the 5:00 time budget left" in text_of(app.screen.query_one("#train-phase"))
-        saved = checkpoint_info(app.screen.trainer.out_dir).train_config
+        saved = checkpoint_info(app.session.trainer.out_dir).train_config
         assert saved["time_budget"] == 300 and saved["optimizer"] == "muon"
         form.set_values({"time_budget": 90.0, "max_steps": None})
         assert app.screen.query_one("#f-time_budget").value == "90s" and app.screen.query_one("#f-max_steps").value == ""

@@ -62,10 +62,10 @@ class CheckpointsScreen(MnemosScreen):
 
     def _training_path(self) -> str | None:
         """The resolved folder of the run training now, if any."""
-        trainer = self.mnemos.trainer
-        if not self.mnemos.training_alive or trainer is None or trainer.out_dir is None:
+        session = self.mnemos.session
+        if not session.alive or session.run_dir is None:
             return None
-        return str(Path(str(trainer.out_dir)).resolve())
+        return str(session.run_dir.resolve())
 
     def action_refresh(self) -> None:
         from mnemos.checkpoint import list_checkpoints

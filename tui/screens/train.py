@@ -1,10 +1,9 @@
 """Train: the hyperparameter form, keyboard control of a run, and its live view.
 
-The run is ``mnemos.trainer.Trainer`` in a thread worker; its events arrive through an
-``EventBridge`` (coalesced, at most 5 messages a second) and update the numbers, the
-progress bar and the sparkline; the loss plot is redrawn at most twice a second.
-Pause / resume / stop / save call the trainer's thread-safe controls, which act
-between steps.
+The run belongs to the app's ``TrainingSession`` (``tui.session``): this screen calls its
+controls (start, pause, unpause, stop, save now) and draws the batches of events it
+publishes (at most 5 a second): the numbers, the progress bar and the sparkline; the
+loss plot is redrawn at most twice a second. A resumed run shows its history first.
 """
 
 from __future__ import annotations
@@ -14,17 +13,18 @@ import time
 from pathlib import Path
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Label, ProgressBar, Select, Sparkline, Static
-from textual.worker import get_current_worker
 
+from mnemos import events as ev
 from mnemos.budget import format_duration
-from tui.bridge import EngineEvents, EventBridge
-from tui.screens.base import MnemosScreen
 from mnemos.config import AUTO_BUDGET_S, AUTO_PRESET
+from mnemos.errors import MnemosError
+from tui.screens.base import MnemosScreen
+from tui.session import RunEnded, RunHistory, TrainingSession, app_words
 from tui.widgets.auto_plan import AutoPlan
 from tui.widgets.hparam_form import HyperparamForm
 from tui.widgets.induction_strip import InductionStrip
@@ -50,12 +50,12 @@ class TrainScreen(MnemosScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.trainer = None  # the live run's Trainer (set by the worker)
-        self._exit_when_done = False  # quitting: exit the app when the worker ends
         self._plot_due = 0.0
-        self._losses: list[float] = []
+        self._losses: list[float] = []  # the sparkline's last points
+        self._best_val = math.inf  # the lowest validation loss shown this run
         self._view_failed = False  # the live view raised once this run (said once, saved once)
         self._auto_planned_for = None  # the training file auto last chose for
+        self._saved_steps: dict[str, int] = {}  # the step each run in "start from" is at
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="train-main"):
@@ -87,7 +87,7 @@ class TrainScreen(MnemosScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.mnemos.train_screen = self
+        self.session.events.subscribe(self, self._engine_events)
         self.refresh_sources()
 
     def on_screen_resume(self) -> None:
@@ -115,10 +115,12 @@ class TrainScreen(MnemosScreen):
         current = select.value
         options = [("new run", NEW_RUN)]
         try:
-            options += [(f"resume {info.name} (step {info.step})", info.path)
-                        for info in list_checkpoints(ws.checkpoints_dir) if info.problem is None]
+            runs = [info for info in list_checkpoints(ws.checkpoints_dir) if info.problem is None]
         except OSError as exc:
             self.report(exc)
+            runs = []
+        options += [(f"resume {info.name} (step {info.step})", info.path) for info in runs]
+        self._saved_steps = {info.path: info.step for info in runs}
         select.set_options(options)
         if current in {value for _, value in options}:
             select.value = current
@@ -159,14 +161,18 @@ class TrainScreen(MnemosScreen):
     # -- controls ---------------------------------------------------------------------
 
     @property
+    def session(self) -> "TrainingSession":
+        return self.mnemos.session
+
+    @property
     def running(self) -> bool:
-        """A run is alive (preparing, running, paused or stopping)."""
-        return self.trainer is not None and self.trainer.state not in ("idle", "done")
+        """A run is alive (starting, preparing, running, paused or stopping)."""
+        return self.session.alive
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Footer shows what makes sense now: True active, None greyed out, False hidden
         (pause and resume share ctrl+b; only one of them is ever shown)."""
-        state = self.trainer.state if self.trainer is not None else "idle"
+        state = self.session.state
         if action == "start":
             return None if self.running else True
         if action == "pause":
@@ -184,7 +190,7 @@ class TrainScreen(MnemosScreen):
         form = self.query_one(HyperparamForm)
         try:
             model_cfg, train_cfg = form.configs()
-        except Exception as exc:
+        except MnemosError as exc:
             self.report(exc, "Cannot start")
             return
         resume = self.query_one("#start-from", Select).value
@@ -193,35 +199,35 @@ class TrainScreen(MnemosScreen):
             self.notify("No training file: choose one on Datasets (F2) or fetch the sample corpus there",
                         title="Cannot start", severity="error")
             return
+        done = self._saved_steps.get(str(resume), 0)
+        if resume != NEW_RUN and train_cfg.max_steps <= done:
+            self.notify(f"This run is already at step {done:,}. To train it further, raise max-steps above "
+                        f"{done:,} in the form, then start again.", title="Nothing left to train",
+                        severity="warning", timeout=10)
+            self.query_one("#f-max_steps", Input).focus()
+            return
         run_name = self.query_one("#run-name", Input).value.strip()
         if run_name and (Path(run_name).name != run_name or run_name.startswith(".")):
             self.notify("A run name is a plain folder name (no / or leading dot)", title="Cannot start",
                         severity="error")
             return
         self._reset_live()
-        self.query_one(HyperparamForm).disabled = True
-        self.query_one("#start-from", Select).disabled = True
-        self.query_one("#run-name", Input).disabled = True
-        self.trainer = None
-        self.run_training(model_cfg, train_cfg, None if resume == NEW_RUN else Path(str(resume)), run_name)
-        self.refresh_bindings()
+        self._set_form_enabled(False)
+        self.session.start(model_cfg, train_cfg, ws.train_file, None if resume == NEW_RUN else Path(str(resume)),
+                           ws.checkpoints_dir / run_name if run_name else None)
 
     def action_pause(self) -> None:
-        if self.trainer is not None:
-            self.trainer.pause()
+        self.session.pause()
 
     def action_resume(self) -> None:
-        if self.trainer is not None:
-            self.trainer.unpause()
+        self.session.unpause()
 
     def action_stop(self) -> None:
-        if self.trainer is not None:
-            self.trainer.stop()
-            self._set_state("stopping")
+        self.session.stop()
 
     def action_save_now(self) -> None:
-        if self.trainer is not None:
-            self.trainer.save_now()
+        if self.session.alive:
+            self.session.save_now()
             self.notify("Saving a checkpoint after this step ...")
 
     def action_replay(self) -> None:
@@ -229,8 +235,8 @@ class TrainScreen(MnemosScreen):
         from mnemos.inspect import replay, replay_frames
         from tui.widgets.replay import ReplayDialog
 
-        if self.trainer is not None:
-            frames = replay_frames(list(self.trainer.metrics))
+        if self.session.trainer is not None:
+            frames = replay_frames(list(self.session.trainer.metrics))
         elif self.workspace.checkpoint is not None:
             frames = replay(self.workspace.checkpoint)
         else:
@@ -240,68 +246,23 @@ class TrainScreen(MnemosScreen):
     def action_log_scale(self) -> None:
         self.query_one(LossPlot).toggle_log_scale()
 
-    def quit_training(self, save: bool) -> None:
-        """Stop the run (saving a final checkpoint unless ``save`` is False), then exit
-        the app once the worker has finished."""
-        self._exit_when_done = True
-        if self.trainer is not None:
-            self.trainer.stop(reason="interrupt", save=save)
-        self._set_state("stopping")
-
-    # -- the worker -------------------------------------------------------------------
-
-    @work(thread=True, exclusive=True, group="train", exit_on_error=False)
-    def run_training(self, model_cfg, train_cfg, resume_dir: Path | None, run_name: str = "") -> None:
-        from mnemos.config import setting_values
-        from mnemos.trainer import Trainer
-
-        worker = get_current_worker()
-        bridge = EventBridge(self.post_message)
-
-        def callback(event) -> None:
-            bridge(event)
-            if worker.is_cancelled and self.trainer is not None:
-                self.trainer.stop()
-
-        ws = self.workspace
-        try:
-            if resume_dir is None:
-                out_dir = str(ws.checkpoints_dir / run_name) if run_name else None  # None: a dated folder
-                trainer = Trainer.new(model_cfg, train_cfg, str(ws.train_file), out_dir=out_dir,
-                                      callback=callback, runs_root=ws.checkpoints_dir)
-            else:  # the form's settings (its shape fields hold the run's own, locked)
-                trainer = Trainer.from_checkpoint(str(resume_dir), callback=callback,
-                                                  **setting_values(model_cfg, train_cfg))
-            self.trainer = self.mnemos.trainer = trainer
-            self.app.call_from_thread(self.refresh_bindings)
-            trainer.run()
-        except Exception as exc:  # the app stays up: the error becomes a notification
-            bridge.flush()
-            self.app.call_from_thread(self.report, exc, "Training stopped")
-        finally:
-            bridge.flush()
-            self.app.call_from_thread(self._run_ended)
-
     # -- events -----------------------------------------------------------------------
 
-    @on(EngineEvents)
-    def _engine_events(self, message: EngineEvents) -> None:
+    def _engine_events(self, events: list) -> None:
+        """The session's signal: a batch of engine events, oldest first."""
         try:
-            self._show_events(message.events)
+            self._show_events(events)
         except Exception as exc:  # a display bug must stop neither the screen nor the run: save, say so once
-            if not self._view_failed and self.trainer is not None:
-                self.trainer.save_now()
+            if not self._view_failed and self.session.alive:
+                self.session.save_now()
                 self.report(exc, "The live view failed; the run saves a checkpoint now and goes on")
             self._view_failed = True
 
     def _show_events(self, events: list) -> None:
-        from mnemos import events as ev
-
         steps = [e for e in events if isinstance(e, ev.StepEvent)]
         plot = self.query_one(LossPlot)
         if steps:
-            plot.add_train([e.step for e in steps], [e.loss for e in steps])
-            self._losses = (self._losses + [e.loss for e in steps])[-SPARK_POINTS:]
+            self._add_steps(plot, [(e.step, e.loss) for e in steps])
             self._show_step(steps[-1])
         for event in events:
             self._handle(event, plot)
@@ -310,40 +271,63 @@ class TrainScreen(MnemosScreen):
             plot.replot()
             self._plot_due = now + PLOT_INTERVAL
 
-    def _handle(self, event, plot: LossPlot) -> None:
-        from mnemos import events as ev
+    def _add_steps(self, plot: LossPlot, points: list[tuple[int, float]]) -> None:
+        plot.add_train([s for s, _ in points], [v for _, v in points])
+        self._losses = (self._losses + [v for _, v in points])[-SPARK_POINTS:]
+        self.query_one("#loss-spark", Sparkline).data = list(self._losses)
 
+    def _add_val(self, plot: LossPlot, step: int, loss: float) -> None:
+        plot.add_val(step, loss)
+        if math.isfinite(loss):
+            self._best_val = min(self._best_val, loss)
+        self.query_one(TrainStats).set(val_loss=_loss(loss), best_val_loss=_loss(self._best_val))
+
+    def _handle(self, event, plot: LossPlot) -> None:
         stats = self.query_one(TrainStats)
         if isinstance(event, ev.PrepareEvent):
-            bar = self.query_one("#train-bar", ProgressBar)
-            bar.update(total=event.total or None, progress=event.done)
+            if not plot.train_points:  # a resumed run keeps its progress on show
+                self.query_one("#train-bar", ProgressBar).update(total=event.total or None, progress=event.done)
             self.query_one("#train-phase", Label).update(event.message or event.phase)
-            stats.set(state="preparing")
+        elif isinstance(event, RunHistory):
+            self._show_history(event.rows, plot)
         elif isinstance(event, ev.EvalEvent):
-            plot.add_val(event.step, event.val_loss)
+            self._add_val(plot, event.step, event.val_loss)
             self.query_one(InductionStrip).add(event)
-            stats.set(val_loss=_loss(event.val_loss), best_val_loss=_loss(event.best_val_loss))
         elif isinstance(event, ev.SampleEvent):
             sample = self.query_one("#train-sample")
             sample.border_title = f"Sample at step {event.step} (val loss {event.val_loss:.3f})"
             self.query_one("#sample-text", Static).update(Text(event.prompt + event.text))
         elif isinstance(event, ev.CheckpointEvent):
-            self.workspace.checkpoint = Path(event.path)
             if event.reason in ("manual", "final", "interrupt"):
                 self.notify(f"Checkpoint saved at step {event.step}: {self.workspace.show(Path(event.path))}")
-        elif isinstance(event, ev.StateEvent):
-            self._set_state(event.state)
         elif isinstance(event, ev.DoneEvent):
-            self._set_state("done")
-            if event.checkpoint:
-                self.workspace.checkpoint = Path(event.checkpoint)
+            stats.set(eta="-")
             loss = f", loss {event.loss:.4f}" if event.loss is not None else ""
             self.notify(f"Training {event.reason} at step {event.step}{loss}",
                         severity="error" if event.reason == "error" else "information")
         elif isinstance(event, ev.WarningEvent):
             self.notify(event.message, title="Training warning", severity="warning", timeout=10)
         elif isinstance(event, ev.ErrorEvent):
-            self.notify(event.message, title="Training error", severity="error", timeout=10)
+            self.notify(app_words(event.message), title="Training error", severity="error", timeout=10)
+        elif isinstance(event, RunEnded):
+            if event.error:
+                self.notify(event.error, title="Training stopped", severity="error", timeout=10)
+            self._set_form_enabled(True)
+            self.refresh_sources()
+        stats.set(state=self.session.state)
+
+    def _show_history(self, rows: list[dict], plot: LossPlot) -> None:
+        """A resumed run: its curves, best validation loss and progress so far."""
+        self._add_steps(plot, [(r["step"], r["loss"]) for r in rows
+                               if r.get("event") == "step" and r.get("loss") is not None])
+        for row in rows:
+            if row.get("event") == "eval" and row.get("val_loss") is not None:
+                self._add_val(plot, row["step"], row["val_loss"])
+        last = next((r for r in reversed(rows) if r.get("event") == "step"), None)
+        if last is not None:
+            max_steps = self.query_one(HyperparamForm).configs()[1].max_steps
+            self.query_one("#train-bar", ProgressBar).update(total=max_steps, progress=last["step"])
+            self.query_one(TrainStats).set(step=f"{last['step']:,} / {max_steps:,}", loss=_loss(last["loss"]))
 
     def _show_step(self, e) -> None:
         bar = self.query_one("#train-bar", ProgressBar)
@@ -358,35 +342,29 @@ class TrainScreen(MnemosScreen):
         self.query_one("#train-phase", Label).update(phase, layout=False)
         self.query_one(TrainStats).set(
             step=f"{e.step:,} / {total}", loss=f"{e.loss:.4f}", tokens_per_s=f"{e.tokens_per_s:,.0f}",
-            lr=f"{e.lr:.2e}", grad_norm=f"{e.grad_norm:.3f}", elapsed=format_duration(e.elapsed_s),
+            lr=f"{e.lr:.2e}", grad_norm=f"{e.grad_norm:.3f}", elapsed=format_duration(self._active_s(e)),
             eta=format_duration(e.eta_s))
-        self.query_one("#loss-spark", Sparkline).data = list(self._losses)
 
-    def _set_state(self, state: str) -> None:
-        self.query_one(TrainStats).set(state=state)
-        self.refresh_bindings()
+    def _active_s(self, e) -> float:
+        """How long the run has trained: its wall time less its pauses (the trainer's budget clock)."""
+        trainer = self.session.trainer
+        return trainer.budget_used_s if trainer is not None else e.elapsed_s
+
+    def _set_form_enabled(self, enabled: bool) -> None:
+        for widget in (self.query_one(HyperparamForm), self.query_one("#start-from"), self.query_one("#run-name")):
+            widget.disabled = not enabled
 
     def _reset_live(self) -> None:
         self._losses = []
+        self._best_val = math.inf
         self._view_failed = False
         self.query_one(LossPlot).clear_data()
         self.query_one(LossPlot).replot()
         self.query_one("#loss-spark", Sparkline).data = []
         self.query_one(InductionStrip).clear()
         self.query_one(TrainStats).reset()
-        self.query_one(TrainStats).set(state="starting")
         self.query_one("#train-bar", ProgressBar).update(total=None, progress=0)
         self.query_one("#train-phase", Label).update("")
-
-    def _run_ended(self) -> None:
-        self.query_one(HyperparamForm).disabled = False
-        self.query_one("#start-from", Select).disabled = False
-        self.query_one("#run-name", Input).disabled = False
-        state = self.trainer.state if self.trainer is not None else "idle"
-        self._set_state(state if state != "idle" else "idle")
-        self.refresh_sources()
-        if self._exit_when_done:
-            self.app.exit()
 
 
 def _loss(value: float | None) -> str:

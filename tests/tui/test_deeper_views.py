@@ -183,7 +183,7 @@ async def test_train_screen_draws_the_induction_bump_and_the_replay_shows_it(roo
         await pilot.pause()
         strip = app.screen.query_one(InductionStrip)
         assert "measured at each evaluation" in strip.render().plain
-        app.screen.post_message(EngineEvents([EvalEvent(s, 3.0, 3.0, 3.0, True, 1.0, icl, ind, [2, 1])
+        app.post_message(EngineEvents([EvalEvent(s, 3.0, 3.0, 3.0, True, 1.0, icl, ind, [2, 1])
                                               for s, icl, ind in ((0, -0.1, 0.02), (10, -0.8, 0.4))]))
         await pilot.pause()
         assert strip.icl == [-0.1, -0.8] and strip.induction == [0.02, 0.4]
@@ -246,7 +246,7 @@ def test_train_induction_strip_80x24(root, snap_compare, monkeypatch):
 
     async def events(pilot):
         await pilot.pause()
-        pilot.app.screen.post_message(EngineEvents([
+        pilot.app.post_message(EngineEvents([  # through the session, as a run posts them
             EvalEvent(s, 3.0, 3.0, 3.0, True, 1.0, icl, ind, [2, 1])
             for s, icl, ind in ((0, -0.1, 0.02), (10, -0.2, 0.03), (20, -0.7, 0.3), (30, -0.9, 0.42))]))
         await pilot.pause(0.2)

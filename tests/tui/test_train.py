@@ -16,12 +16,20 @@ from tui_helpers import SIZE, notices, text_of, wait_until
 pytestmark = pytest.mark.anyio
 
 TINY = {"n_layer": "1", "n_head": "2", "n_embd": "32", "block_size": "16", "batch_size": "4",
-        "tokenizer_vocab": "256", "eval_interval": "25", "eval_steps": "2", "warmup_steps": "5", "workers": "1"}
+        "tokenizer_vocab": "256", "eval_interval": "25", "eval_steps": "2", "warmup_steps": "5", "workers": "1",
+        "time_budget": ""}  # no budget: max-steps decides (with one, max-steps is an estimate, shown "~")
+
+
+async def fixed_preset(pilot, app) -> None:
+    """A preset that is not auto (whose choice arrives later and brings a time budget)."""
+    app.screen.query_one("#preset").value = "small"
+    await pilot.pause()
 
 
 async def open_train(pilot, app, **fields) -> None:
     await pilot.press("f3")
     await pilot.pause()
+    await fixed_preset(pilot, app)
     for name, value in {**TINY, **fields}.items():
         app.screen.query_one(f"#f-{name}").value = value
     await pilot.pause()
@@ -223,6 +231,7 @@ async def choose_run(pilot, app, run: Path) -> None:
     """Train screen, "start from" set to ``run`` (the form then shows its settings)."""
     await pilot.press("f3")
     await pilot.pause()
+    await fixed_preset(pilot, app)
     app.screen.query_one("#start-from").value = str(run.resolve())
     await pilot.pause()
 

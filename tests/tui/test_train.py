@@ -489,9 +489,9 @@ async def test_sigterm_or_sighup_while_training_saves_then_exits(workspace):
     async with app.run_test(size=SIZE) as pilot:
         await open_train(pilot, app, max_steps="100000", eval_interval="100000")
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: state(app) == "running" and app.trainer.step > 0, "the run to start")
-        out_dir = Path(app.trainer.out_dir)
+        await wait_until(pilot, lambda: state(app) == "running" and app.session.trainer.step > 0, "the run to start")
+        out_dir = Path(app.session.trainer.out_dir)
         app.stop_signal(signal.SIGHUP)  # what the handler installed on the event loop calls
         await wait_until(pilot, lambda: not app.is_running, "the app to exit")
-    assert app.stopped_by == signal.SIGHUP and app.trainer.state == "done"
-    assert checkpoint_info(out_dir).step == app.trainer.step > 0
+    assert app.stopped_by == signal.SIGHUP and app.session.trainer.state == "done"
+    assert checkpoint_info(out_dir).step == app.session.trainer.step > 0

@@ -123,6 +123,7 @@ class Trainer:
         self._eval_steps = collections.deque(maxlen=3)  # the last evaluations' forward passes, in steps' time
         self._sample_times = collections.deque(maxlen=3)  # and their samples' seconds
         self._forward_s = 0.0  # seconds of one forward pass of a batch (timed in evaluations)
+        self._eval_deadline: float | None = None  # when a budgeted run's evaluation under way must end
         self._save_times = collections.deque(maxlen=5)  # and of the last saves
         self._save_guess = 0.0  # a save's seconds until one is timed
         self._seen = None  # ids of the training tokens (the induction probe's random tokens draw from them)
@@ -520,11 +521,16 @@ class Trainer:
         return float(np.mean(losses))
 
     def _past_deadline(self) -> bool:
-        """With a time budget: whether what is left of it is only the save's time. An
-        evaluation then stops taking batches and sampling (an evaluation can take several
-        times its estimate on a busy machine; the budget holds all the same)."""
+        """With a time budget: whether what is left of it is only the save's time, or an
+        evaluation before the final one has taken twice its estimate. The evaluation then
+        stops taking batches and sampling: on a busy machine one can take ten times its
+        estimate, and it must not spend the steps the schedule still needs to decay, nor
+        the budget."""
         budget = self.train_cfg.time_budget
-        return budget is not None and self.budget_used_s + self._save_s >= budget
+        if budget is None:
+            return False
+        over = self._eval_deadline is not None and self._clock() >= self._eval_deadline
+        return over or self.budget_used_s + self._save_s >= budget
 
     def _sample(self) -> str:
         from mnemos.generate import Generator
@@ -550,8 +556,10 @@ class Trainer:
         return induction_probe(self.model, x, y, exclude=self.tokenizer.special_tokens.values(), seed=cfg.seed,
                                seen=self._seen)
 
-    def _evaluate(self, save: bool) -> None:
+    def _evaluate(self, save: bool, final: bool = False) -> None:
         t0 = self._clock()
+        estimate = self._eval_s  # (0 before the first evaluation: no cap on that one)
+        self._eval_deadline = t0 + 2 * estimate if estimate and not final else None
         train_loss = self._estimate_loss(self.train_tokens, 0)
         val_loss = self._estimate_loss(self.val_tokens, 1)
         is_best = (save and math.isfinite(val_loss) and self._divergence.diverged is None
@@ -691,7 +699,7 @@ class Trainer:
                 self._emit(self._step_event(loss, lr, norm))
             self._step_times[-1] += self._clock() - t1  # a step's time includes reporting it (the budget's plan)
             if end or (self.step % cfg.eval_interval == 0 and self._eval_fits()):
-                self._evaluate(save=True)
+                self._evaluate(save=True, final=end)
                 if cfg.time_budget is not None and not end:  # if no step fits after it, it was the final one
                     self._horizon = self._plan()
             if self._save.is_set() and self._saved_step != self.step:

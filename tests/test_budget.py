@@ -249,3 +249,16 @@ def test_a_final_evaluation_far_slower_than_measured_is_cut_short_not_the_budget
     assert final.step == done.step and (tmp_path / "run" / "state.json").is_file()
     assert used <= 60 + 2 * 1.0  # at most one batch each for the train and the validation loss past it
     assert final.induction_head is None  # the probe was left out, and fewer loss batches taken
+
+
+def test_an_evaluation_far_slower_than_measured_does_not_cut_the_schedule(text_file, tmp_path, clock):
+    def one_slow_evaluation(e, trainer):
+        if e.kind == "step" and e.step == 150:
+            clock.batch_s = 3.0  # the evaluation at step 150: twelve times its estimate per batch
+        if e.kind == "eval" and e.step == 150:
+            clock.batch_s = 0.25
+
+    trainer, events, done, used = run(text_file, tmp_path / "run", clock, on_event=one_slow_evaluation)
+    steps = [e for e in events if e.kind == "step"]
+    assert 0.95 * 60 <= used <= 60 and done.step > 150
+    assert steps[-1].lr < TRAIN.min_lr + 0.01 * (TRAIN.lr - TRAIN.min_lr)  # still decayed

@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Iterable
 
@@ -125,6 +126,18 @@ class MnemosApp(App[None]):
             yield SystemCommand(f"Go to {entry.title} ({entry.key.upper()})", entry.help,
                                 lambda mode=entry.mode: self.switch_mode(mode))
         yield SystemCommand("Help (F1)", "Every key of every screen", self.action_help)
+        for entry in SCREENS:  # every action of every screen: "start", "stop", "evaluate", "sample" ...
+            for binding in Binding.make_bindings(entry.load().BINDINGS):
+                if binding.description:
+                    yield SystemCommand(f"{entry.title}: {binding.description}",
+                                        f"{self.get_key_display(binding)} on {entry.title} ({entry.key.upper()})",
+                                        partial(self.run_on_screen, entry.mode, binding.action), discover=False)
+
+    async def run_on_screen(self, mode: str, action: str) -> None:
+        """Show the screen of ``mode`` and run one of its actions there (a palette command)."""
+        if self.current_mode != mode:
+            await self.switch_mode(mode)
+        await self.screen.run_action(action)
 
     # -- errors -----------------------------------------------------------------------
 

@@ -49,6 +49,19 @@ async def test_command_palette_offers_every_screen(workspace):
         assert app.current_mode == "checkpoints"
 
 
+async def test_command_palette_offers_every_action_of_every_screen_and_runs_it_there(workspace):
+    app = MnemosApp(root=workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        commands = {command.title: command for command in app.get_system_commands(app.screen)}
+        for wanted in ("Train: Start", "Train: Stop", "Train: Pause", "Evaluate: Evaluate",
+                       "Datasets: Sample corpus", "Generate: Export Markdown", "Checkpoints: Delete"):
+            assert wanted in commands, wanted
+        await commands["Train: Log scale"].callback()  # from Datasets: Train comes up and does it
+        await pilot.pause()
+        assert app.current_mode == "train" and app.screen.query_one("#loss-plot").log_scale
+
+
 async def test_help_lists_the_keys_of_every_screen_and_closes_with_escape(workspace):
     app = MnemosApp(root=workspace)
     async with app.run_test(size=SIZE) as pilot:
@@ -61,6 +74,9 @@ async def test_help_lists_the_keys_of_every_screen_and_closes_with_escape(worksp
             for binding in entry.load().BINDINGS:
                 if binding.description:
                     assert binding.description in shown
+        rows = [line.split() for line in shown.splitlines() if line.strip()]
+        assert "Pause / Resume" in shown and sum(row[:1] == ["^b"] for row in rows) == 1  # one row a key
+        assert "del / d" in shown  # one row an action
         await pilot.press("escape")
         await pilot.pause()
         assert type(app.screen).__name__ == "DatasetsScreen"

@@ -22,12 +22,17 @@ GENERAL = [
 
 
 def _binding_rows(app, bindings) -> list[tuple[str, str]]:
-    rows = []
-    for binding in bindings:
-        for b in Binding.make_bindings([binding]):
-            if b.description:
-                rows.append((app.get_key_display(b), b.description))
-    return rows
+    """One row per action: actions sharing a key (pause and resume) share its row, and
+    keys doing the same thing (delete, d) are listed together."""
+    by_key: dict[str, list[str]] = {}
+    for b in Binding.make_bindings(bindings):
+        if b.description and b.description not in by_key.setdefault(app.get_key_display(b), []):
+            by_key[app.get_key_display(b)].append(b.description)
+    by_action: dict[str, list[str]] = {}
+    for key, descriptions in by_key.items():
+        if descriptions:
+            by_action.setdefault(" / ".join(descriptions), []).append(key)
+    return [(" / ".join(keys), action) for action, keys in by_action.items()]
 
 
 class HelpScreen(ModalScreen[None]):

@@ -223,7 +223,13 @@ class TrainScreen(MnemosScreen):
         self.session.unpause()
 
     def action_stop(self) -> None:
-        self.session.stop()
+        """Stop the run after asking (it saves its last step; resume it from "start from")."""
+        from tui.screens.dialogs import ConfirmDialog
+
+        if not self.session.alive:
+            return
+        self.app.push_screen(ConfirmDialog("Stop training? The last step is saved; you can resume the run later.",
+                                           yes="Stop"), lambda yes: self.session.stop() if yes else None)
 
     def action_save_now(self) -> None:
         if self.session.alive:

@@ -651,6 +651,11 @@ def _check_values(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a path of undecodable bytes prints escaped, not as a crash
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):
+            pass
     try:
         args = build_parser().parse_args(_glue_durations(sys.argv[1:] if argv is None else list(argv)))
     except SystemExit as exc:  # --help, --version, or a usage error (already printed)
@@ -664,6 +669,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _stdout_gone()
         return EXIT_BROKEN_PIPE
+    except UnicodeError as exc:  # a name or text of undecodable bytes that no check foresaw
+        print(f"mnemos {args.command}: error: {one_line(exc)}; use UTF-8 names and text", file=sys.stderr)
+        return EXIT_USER_ERROR
     except MemoryError:  # past the estimates (mnemos.memory): one line, not a traceback
         print(f"mnemos {args.command}: error: out of memory; try smaller settings (--batch-size, --block-size, "
               f"--workers) or a smaller file", file=sys.stderr)

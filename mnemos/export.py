@@ -423,7 +423,8 @@ def export_hf(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike) -> 
         tok_config, special = _tokenizer_config(ckpt.tokenizer, cfg.block_size)
         _write_json(tmp / "tokenizer_config.json", tok_config)
         _write_json(tmp / "special_tokens_map.json", special)
-        (tmp / "README.md").write_text(_model_card(cfg, ckpt.path, ckpt.state, out), encoding="utf-8")
+        (tmp / "README.md").write_text(_model_card(cfg, ckpt.path, ckpt.state, out), encoding="utf-8",
+                                          errors="replace")  # a path of undecodable bytes
         out.mkdir(exist_ok=True)
         for path in sorted(tmp.iterdir()):
             os.replace(path, out / path.name)

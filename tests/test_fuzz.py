@@ -38,7 +38,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mnemos import memory
+from mnemos import calibrate, memory
 from mnemos.checkpoint import load_checkpoint
 from mnemos.cli import build_parser, main
 from mnemos.errors import MnemosError
@@ -62,7 +62,8 @@ class _OverBudget(BaseException):
 
 @contextlib.contextmanager
 def _bounded():
-    """Pin the available memory at 1 GB and stop any command after BUDGET forward passes."""
+    """Pin the available memory at 1 GB and stop any command after BUDGET forward passes;
+    the machine's speed (``--time-budget``, ``--preset auto``) is taken as measured, not timed."""
     calls = [0]
 
     def counting(real):
@@ -74,6 +75,7 @@ def _bounded():
         return wrapper
 
     with mock.patch.object(memory, "available_bytes", lambda: 1 << 30), \
+            mock.patch.object(calibrate, "time_steps", lambda *args, **kwargs: 50_000.0), \
             mock.patch.object(GPT, "forward", counting(GPT.forward)), \
             mock.patch.object(GPT, "forward_cached", counting(GPT.forward_cached)), \
             mock.patch.object(DataParallel, "loss_and_grad", counting(DataParallel.loss_and_grad)):

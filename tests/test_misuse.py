@@ -2,6 +2,7 @@
 one clear line (or a warning that keeps the result)."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -175,3 +176,10 @@ def test_running_out_of_memory_past_the_estimates_is_one_line(trained, capsys, m
     monkeypatch.setattr(evaluate, "evaluate_checkpoint", exhausted)
     _, err = one_line(capsys, "eval", "--checkpoint", str(trained / "run"), "--data", str(trained / "train.txt"))
     assert "out of memory; try smaller settings" in err
+
+
+def test_export_into_a_folder_named_with_undecodable_bytes(trained, capsys, monkeypatch):
+    """Found by tests/test_fuzz.py: the model card quoting the path failed to encode."""
+    monkeypatch.chdir(trained)
+    assert main(["export", "--checkpoint", "run", "--format", "hf", "--out", "hf-\udcff"]) == 0, capsys.readouterr()
+    assert (trained / os.fsdecode(b"hf-\xff") / "README.md").is_file()

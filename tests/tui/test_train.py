@@ -132,6 +132,9 @@ async def test_start_pause_resume_save_stop_by_keys(workspace):
         await pilot.press("ctrl+b")
         await wait_until(pilot, lambda: state(app) == "paused", "the pause")
         step = app.session.trainer.step
+        system = app.screen.query_one("#system-row")
+        await wait_until(pilot, lambda: "%" in text_of(system), "two samples of the run's CPU use")
+        assert "1 process" in text_of(system) and "memory" in text_of(system) and "run folder" in text_of(system)
         await pilot.pause(0.3)
         assert app.session.trainer.step == step
         assert app.screen.query_one("#train-stats").values["state"] == "paused"
@@ -160,6 +163,7 @@ async def test_start_pause_resume_save_stop_by_keys(workspace):
         assert plot.val_points[0][0] == 0  # the untrained baseline evaluation
         stats = app.screen.query_one("#train-stats").values
         assert stats["state"] == "stopped" and stats["eta"] == "-"
+        assert not system.display  # the system row is for a live run
         assert app.screen.query_one("#loss-spark").data
 
 

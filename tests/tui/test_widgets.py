@@ -93,3 +93,28 @@ def test_token_details_count_merge_levels_in_the_singular_and_plural():
             details.show(view, token, tree, tok.vocab_size, len(tok.merges))
             said[tree.depth - 1] = text_of(details)
     assert "in 1 merge level\n" in said[1] and "in 3 merge levels\n" in said[3]
+
+
+def test_system_usage_counts_a_child_process_and_a_folders_files(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tui.widgets.system_row import folder_size, process_tree, usage
+
+    alone = usage(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(50_000_000); time.sleep(30)"])
+    try:
+        while usage(child.pid).rss < 50_000_000:  # the child has allocated its 50 MB
+            assert child.poll() is None
+        assert child.pid in process_tree(os.getpid())
+        both = usage(os.getpid())
+        assert both.processes == alone.processes + 1
+        assert both.rss >= alone.rss + 50_000_000 * 0.9 and both.cpu_s >= alone.cpu_s
+    finally:
+        child.kill()
+        child.wait()
+    (tmp_path / "run" / "best").mkdir(parents=True)
+    (tmp_path / "run" / "model.npz").write_bytes(b"x" * 1000)
+    (tmp_path / "run" / "best" / "model.npz").write_bytes(b"x" * 500)
+    assert folder_size(tmp_path / "run") == 1500 and folder_size(None) == 0 and folder_size(tmp_path / "no") == 0

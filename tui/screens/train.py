@@ -29,6 +29,7 @@ from tui.widgets.auto_plan import AutoPlan
 from tui.widgets.hparam_form import HyperparamForm
 from tui.widgets.induction_strip import InductionStrip
 from tui.widgets.loss_plot import LossPlot
+from tui.widgets.system_row import SystemRow
 from tui.widgets.train_stats import TrainStats
 
 NEW_RUN = "__new__"
@@ -74,6 +75,7 @@ class TrainScreen(MnemosScreen):
             with Vertical(id="train-live", classes="pane") as live:
                 live.border_title = "Live"
                 yield TrainStats(id="train-stats")
+                yield SystemRow(id="system-row")
                 with Horizontal(id="train-progress"):
                     yield ProgressBar(total=1, show_eta=False, id="train-bar")
                     yield Label("", id="train-phase")
@@ -321,6 +323,8 @@ class TrainScreen(MnemosScreen):
             self._set_form_enabled(True)
             self.refresh_sources()
         stats.set(state=self.session.state)
+        system = self.query_one(SystemRow)
+        system.display, system.run_dir = self.session.alive, self.session.run_dir
 
     def _show_history(self, rows: list[dict], plot: LossPlot) -> None:
         """A resumed run: its curves, best validation loss and progress so far."""

@@ -513,3 +513,31 @@ def test_an_untied_gpt2_head_exports_to_gpt2lmheadmodel_and_back():
     np.testing.assert_allclose(theirs, model.forward(idx)[0], atol=1e-5 * np.abs(theirs).max())
     back = from_hf_state_dict(state, config)
     np.testing.assert_array_equal(back.params.view("lm_head"), model.params.view("lm_head"))
+
+
+def test_a_tied_llama_export_leaves_the_head_out_and_transformers_ties_it_back(tmp_path):
+    torch = pytest.importorskip("torch", reason="Hugging Face parity needs torch")
+    transformers = pytest.importorskip("transformers", reason="Hugging Face parity needs transformers")
+    from mnemos.checkpoint import save_checkpoint
+    from mnemos.config import TrainConfig
+    from mnemos.export import export_hf, load_safetensors
+    from mnemos.optim import AdamW
+    from mnemos.tokenizer import BPETokenizer
+
+    tok = BPETokenizer.train(" ".join(WORDS) * 10, 270)
+    config = ModelConfig(vocab_size=tok.vocab_size, n_layer=2, n_head=2, n_embd=32, block_size=16, arch="llama",
+                         rope_theta=500.0, norm_eps=1e-6)
+    model = randomised(config, seed=6, dtype=np.float32)
+    save_checkpoint(tmp_path / "run", model, tok, config, TrainConfig(tokenizer_vocab=270), AdamW(model.params),
+                    {"step": 1, "best_val_loss": None})
+    out = export_hf(tmp_path / "run", tmp_path / "hf")
+    assert "lm_head.weight" not in load_safetensors(out / "model.safetensors")
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["rope_theta"], saved["rms_norm_eps"], saved["tie_word_embeddings"]) == (500.0, 1e-6, True)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    assert hf.lm_head.weight.data_ptr() == hf.model.embed_tokens.weight.data_ptr()
+    idx = np.array([tok.encode("the queen and all her men ride to the sea")[:16]])
+    with torch.no_grad():
+        theirs = hf(torch.from_numpy(idx)).logits.numpy()
+    ours = model.forward(idx)[0]
+    np.testing.assert_allclose(theirs, ours, atol=1e-4 * np.abs(ours).max())

@@ -20,6 +20,7 @@ class Workspace:
     train_file: Path | None = None
     test_file: Path | None = None
     checkpoint: Path | None = None
+    settings: tuple[int, int] | None = None  # the Train form's (tokenizer_vocab, block_size) while valid
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()

@@ -76,6 +76,36 @@ async def test_a_file_shorter_than_one_context_window_is_explained(workspace):
         assert "shorter than one context window" in text_of(app.screen.query_one("#file-problem"))
 
 
+async def test_a_file_is_judged_against_the_train_forms_block_size_in_the_forms_words(workspace):
+    """A 248-byte file was called usable, then training failed: 'a smaller --block-size'."""
+    small = workspace / "data" / "training" / "small.txt"
+    small.write_text(TEXT[:248], encoding="utf-8")
+    (workspace / "data" / "training" / ".cache").mkdir(exist_ok=True)
+    app = MnemosApp(root=workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        await pilot.pause()
+        app.screen.query_one("#preset").value = "small"
+        await pilot.pause()
+        app.screen.query_one("#f-tokenizer_vocab").value = "256"
+        app.screen.query_one("#f-block_size").value = "100"
+        await pilot.pause()
+        await pilot.press("f2")
+        await select_file(pilot, app, small)
+        assert "usable" in text_of(app.screen.query_one("#file-problem"))  # 248 bytes > 101 tokens
+        await pilot.press("f3")
+        app.screen.query_one("#f-block_size").value = "256"
+        await pilot.pause()
+        await pilot.press("f2")
+        app.screen.inspect(small)
+        await wait_until(pilot, lambda: "shorter" in text_of(app.screen.query_one("#file-problem")), "the verdict")
+        problem = text_of(app.screen.query_one("#file-problem"))
+        assert "smaller block-size" in problem and "--" not in problem
+        training = workspace / "data" / "training"
+        shown = app.screen.query_one("#tree").filter_paths(sorted(training.iterdir()))
+        assert training / ".cache" not in shown and small in shown  # Mnemos' own caches are not data
+
+
 def _sample_archive(path) -> None:
     with tarfile.open(path, "w:gz") as tar:
         for name, body in [("aaa_gut.txt", "First play.\n" * 50), ("bbb_gut.txt", "Second play.\n" * 50),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Iterable
 
 from rich.text import Text
 from textual import on, work
@@ -15,7 +16,15 @@ from textual.widgets import DirectoryTree, Input, Label, ProgressBar, Static
 from textual.worker import get_current_worker
 
 from tui.screens.base import MnemosScreen
+from tui.session import app_words
 from tui.widgets.file_info import FileInfoPanel
+
+
+class DataTree(DirectoryTree):
+    """The folder tree without hidden entries (``.cache`` holds Mnemos' own token caches)."""
+
+    def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
+        return [path for path in paths if not path.name.startswith(".")]
 
 
 class DatasetsScreen(MnemosScreen):
@@ -39,7 +48,7 @@ class DatasetsScreen(MnemosScreen):
         with Horizontal(id="datasets-main", classes="panes"):
             with Vertical(id="datasets-browser", classes="pane"):
                 yield Input(placeholder="folder to browse (Enter)", id="folder")
-                yield DirectoryTree(self.workspace.data_dir, id="tree")
+                yield DataTree(self.workspace.data_dir, id="tree")
             yield FileInfoPanel(id="file-info", classes="pane")
         with Horizontal(id="sample-progress", classes="hidden"):
             yield Label("", id="sample-message")
@@ -95,14 +104,15 @@ class DatasetsScreen(MnemosScreen):
         from mnemos.config import configs_from
         from mnemos.data import inspect_text_file
 
-        model, train = configs_from()  # the default preset's
+        model, train = configs_from()  # the default preset's, until the Train form has settings
+        vocab, block = self.workspace.settings or (train.tokenizer_vocab, model.block_size)
         try:
-            info = inspect_text_file(path, vocab_size=train.tokenizer_vocab, block_size=model.block_size)
+            info = inspect_text_file(path, vocab_size=vocab, block_size=block)
         except OSError as exc:
             self.app.call_from_thread(self.report, exc)
             return
-        if info.problem:  # the message names the file as the user sees it
-            info = replace(info, problem=info.problem.replace(str(path), self.workspace.show(path)))
+        if info.problem:  # the message names the file as the user sees it, and the form's fields
+            info = replace(info, problem=app_words(info.problem.replace(str(path), self.workspace.show(path))))
         self.app.call_from_thread(self._show_info, path, info)
 
     def _show_info(self, path: Path, info) -> None:

@@ -144,6 +144,8 @@ class TrainScreen(MnemosScreen):
     @on(HyperparamForm.Changed)
     def _auto_shown(self, event: HyperparamForm.Changed) -> None:
         self.query_one(AutoPlan).set_class(event.form.preset != AUTO_PRESET, "hidden")
+        if event.valid:  # Datasets judges a file against these
+            self.workspace.settings = (event.form.value("tokenizer_vocab"), event.form.value("block_size"))
 
     @on(Select.Changed, "#start-from")
     def _start_from_changed(self, event: Select.Changed) -> None:

@@ -126,3 +126,20 @@ async def test_a_checkpoint_outside_the_checkpoints_folder_is_listed_and_chosen(
         labels = [label for label, _ in select.choices]
         assert any(str(elsewhere) in label for label in labels)  # shown under its path
         assert any(label.startswith("demo ") for label in labels)  # the workspace's run is still there
+
+
+async def test_closing_the_odds_pane_and_ctrl_e_bring_typing_back_to_the_prompt(workspace, checkpoint):
+    app = MnemosApp(root=workspace, checkpoint=checkpoint)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        prompt = app.screen.query_one("#prompt")
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert app.focused is not prompt  # the odds pane has the focus while open
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert app.focused is prompt
+        app.screen.query_one("#chat").focus()
+        await pilot.press("ctrl+e", "h", "i")
+        await pilot.pause()
+        assert app.focused is prompt and prompt.value.endswith("hi")

@@ -44,6 +44,7 @@ class GenerateScreen(MnemosScreen):
         Binding("ctrl+s", "export", "Export Markdown"),
         Binding("ctrl+l", "clear", "Clear"),
         Binding("ctrl+n", "toggle_odds", "Next-token odds"),
+        Binding("ctrl+e", "focus_prompt", "Edit prompt"),
         Binding("pageup", "scroll_chat(-1)", "Scroll up", show=False),
         Binding("pagedown", "scroll_chat(1)", "Scroll down", show=False),
     ]
@@ -206,6 +207,12 @@ class GenerateScreen(MnemosScreen):
         side.set_class(not side.has_class("hidden"), "hidden")
         if not side.has_class("hidden"):
             self.query_one(StepInspector).focus()
+        else:  # closed: typing goes to the prompt again
+            self.action_focus_prompt()
+
+    def action_focus_prompt(self) -> None:
+        """Back to the prompt, from wherever the focus is."""
+        self.query_one("#prompt", Input).focus()
 
     def action_clear(self) -> None:
         if self.generating:

@@ -3,12 +3,14 @@ sampling settings are used and checked, token boundaries, Markdown export."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from mnemos.checkpoint import load_checkpoint
 from mnemos.generate import Generator
 from tui.app import MnemosApp
-from tui_helpers import SIZE, notices, wait_until
+from tui_helpers import SIZE, notices, text_of, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -143,3 +145,15 @@ async def test_closing_the_odds_pane_and_ctrl_e_bring_typing_back_to_the_prompt(
         await pilot.press("ctrl+e", "h", "i")
         await pilot.pause()
         assert app.focused is prompt and prompt.value.endswith("hi")
+
+
+async def test_the_odds_pane_records_a_reply_made_while_it_was_closed(workspace, checkpoint):
+    app = MnemosApp(root=workspace, checkpoint=checkpoint)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_generate(pilot, app, max_new_tokens="5")
+        await ask(pilot, app, "It is")
+        await wait_until(pilot, lambda: not app.screen.generating, "the reply")
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        title = text_of(app.screen.query_one("#step-title"))
+        assert re.search(r"step (\d+)/\1: drew", title) and "No reply yet" not in title  # the reply's last step

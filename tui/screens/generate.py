@@ -67,7 +67,8 @@ class GenerateScreen(MnemosScreen):
                 yield Label("", id="model-info")
                 yield ChatLog(id="chat", classes="pane")
                 yield Input(placeholder="Type a prompt and press Enter (Esc stops the reply)", id="prompt")
-            yield Vertical(id="generate-side", classes="hidden")
+            with Vertical(id="generate-side", classes="hidden"):
+                yield StepInspector(id="odds")  # records every reply's odds, shown or not
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -202,8 +203,6 @@ class GenerateScreen(MnemosScreen):
     def action_toggle_odds(self) -> None:
         """Show / hide the next-token odds of each generated token (tui/widgets/next_token.py)."""
         side = self.query_one("#generate-side")
-        if not side.query(StepInspector):
-            side.mount(StepInspector(id="odds"))
         side.set_class(not side.has_class("hidden"), "hidden")
         if not side.has_class("hidden"):
             self.query_one(StepInspector).focus()

@@ -173,7 +173,7 @@ class StepInspector(Widget, can_focus=True):
     def compose(self):
         from textual.widgets import Static
 
-        yield Static("Generate a reply: each token's odds appear here.", id="step-title")
+        yield Static("No reply yet: type a prompt, and each token's odds appear here.", id="step-title")
         panel = NextTokenPanel(id="step-panel")
         panel.can_focus = False  # the keys come through this widget
         yield panel

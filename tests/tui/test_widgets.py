@@ -3,6 +3,8 @@ a ConfigError is about, the sampling form's parsing."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -118,3 +120,21 @@ def test_system_usage_counts_a_child_process_and_a_folders_files(tmp_path):
     (tmp_path / "run" / "model.npz").write_bytes(b"x" * 1000)
     (tmp_path / "run" / "best" / "model.npz").write_bytes(b"x" * 500)
     assert folder_size(tmp_path / "run") == 1500 and folder_size(None) == 0 and folder_size(tmp_path / "no") == 0
+
+
+def test_train_stats_columns_stay_put_when_the_numbers_change_width():
+    from rich.console import Console
+
+    from tui.widgets.train_stats import TrainStats
+
+    def columns(values: dict) -> list[int]:
+        stats = TrainStats()
+        stats.values = values
+        console = Console(width=80, record=True, file=open(os.devnull, "w"))
+        console.print(stats.render())
+        line = console.export_text().splitlines()[0]
+        return [line.index("state"), line.index("step")]
+
+    assert columns({"state": "idle", "step": "-"}) == \
+        columns({"state": "preparing", "step": "1,234,567 / ~9,999,999"}) == \
+        columns({"state": "running", "step": "12 / 50"})

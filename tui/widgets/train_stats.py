@@ -30,10 +30,13 @@ class TrainStats(Widget):
         self.refresh()
 
     def render(self) -> Table:
+        # fixed label widths and equal shares for the values: the columns never move as
+        # the numbers change width several times a second
+        label_width = max(len(label) for label, _ in self.FIELDS)
         table = Table.grid(padding=(0, 1), expand=True)
         for _ in range(2):
-            table.add_column(style="bold", no_wrap=True)
-            table.add_column(no_wrap=True)
+            table.add_column(style="bold", no_wrap=True, width=label_width)
+            table.add_column(no_wrap=True, ratio=1)
         pairs = [(label, self.values.get(key, "-")) for label, key in self.FIELDS]
         for left, right in zip(pairs[0::2], pairs[1::2]):
             table.add_row(left[0], left[1], right[0], right[1])

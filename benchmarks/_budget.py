@@ -122,13 +122,16 @@ class _TorchScorer:
             return self.model(torch.from_numpy(np.ascontiguousarray(x)))[0].numpy(), None
 
 
+TORCH_THREADS = [2]  # PyTorch's threads (time_budget.py --torch-threads)
+
+
 def _torch_setup(seed: int):
     import torch
     from _torch_gpt import make_adamw, torch_gpt_from_state_dict
 
     from mnemos.nn import GPT
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(TORCH_THREADS[0])
     model = torch_gpt_from_state_dict(GPT(TORCH_MODEL, seed=seed).state_dict(), TORCH_MODEL)
     t = TORCH_TRAIN
     return model, make_adamw(model, lr=t["lr"], betas=t["betas"], weight_decay=t["weight_decay"])

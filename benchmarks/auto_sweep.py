@@ -1,6 +1,7 @@
 """The grid ``--preset auto``'s rule is fitted on: for each corpus and budget, auto's choice
 and its neighbours (one rung smaller and larger on the shape ladder, another vocabulary,
-half and double the learning rate), and the ``small`` preset, in validation bits per byte.
+half and double the learning rate, Muon instead of AdamW, the Llama architecture), and the
+``small`` preset, in validation bits per byte.
 
     python benchmarks/auto_sweep.py                  # reduced grid: 1 and 2 minutes, 2 corpora
     python benchmarks/auto_sweep.py --full           # 2, 5 and 15 minutes, 3 corpora, every arm (hours)
@@ -28,7 +29,7 @@ from mnemos.autosize import LADDER, choose, measure_text
 from mnemos.calibrate import SpeedModel
 from mnemos.config import PRESETS, default_workers
 
-ARMS = ("auto", "smaller", "bigger", "bigger2", "vocab-", "vocab+", "lr/2", "lr*2", "small")
+ARMS = ("auto", "smaller", "bigger", "bigger2", "vocab-", "vocab+", "lr/2", "lr*2", "muon", "llama", "small")
 REDUCED_ARMS = ("auto", "smaller", "bigger", "bigger2", "vocab-", "lr*2", "small")
 
 
@@ -57,6 +58,10 @@ def arm_config(arm: str, auto_model: dict, auto_train: dict) -> tuple[dict, dict
             return None
     elif arm in ("lr/2", "lr*2"):
         train["lr"] = train["lr"] / 2 if arm == "lr/2" else train["lr"] * 2
+    elif arm == "muon":
+        train["optimizer"] = "muon"
+    elif arm == "llama":
+        model["arch"] = "llama"
     train["min_lr"] = train["lr"] / 10
     return model, train
 

@@ -26,7 +26,7 @@ import math
 import os
 import time
 
-from _budget import TORCH_MODEL, TORCH_TRAIN, corpora, run_arm, run_torch, speed_model, torch_tokens_per_s
+from _budget import TORCH_MODEL, TORCH_THREADS, TORCH_TRAIN, corpora, run_arm, run_torch, speed_model, torch_tokens_per_s
 
 from mnemos.autosize import TRAIN_SHARE, choose, measure_text
 from mnemos.calibrate import SpeedModel
@@ -42,7 +42,10 @@ def main() -> None:
     ap.add_argument("--gflops", type=float, help="pin Mnemos' speed model (GFLOP/s) instead of measuring it")
     ap.add_argument("--overhead-us", type=float, default=0.0, help="with --gflops: microseconds per token on top")
     ap.add_argument("--torch-tokens-per-s", type=float, help="pin PyTorch's speed instead of measuring it")
+    ap.add_argument("--torch-threads", type=int, default=2, help="PyTorch's threads (1 on a loaded machine: "
+                                                                  "its thread pool spins when starved)")
     args = ap.parse_args()
+    TORCH_THREADS[0] = args.torch_threads
     arms = args.arms.split(",")
     files = corpora(args.corpora.split(","))
     speed = SpeedModel(args.overhead_us * 1e-6, args.gflops * 1e9) if args.gflops else speed_model(args.workers)

@@ -30,12 +30,12 @@ from typing import Protocol
 from mnemos.config import BASE_VOCAB, ModelConfig
 
 VOCABS = (512, 1024, 2048)  # candidate BPE sizes (the byte tokens included)
-TOKENS_PER_VOCAB_ENTRY = 800  # the largest vocabulary whose entries each get this many training tokens
+TOKENS_PER_VOCAB_ENTRY = 500  # the largest vocabulary whose entries each get this many training tokens
 LADDER = (  # (n_layer, n_embd), heads of 32 dimensions, smallest first
     (2, 64), (3, 96), (4, 128), (4, 160), (5, 192), (6, 256), (8, 320), (8, 384), (10, 512),
 )
 HEAD_DIM = 32
-TOKENS_PER_PARAM = 20.0  # target tokens seen (effective) per block parameter
+TOKENS_PER_PARAM = 40.0  # target tokens seen (effective) per block parameter (fitted: docs/auto.md)
 REPEAT_HALF_LIFE = 15.0  # R* of Muennighoff et al.: repeats beyond ~15 epochs add almost nothing
 TOKENS_PER_STEP = 2048  # batch x block
 BASE_LR, BASE_WIDTH = 2e-3, 128  # peak learning rate at n_embd 128, scaled by 1/sqrt(width)
@@ -171,7 +171,7 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
                    f"sees ~{_count(seen)} tokens after ~{prep_s:.0f} s of preparation")
     reasons.append(f"model {cfg.n_layer} layers x {cfg.n_embd} wide, {cfg.n_head} heads: {_count(n_params)} block "
                    f"parameters, ~{effective_tokens(seen, unique) / n_params:.0f} effective tokens each "
-                   f"(compute-optimal ~{TOKENS_PER_PARAM:.0f}; repeats of the text count less)")
+                   f"(target ~{TOKENS_PER_PARAM:.0f}, fitted in docs/auto.md; repeats of the text count less)")
     reasons.append(f"context {block} tokens" + (": given" if "block_size" in fixed else
                                                  " (64 for a text too short for many windows of 128)"))
     batch = fixed.get("batch_size", max(1, TOKENS_PER_STEP // block))
@@ -219,14 +219,39 @@ def plan(data: str | os.PathLike, budget_s: float, workers: int = 1, device: str
     from mnemos.calibrate import Calibration
 
     path = Path(data)
-    text = data_mod.read_text(path)
-    stats = measure_text(text)
+    cache = data_mod.default_cache_dir(path)
+    stats = _cached_stats(path, cache)
     if calibration is None:
-        calibration = Calibration(data_mod.default_cache_dir(path), workers=workers, device=device)
+        calibration = Calibration(cache, workers=workers, device=device)
     vocab = fixed.get("tokenizer_vocab", 1024) if fixed else 1024
     probes = [(ModelConfig(vocab_size=vocab + 1, n_layer=L, n_head=_heads(C), n_embd=C, block_size=128),
                TOKENS_PER_STEP // 128) for L, C in PROBES]
     return choose(stats, budget_s, calibration.model(probes), fixed)
+
+
+def _cached_stats(path: Path, cache: Path) -> TextStats:
+    """:func:`measure_text` of the file, kept in the cache folder by the text's hash (so
+    choosing again, e.g. for another budget, costs no tokenizer training)."""
+    import json
+
+    from mnemos import data as data_mod
+    from mnemos.fileio import write_atomic
+
+    text = data_mod.read_text(path)
+    cached = cache / f"{path.stem}-{data_mod.content_hash(text)}-textstats-v1.json"
+    try:
+        data = json.loads(cached.read_text())
+        table = {int(k): float(v) for k, v in data["bytes_per_token"].items()}
+        if set(VOCABS) <= set(table):
+            return TextStats(int(data["n_bytes"]), table)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # not measured yet (or a damaged file): measure below
+    stats = measure_text(text)
+    try:
+        write_atomic(cached, lambda f: f.write(json.dumps(dataclasses.asdict(stats)).encode()))
+    except OSError:
+        pass  # a read-only cache only costs measuring again
+    return stats
 
 
 def measure_text(text: str, vocabs=VOCABS, sample_chars: int = 1 << 19) -> TextStats:

@@ -152,6 +152,13 @@ def test_plan_measures_the_file_and_caches_the_machine(tmp_path):
     cached = json.loads((tmp_path / "cache" / "calibration-v1.json").read_text())
     assert len(next(iter(cached.values()))) == 3
     assert f"{len(text) / 1e3:.0f} KB" in choice.reasons[0]
+    measured = list((tmp_path / ".cache").glob("train-*-textstats-v1.json"))  # the text's numbers, kept
+    assert len(measured) == 1
+    again = lambda: plan(data, 60, workers=3, calibration=Calibration(tmp_path / "cache", workers=3, timer=timer))
+    measured[0].write_text('{"n_bytes": 5000000, "bytes_per_token": {"512": 2.0, "1024": 2.5, "2048": 3.0}}')
+    assert "5.0 MB" in again().reasons[0]  # read from the cache, not measured again
+    measured[0].write_text('{"n_bytes": 5000000, "bytes_per_token": {"512": 2.0}}')  # incomplete: measured again
+    assert f"{len(text) / 1e3:.0f} KB" in again().reasons[0]
 
 
 def autosize_flops(cfg):

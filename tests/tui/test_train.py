@@ -463,7 +463,12 @@ async def test_auto_is_the_default_and_fills_the_form_for_the_training_file_sayi
         model, train = form.configs()
         assert (model.n_layer, model.n_embd, model.dropout) == (expected.model["n_layer"], expected.model["n_embd"],
                                                                 expected.model["dropout"])
-        assert train.tokenizer_vocab == expected.train["tokenizer_vocab"]
+        assert train.tokenizer_vocab == expected.train["tokenizer_vocab"] and train.time_budget == 300
+        # another budget: auto chooses again for it
+        app.screen.query_one("#f-time_budget").value = "90s"
+        await wait_until(pilot, lambda: "1.5 min" in text_of(reasons), "auto's reasons for 90 s")
+        await pilot.pause()
+        assert form.configs()[1].time_budget == 90
         # a person's edit is never overwritten by a choice that arrives later
         app.screen.query_one("#f-n_layer").value = "3"
         await pilot.pause()

@@ -225,7 +225,10 @@ class HyperparamForm(VerticalScroll):
     @on(Input.Changed, ".form-input")
     def _field_changed(self, event: Input.Changed) -> None:
         event.stop()
-        self._auto_wanted = False
+        if self.preset == AUTO_PRESET and event.input.id == "f-time_budget":
+            self.post_message(self.AutoWanted())  # another budget: auto chooses again (the text's numbers are cached)
+        else:
+            self._auto_wanted = False
         self.validate()
 
     @on(Select.Changed, "#preset")

@@ -31,6 +31,7 @@ from mnemos.config import BASE_VOCAB, ModelConfig
 
 VOCABS = (512, 1024, 2048)  # candidate BPE sizes (the byte tokens included)
 TOKENS_PER_VOCAB_ENTRY = 500  # the largest vocabulary whose entries each get this many training tokens
+HEAD_SHARE = 0.7  # ... and whose output layer (vocab x width) is at most this share of the blocks' weights
 LADDER = (  # (n_layer, n_embd), heads of 32 dimensions, smallest first
     (2, 64), (3, 96), (4, 128), (4, 160), (5, 192), (6, 256), (8, 320), (8, 384), (10, 512),
 )
@@ -107,15 +108,24 @@ def _heads(n_embd: int) -> int:
     return max(1, n_embd // HEAD_DIM)
 
 
-def _choose_vocab(stats: TextStats) -> tuple[int, str]:
-    fits = [v for v in VOCABS if stats.tokens(v) >= TOKENS_PER_VOCAB_ENTRY * v]
-    vocab = max(fits) if fits else BASE_VOCAB
+def _vocab_for(stats: TextStats, n_layer: int, n_embd: int) -> int:
+    """The largest candidate vocabulary that leaves each entry ``TOKENS_PER_VOCAB_ENTRY``
+    training tokens and whose output layer (vocab x width) costs at most ``HEAD_SHARE`` of
+    the blocks' weights; bytes when the text is too small for any."""
+    by_data = [v for v in VOCABS if stats.tokens(v) >= TOKENS_PER_VOCAB_ENTRY * v]
+    if not by_data:
+        return BASE_VOCAB
+    by_cost = [v for v in by_data if v * n_embd <= HEAD_SHARE * block_params(n_layer, n_embd)]
+    return max(by_cost) if by_cost else min(by_data)
+
+
+def _vocab_reason(stats: TextStats, vocab: int, n_embd: int) -> str:
     if vocab == BASE_VOCAB:
-        return vocab, (f"vocabulary 256 (bytes): {_mb(stats.n_bytes)} is too little text to learn merges "
-                       f"({TOKENS_PER_VOCAB_ENTRY} tokens per entry wanted)")
-    return vocab, (f"vocabulary {vocab}: {_mb(stats.n_bytes)} -> {_count(stats.tokens(vocab))} tokens at "
-                   f"{stats.bytes_per_token[vocab]:.2f} bytes/token, >= {TOKENS_PER_VOCAB_ENTRY} per entry "
-                   f"(a larger vocabulary would have fewer)")
+        return (f"vocabulary 256 (bytes): {_mb(stats.n_bytes)} is too little text to learn merges "
+                f"({TOKENS_PER_VOCAB_ENTRY} tokens per entry wanted)")
+    return (f"vocabulary {vocab}: {_mb(stats.n_bytes)} -> {_count(stats.tokens(vocab))} tokens at "
+            f"{stats.bytes_per_token[vocab]:.2f} bytes/token; the largest with >= {TOKENS_PER_VOCAB_ENTRY} tokens "
+            f"per entry and an output layer ({vocab} x {n_embd}) under {HEAD_SHARE:g}x the blocks' weights")
 
 
 def _block_size(tokens: int) -> int:
@@ -124,9 +134,9 @@ def _block_size(tokens: int) -> int:
 
 
 def _dropout(epochs: float) -> tuple[float, str]:
-    if epochs <= 2:
+    if epochs <= 4:
         return 0.0, f"dropout 0: the text will be seen {epochs:.1f} times, too few to overfit"
-    if epochs <= 8:
+    if epochs <= 16:
         return 0.1, f"dropout 0.1: the text will be seen {epochs:.1f} times"
     return 0.2, f"dropout 0.2: the text will be seen {epochs:.0f} times, a small model still memorises it"
 
@@ -137,38 +147,38 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
     and everything else is chosen around them."""
     fixed = dict(fixed or {})
     reasons = []
-    if "tokenizer_vocab" in fixed:
-        vocab = fixed["tokenizer_vocab"]
-        reasons.append(f"vocabulary {vocab}: given")
-    else:
-        vocab, why = _choose_vocab(stats)
-        reasons.append(why)
-    if vocab not in stats.bytes_per_token and vocab != BASE_VOCAB:
+    vocab = fixed.get("tokenizer_vocab", BASE_VOCAB)
+    if vocab != BASE_VOCAB and vocab not in stats.bytes_per_token:  # a size that was not measured
         stats = dataclasses.replace(stats, bytes_per_token={**stats.bytes_per_token,
-                                                            vocab: _interpolate(stats.bytes_per_token, vocab)})
-    unique = stats.tokens(vocab)
-    block = fixed.get("block_size", _block_size(unique))
-    prep_s = PREP_S_PER_MB * stats.n_bytes / 1e6 * (vocab > BASE_VOCAB)
-    train_s = max(0.0, (budget_s - prep_s) * TRAIN_SHARE)
+                                                                vocab: _interpolate(stats.bytes_per_token, vocab)})
 
     def shape(n_layer, n_embd):
         n_layer, n_embd = fixed.get("n_layer", n_layer), fixed.get("n_embd", n_embd)
-        n_head = fixed.get("n_head", _heads(n_embd))
-        return ModelConfig(vocab_size=vocab + 1, n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block)
+        vocab = fixed.get("tokenizer_vocab") or _vocab_for(stats, n_layer, n_embd)
+        return ModelConfig(vocab_size=vocab + 1, n_layer=n_layer, n_head=fixed.get("n_head", _heads(n_embd)),
+                           n_embd=n_embd, block_size=fixed.get("block_size", _block_size(stats.tokens(vocab))))
+
+    def prep_s(cfg):
+        return PREP_S_PER_MB * stats.n_bytes / 1e6 * (cfg.vocab_size - 1 > BASE_VOCAB)
 
     def score(cfg):
-        seen = speed.tokens_per_s(cfg) * train_s
-        ratio = effective_tokens(seen, unique) / block_params(cfg.n_layer, cfg.n_embd)
+        seen = speed.tokens_per_s(cfg) * max(0.0, (budget_s - prep_s(cfg)) * TRAIN_SHARE)
+        ratio = effective_tokens(seen, stats.tokens(cfg.vocab_size - 1)) / block_params(cfg.n_layer, cfg.n_embd)
         return abs(math.log(max(ratio, 1e-9) / TOKENS_PER_PARAM))
 
     candidates = list(dict.fromkeys(shape(L, C) for L, C in LADDER))  # a fixed width or depth repeats shapes
     cfg = min(candidates, key=score)  # ties: the smaller (earlier) shape
+    vocab, block = cfg.vocab_size - 1, cfg.block_size
+    reasons.append(f"vocabulary {vocab}: given" if "tokenizer_vocab" in fixed else
+                   _vocab_reason(stats, vocab, cfg.n_embd))
+    unique = stats.tokens(vocab)
+    train_s = max(0.0, (budget_s - prep_s(cfg)) * TRAIN_SHARE)
     tps = speed.tokens_per_s(cfg)
     seen = tps * train_s
     epochs = seen / unique
     n_params = block_params(cfg.n_layer, cfg.n_embd)
     reasons.append(f"{_duration(budget_s)} at ~{_count(tps)} tokens/s (measured on this machine for this shape) "
-                   f"sees ~{_count(seen)} tokens after ~{prep_s:.0f} s of preparation")
+                   f"sees ~{_count(seen)} tokens after ~{prep_s(cfg):.0f} s of preparation")
     reasons.append(f"model {cfg.n_layer} layers x {cfg.n_embd} wide, {cfg.n_head} heads: {_count(n_params)} block "
                    f"parameters, ~{effective_tokens(seen, unique) / n_params:.0f} effective tokens each "
                    f"(target ~{TOKENS_PER_PARAM:.0f}, fitted in docs/auto.md; repeats of the text count less)")

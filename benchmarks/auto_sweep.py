@@ -120,14 +120,14 @@ def main() -> None:
 
 
 def table(rows: list[dict]) -> str:
-    """The runs as a Markdown table, each against auto's run of the same corpus and budget."""
+    """The runs as a Markdown table, each against the small preset's run of the same corpus and budget."""
     lines = ["| corpus | budget | arm | layers x width | vocab | dropout | lr | parameters | tokens seen | "
-             "val bits/byte | vs auto |", "|" + "---|" * 11]
+             "val bits/byte | vs small |", "|" + "---|" * 11]
     for row in rows:
-        auto = next((r["bpb"] for r in rows if (r["corpus"], r["budget_s"], r["arm"]) ==
-                     (row["corpus"], row["budget_s"], "auto")), None)
+        small = next((r["bpb"] for r in rows if (r["corpus"], r["budget_s"], r["arm"]) ==
+                      (row["corpus"], row["budget_s"], "small")), None)
         m, t = row["model"], row["train"]
-        versus = "" if auto is None else f"{100 * (row['bpb'] / auto - 1):+.1f}%"
+        versus = "" if small is None else f"{100 * (row['bpb'] / small - 1):+.1f}%"
         lines.append(f"| {row['corpus']} | {row['budget_s']:.0f} s | {row['arm']} | {m['n_layer']} x {m['n_embd']} | "
                      f"{t.get('tokenizer_vocab', t.get('vocab_size'))} | {m['dropout']:g} | {t['lr']:.3g} | {row['params'] / 1e6:.2f}M | "
                      f"{row['tokens'] / 1e6:.1f}M | {row['bpb']:.4f} | {versus} |")

@@ -31,7 +31,6 @@ from mnemos.config import BASE_VOCAB, ModelConfig
 
 VOCABS = (512, 1024, 2048)  # candidate BPE sizes (the byte tokens included)
 TOKENS_PER_VOCAB_ENTRY = 500  # the largest vocabulary whose entries each get this many training tokens
-HEAD_SHARE = 0.7  # ... and whose output layer (vocab x width) is at most this share of the blocks' weights
 LADDER = (  # (n_layer, n_embd), heads of 32 dimensions, smallest first
     (2, 64), (3, 96), (4, 128), (4, 160), (5, 192), (6, 256), (8, 320), (8, 384), (10, 512),
 )
@@ -108,24 +107,20 @@ def _heads(n_embd: int) -> int:
     return max(1, n_embd // HEAD_DIM)
 
 
-def _vocab_for(stats: TextStats, n_layer: int, n_embd: int) -> int:
+def _vocab_for(stats: TextStats) -> int:
     """The largest candidate vocabulary that leaves each entry ``TOKENS_PER_VOCAB_ENTRY``
-    training tokens and whose output layer (vocab x width) costs at most ``HEAD_SHARE`` of
-    the blocks' weights; bytes when the text is too small for any."""
-    by_data = [v for v in VOCABS if stats.tokens(v) >= TOKENS_PER_VOCAB_ENTRY * v]
-    if not by_data:
-        return BASE_VOCAB
-    by_cost = [v for v in by_data if v * n_embd <= HEAD_SHARE * block_params(n_layer, n_embd)]
-    return max(by_cost) if by_cost else min(by_data)
+    training tokens; bytes when the text is too small for any."""
+    fits = [v for v in VOCABS if stats.tokens(v) >= TOKENS_PER_VOCAB_ENTRY * v]
+    return max(fits) if fits else BASE_VOCAB
 
 
-def _vocab_reason(stats: TextStats, vocab: int, n_embd: int) -> str:
+def _vocab_reason(stats: TextStats, vocab: int) -> str:
     if vocab == BASE_VOCAB:
         return (f"vocabulary 256 (bytes): {_mb(stats.n_bytes)} is too little text to learn merges "
                 f"({TOKENS_PER_VOCAB_ENTRY} tokens per entry wanted)")
     return (f"vocabulary {vocab}: {_mb(stats.n_bytes)} -> {_count(stats.tokens(vocab))} tokens at "
-            f"{stats.bytes_per_token[vocab]:.2f} bytes/token; the largest with >= {TOKENS_PER_VOCAB_ENTRY} tokens "
-            f"per entry and an output layer ({vocab} x {n_embd}) under {HEAD_SHARE:g}x the blocks' weights")
+            f"{stats.bytes_per_token[vocab]:.2f} bytes/token, >= {TOKENS_PER_VOCAB_ENTRY} per entry "
+            f"(a larger vocabulary would have fewer)")
 
 
 def _block_size(tokens: int) -> int:
@@ -154,7 +149,7 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
 
     def shape(n_layer, n_embd):
         n_layer, n_embd = fixed.get("n_layer", n_layer), fixed.get("n_embd", n_embd)
-        vocab = fixed.get("tokenizer_vocab") or _vocab_for(stats, n_layer, n_embd)
+        vocab = fixed.get("tokenizer_vocab") or _vocab_for(stats)
         return ModelConfig(vocab_size=vocab + 1, n_layer=n_layer, n_head=fixed.get("n_head", _heads(n_embd)),
                            n_embd=n_embd, block_size=fixed.get("block_size", _block_size(stats.tokens(vocab))))
 
@@ -170,7 +165,7 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
     cfg = min(candidates, key=score)  # ties: the smaller (earlier) shape
     vocab, block = cfg.vocab_size - 1, cfg.block_size
     reasons.append(f"vocabulary {vocab}: given" if "tokenizer_vocab" in fixed else
-                   _vocab_reason(stats, vocab, cfg.n_embd))
+                   _vocab_reason(stats, vocab))
     unique = stats.tokens(vocab)
     train_s = max(0.0, (budget_s - prep_s(cfg)) * TRAIN_SHARE)
     tps = speed.tokens_per_s(cfg)

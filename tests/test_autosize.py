@@ -47,7 +47,7 @@ def test_the_chosen_shape_is_the_ladder_rung_nearest_the_tokens_per_parameter_ta
     choice = choose(text, 600, FAST)  # much text: no repeats, so plain tokens per parameter
 
     def distance(L, C):
-        vocab = autosize._vocab_for(text, L, C)  # each rung with its own vocabulary
+        vocab = choice.train["tokenizer_vocab"]
         cfg = ModelConfig(vocab_size=vocab + 1, n_layer=L, n_head=C // 32, n_embd=C, block_size=128)
         seen = FAST.tokens_per_s(cfg) * (600 - 0.6 * 50) * autosize.TRAIN_SHARE
         return abs(math.log(effective_tokens(seen, text.tokens(vocab)) / block_params(L, C)
@@ -65,13 +65,6 @@ def test_a_small_text_gets_bytes_dropout_and_the_smallest_model():
     assert model.dropout == 0.2
     assert choice.epochs > 100
     assert "0.1 MB" in choice.reasons[0] or "100 KB" in choice.reasons[0]
-
-
-def test_a_narrow_model_gets_a_smaller_vocabulary_than_a_wide_one():
-    big = stats(50_000_000)  # data enough for every vocabulary
-    assert autosize._vocab_for(big, 2, 64) == 1024  # 2048 x 64 would outweigh the blocks' 98k weights
-    assert autosize._vocab_for(big, 3, 96) == 2048
-    assert autosize._vocab_for(stats(1_000_000), 6, 256) == 512  # the text decides first
 
 
 def test_the_vocabulary_grows_with_the_text():

@@ -316,7 +316,7 @@ class TrainScreen(MnemosScreen):
             self.notify(f"Training {event.reason} at step {event.step}{loss}",
                         severity="error" if event.reason == "error" else "information")
         elif isinstance(event, ev.WarningEvent):
-            self.notify(event.message, title="Training warning", severity="warning", timeout=10)
+            self.notify(app_words(event.message), title="Training warning", severity="warning", timeout=10)
         elif isinstance(event, ev.ErrorEvent):
             self.notify(app_words(event.message), title="Training error", severity="error", timeout=10)
         elif isinstance(event, RunEnded):

@@ -245,6 +245,9 @@ def test_train_induction_strip_80x24(root, snap_compare, monkeypatch):
     monkeypatch.setattr("mnemos.config.default_workers", lambda: 2)
 
     async def events(pilot):
+        await pilot.pause()  # then auto's choice for the training file (the form's default preset) settles
+        await wait_until(pilot, lambda: not [w for w in pilot.app.workers if w.group == "auto-plan" and not w.is_finished],
+                         "auto's plan")
         await pilot.pause()
         pilot.app.post_message(EngineEvents([  # through the session, as a run posts them
             EvalEvent(s, 3.0, 3.0, 3.0, True, 1.0, icl, ind, [2, 1])

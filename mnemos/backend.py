@@ -56,8 +56,8 @@ def to_numpy(a) -> np.ndarray:
 
 def scatter_add(xp, target, indices, values) -> None:
     """``target[indices] += values`` with repeated indices summed (unbuffered)."""
-    if xp is np:
-        np.add.at(target, indices, values)
+    if xp is np or hasattr(xp.add, "at"):  # CuPy 14 deprecates cupyx.scatter_add for cupy.add.at
+        xp.add.at(target, indices, values)
     else:
         import cupyx
 

@@ -124,7 +124,7 @@ def test_numpy_has_no_fused_kernels_and_the_layers_keep_their_numpy_code():
     block = model.blocks[0]
     assert block.ln_1.fused is None and block.mlp.act.fused is None and block.attn.fused is None
     assert model.ce.fused is None and AdamW(model.params)._fused is None
-    assert backend._KERNELS == {}  # nothing compiled or imported for the CPU
+    assert np not in backend._KERNELS  # nothing compiled for the CPU (a GPU test may have filled CuPy's)
 
 
 def test_optimizer_state_is_host_numpy_and_a_copy():

@@ -175,7 +175,17 @@ def bench_tui(workdir: Path, prompt: str, repeat: int) -> dict[str, float]:
     120 x 40): what the user waits for."""
     import asyncio
 
+    from textual.worker import WorkerCancelled
+
     from tui.app import MnemosApp
+
+    async def workers_done(app) -> None:
+        """A worker superseded by a newer one of its group ends cancelled: by design."""
+        for worker in list(app.workers):
+            try:
+                await worker.wait()
+            except WorkerCancelled:
+                pass
 
     async def run() -> dict[str, float]:
         app = MnemosApp(root=workdir, checkpoint=workdir / "checkpoints" / "run", start="inspect")
@@ -183,12 +193,12 @@ def bench_tui(workdir: Path, prompt: str, repeat: int) -> dict[str, float]:
         async with app.run_test(size=(120, 40)) as pilot:
             for _ in range(200):
                 await pilot.pause(0.05)
-                await app.workers.wait_for_complete()
+                await workers_done(app)
                 if getattr(app.screen, "ckpt", None) is not None:
                     break
             app.screen.query_one("#inspect-prompt").value = prompt
             await pilot.pause(0.3)
-            await app.workers.wait_for_complete()
+            await workers_done(app)
 
             async def keys(tab: str, key: str) -> float:
                 await pilot.press(tab)

@@ -26,6 +26,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 
 from tui.bridge import EngineEvents
+from tui.screens.base import MnemosScreen
 from tui.session import TrainingSession
 from tui.workspace import Workspace
 
@@ -71,11 +72,16 @@ class MnemosApp(App[None]):
     TITLE = "Mnemos"
     CSS_PATH = "mnemos.tcss"
     MODES = {entry.mode: _factory(entry) for entry in SCREENS}
+    # One key map for the whole app: a key means one thing on every screen (ctrl+r starts,
+    # ctrl+x stops, ctrl+s saves, ctrl+t colours the text by token ...; README lists them,
+    # tests/tui/test_keymap.py keeps it so). The footer shows the screen's own keys first
+    # (tui/widgets/key_footer.py); F2-F7 are summed up there as one item.
     BINDINGS = [
         Binding("f1", "help", "Help"),
-        *(Binding(entry.key, f"switch_mode('{entry.mode}')", entry.title, id=f"screen.{entry.mode}")
+        *(Binding(entry.key, f"switch_mode('{entry.mode}')", entry.title, id=f"screen.{entry.mode}", show=False)
           for entry in SCREENS),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("ctrl+g", "guide", "Guide", show=False, tooltip="How it works: the guide to the model"),
+        Binding("ctrl+q", "quit", "Quit", priority=True, show=False),
     ]
 
     def __init__(self, root: str | Path | None = None, data: str | Path | None = None,
@@ -120,18 +126,29 @@ class MnemosApp(App[None]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
+    def action_guide(self) -> None:
+        from tui.screens.guide import GuideScreen
+
+        if not isinstance(self.screen, GuideScreen):
+            self.push_screen(GuideScreen())
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for entry in SCREENS:
             yield SystemCommand(f"Go to {entry.title} ({entry.key.upper()})", entry.help,
                                 lambda mode=entry.mode: self.switch_mode(mode))
         yield SystemCommand("Help (F1)", "Every key of every screen", self.action_help)
+        yield SystemCommand("Guide (ctrl+g)", "How it works: the guide to the model", self.action_guide)
         for entry in SCREENS:  # every action of every screen: "start", "stop", "evaluate", "sample" ...
-            for binding in Binding.make_bindings(entry.load().BINDINGS):
-                if binding.description:
-                    yield SystemCommand(f"{entry.title}: {binding.description}",
-                                        f"{self.get_key_display(binding)} on {entry.title} ({entry.key.upper()})",
-                                        partial(self.run_on_screen, entry.mode, binding.action), discover=False)
+            for binding in _actions(entry.load().BINDINGS):
+                yield SystemCommand(f"{entry.title}: {binding.tooltip or binding.description}",
+                                    f"{self.get_key_display(binding)} on {entry.title} ({entry.key.upper()})",
+                                    partial(self.run_on_screen, entry.mode, binding.action), discover=False)
+        if isinstance(screen, MnemosScreen) and type(screen) not in {entry.load() for entry in SCREENS}:
+            for binding in _actions(screen.BINDINGS):  # a screen opened from another one (Compare)
+                yield SystemCommand(f"{screen.SUB_TITLE}: {binding.tooltip or binding.description}",
+                                    f"{self.get_key_display(binding)} here",
+                                    partial(screen.run_action, binding.action), discover=False)
 
     async def run_on_screen(self, mode: str, action: str) -> None:
         """Show the screen of ``mode`` and run one of its actions there (a palette command)."""
@@ -184,6 +201,15 @@ class MnemosApp(App[None]):
     def _quit_chosen(self, choice: str | None) -> None:
         if choice in ("save", "discard"):
             self.session.quit(save=choice == "save")
+
+
+def _actions(bindings) -> list[Binding]:
+    """The bindings of ``bindings`` with a description, one per action (``delete,d`` is one)."""
+    by_action: dict[str, Binding] = {}
+    for binding in Binding.make_bindings(bindings):
+        if binding.description:
+            by_action.setdefault(binding.action, binding)
+    return list(by_action.values())
 
 
 def _failed_widget(error: BaseException) -> Widget | None:

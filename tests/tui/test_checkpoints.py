@@ -150,7 +150,7 @@ async def test_marked_runs_open_a_comparison_with_its_options_and_report(workspa
         assert rows["best val bpb"] == want[1][1:] and rows["best val bpb"][0] != "-"
         plot = screen.query_one("#compare-plot")
         assert (plot.axis, plot.smoothing, plot.log_y) == ("step", 0.6, True)
-        await pilot.press("t", "s", "l")
+        await pilot.press("a", "w", "ctrl+l")
         assert (plot.axis, plot.smoothing, plot.log_y) == ("tokens", 0.9, False)
         await pilot.press("l")
         assert str(plot.render()) == str(plot.render())  # a repaint of a log plot draws the same

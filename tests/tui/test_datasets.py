@@ -128,14 +128,14 @@ async def test_sample_corpus_in_an_empty_folder_fills_training_and_testing(tmp_p
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert app.workspace.train_file is None
-        await pilot.press("s")
+        await pilot.press("f")
         await wait_until(pilot, lambda: app.workspace.train_file is not None, "the sample corpus")
         assert app.workspace.train_file == root / "data" / "training" / "train.txt"
         assert "First play." in app.workspace.train_file.read_text()
         assert "Fourth play." in app.workspace.test_file.read_text()
         assert "No training file" not in text_of(app.screen.query_one("#datasets-status"))
         # Fetching again asks before replacing the files; "n" keeps them.
-        await pilot.press("s")
+        await pilot.press("f")
         await pilot.pause()
         assert type(app.screen).__name__ == "ConfirmDialog"
         await pilot.press("n")
@@ -144,8 +144,8 @@ async def test_sample_corpus_in_an_empty_folder_fills_training_and_testing(tmp_p
 
 
 def cancel_shown(app) -> bool:
-    """Whether the footer offers "Cancel download" (its binding active and enabled)."""
-    return any(b.binding.action == "cancel_sample" and b.enabled for b in app.active_bindings.values())
+    """Whether the footer offers "Stop" for the download (its binding active and enabled)."""
+    return any(b.binding.action == "stop" and b.enabled for b in app.active_bindings.values())
 
 
 async def test_escape_cancels_the_sample_download_and_nothing_is_written(tmp_path, monkeypatch):
@@ -161,7 +161,7 @@ async def test_escape_cancels_the_sample_download_and_nothing_is_written(tmp_pat
     app = MnemosApp(root=root)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        await pilot.press("s")
+        await pilot.press("f")
         await wait_until(pilot, lambda: app.screen.fetching and pid_file.exists() and pid_file.read_text(),
                          "the download to start")
         assert cancel_shown(app)

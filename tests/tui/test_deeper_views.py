@@ -128,7 +128,7 @@ async def test_heads_tab_scores_every_head_and_opens_its_attention_map(root):
         summary = str(screen.query_one("#head-summary").content)
         layer, head, _ = want.top("induction")
         assert f"induction L{layer + 1} H{head + 1}" in summary
-        await pilot.press("k")
+        await pilot.press("o")
         assert grid.kind == "entropy" and "attention entropy" in str(screen.query_one("#head-summary").content)
         assert grid.get_cell_at((0, 1)).plain.strip() == f"{want.entropy[0, 0]:.2f}"
         await pilot.press("down", "right", "enter")  # layer 2, head 2

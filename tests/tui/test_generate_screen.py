@@ -135,10 +135,10 @@ async def test_closing_the_odds_pane_and_ctrl_e_bring_typing_back_to_the_prompt(
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         prompt = app.screen.query_one("#prompt")
-        await pilot.press("ctrl+n")
+        await pilot.press("ctrl+o")
         await pilot.pause()
         assert app.focused is not prompt  # the odds pane has the focus while open
-        await pilot.press("ctrl+n")
+        await pilot.press("ctrl+o")
         await pilot.pause()
         assert app.focused is prompt
         app.screen.query_one("#chat").focus()
@@ -153,7 +153,7 @@ async def test_the_odds_pane_records_a_reply_made_while_it_was_closed(workspace,
         await open_generate(pilot, app, max_new_tokens="5")
         await ask(pilot, app, "It is")
         await wait_until(pilot, lambda: not app.screen.generating, "the reply")
-        await pilot.press("ctrl+n")
+        await pilot.press("ctrl+o")
         await pilot.pause()
         title = text_of(app.screen.query_one("#step-title"))
         assert re.search(r"step (\d+)/\1: drew", title) and "No reply yet" not in title  # the reply's last step

@@ -115,7 +115,7 @@ async def test_tokens_view_follows_the_cursor_and_the_prompt(root):
         assert b"".join(leaf.bytes for leaf in details.tree.leaves()) == token.bytes
         await pilot.press("end")
         assert strip.cursor == strip.view.n_tokens - 1
-        await pilot.press("ctrl+l")  # the training text: longer than the pane
+        await pilot.press("ctrl+t")  # the training text: longer than the pane
         await pilot.pause()
         assert strip.view.text == (root / "data" / "training" / "train.txt").read_text(encoding="utf-8")
         pane = strip.parent
@@ -189,7 +189,7 @@ async def test_attention_map_walks_layers_heads_and_queries(root):
         np.testing.assert_array_equal(amap.weights, want.weights[1, 1])
         await pilot.press("down", "right")  # both wrap around
         assert (amap.layer, amap.head) == (0, 0)
-        await pilot.press("a")
+        await pilot.press("m")
         np.testing.assert_allclose(amap.weights, want.weights[0].mean(0))
         T = len(want.ids)
         await pilot.press("comma", "comma")
@@ -261,7 +261,7 @@ async def test_generate_screen_shows_the_odds_of_each_generated_token(root):
             await _workers_done(app)
             if app.screen.loaded is not None:
                 break
-        await pilot.press("ctrl+n")
+        await pilot.press("ctrl+o")
         odds = app.screen.query_one(StepInspector)
         assert odds.has_focus
         app.screen.query_one("#prompt").focus()

@@ -90,7 +90,7 @@ def app_in_tmux(folder: Path, size: tuple[int, int], args: str = ""):
 def test_start_switch_screens_and_quit_in_tmux(tmp_path):
     with app_in_tmux(tmp_path, (100, 30)) as session:
         wait_for_text(session, "No training file yet")
-        assert "Mnemos — Datasets" in wait_for_text(session, "Sample corpus")  # the screen's keys in the footer
+        assert "Mnemos — Datasets" in wait_for_text(session, "Fetch sample")  # the screen's keys in the footer
         for key, expected in [("F3", "preset"), ("F4", "test file"), ("F5", "No checkpoints yet"),
                               ("F6", "Saved runs"), ("F1", "Everywhere")]:
             tmux("send-keys", "-t", session, key)

@@ -144,12 +144,12 @@ async def test_start_pause_resume_save_stop_by_keys(workspace):
         assert checkpoint_info(out_dir).step == step
         await pilot.press("ctrl+b")
         await wait_until(pilot, lambda: app.session.trainer.step > step, "training to go on")
-        await pilot.press("ctrl+t")  # stopping asks first: no, then yes
+        await pilot.press("ctrl+x")  # stopping asks first: no, then yes
         await wait_until(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", "the question")
         await pilot.press("escape")
         await pilot.pause()
         assert state(app) == "running"
-        await pilot.press("ctrl+t")
+        await pilot.press("ctrl+x")
         await wait_until(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", "the question")
         await pilot.press("y")
         await wait_until(pilot, lambda: state(app) == "stopped" and not app.screen.query_one("#hparams").disabled,

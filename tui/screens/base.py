@@ -6,14 +6,19 @@ from typing import TYPE_CHECKING, cast
 
 from textual import events
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Header
+from textual.widgets import Header
+
+from tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
     from tui.app import MnemosApp
     from tui.workspace import Workspace
 
 
+# ctrl+f on every screen with a checkpoint list (Evaluate, Generate, Inspect)
+CHECKPOINT_KEY = Binding("ctrl+f", "focus_checkpoint", "Checkpoint", show=False, tooltip="Choose the checkpoint")
 NARROW = 100  # below this many columns the app has the -narrow class: side panes shrink
 
 
@@ -26,7 +31,7 @@ class MnemosScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header(icon="◆")
         yield from self.compose_body()
-        yield Footer()
+        yield KeyFooter()
 
     def compose_body(self) -> ComposeResult:
         yield from ()
@@ -36,6 +41,12 @@ class MnemosScreen(Screen):
 
     def on_resize(self, event: events.Resize) -> None:
         self.app.set_class(event.size.width < NARROW, "-narrow")
+
+    def action_focus_checkpoint(self) -> None:
+        """ctrl+f: to the screen's checkpoint list (screens with one bind CHECKPOINT_KEY)."""
+        from tui.widgets.checkpoint_select import CheckpointSelect
+
+        self.query_one(CheckpointSelect).focus()
 
     @property
     def mnemos(self) -> "MnemosApp":

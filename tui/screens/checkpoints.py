@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Static
 
 from mnemos.budget import format_duration
 from tui.screens.base import MnemosScreen
+from tui.screens.compare import CompareScreen
 from tui.screens.import_dialog import ImportDialog
 from tui.widgets.file_info import human_bytes
 
@@ -25,15 +26,17 @@ from tui.widgets.file_info import human_bytes
 class CheckpointsScreen(MnemosScreen):
     SUB_TITLE = "Checkpoints"
     BINDINGS = [
-        Binding("delete,d", "delete", "Delete"),
-        Binding("enter", "chat", "Chat", show=False),
-        Binding("c", "chat", "Chat"),
-        Binding("v", "evaluate", "Evaluate"),
-        Binding("space", "mark", "Mark"),
-        Binding("x", "compare", "Compare marked"),
-        Binding("r", "refresh", "Refresh"),
-        Binding("i", "import_model", "Import HF model"),
+        Binding("c", "chat", "Chat", tooltip="Chat with the run (Generate)"),
+        Binding("enter", "chat", "Chat", show=False, tooltip="Chat with the run (Generate)"),
+        Binding("v", "evaluate", "Evaluate", tooltip="Evaluate the run now"),
+        Binding("space", "mark", "Mark", tooltip="Mark the run to compare it"),
+        Binding("x", "compare", "Compare", tooltip="Compare the marked runs"),
+        Binding("d,delete", "delete", "Delete", tooltip="Delete the run (asks first)"),
+        Binding("i", "import_model", "Import", tooltip="Import a Hugging Face model folder"),
+        Binding("r", "refresh", "Refresh", show=False, tooltip="Read the runs again"),
     ]
+
+    HELP_PANES = (("Compare", CompareScreen),)  # F1 lists its keys too
 
     def __init__(self) -> None:
         super().__init__()
@@ -173,8 +176,6 @@ class CheckpointsScreen(MnemosScreen):
         table.action_cursor_down()
 
     def action_compare(self) -> None:
-        from tui.screens.compare import CompareScreen
-
         if len(self.marked) < 2:
             self.notify("Mark two or more runs with space, then press x to compare them", severity="warning")
             return

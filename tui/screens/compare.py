@@ -26,11 +26,11 @@ SMOOTHING_STEPS = (0.0, 0.6, 0.9, 0.99)
 class CompareScreen(MnemosScreen):
     SUB_TITLE = "Compare runs"
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
-        Binding("t", "next_axis", "X axis"),
-        Binding("s", "next_smoothing", "Smoothing"),
-        Binding("l", "toggle_log", "Log y"),
-        Binding("ctrl+s", "save", "Save report"),
+        Binding("escape", "app.pop_screen", "Back", tooltip="Back to Checkpoints"),
+        Binding("a", "next_axis", "X axis", tooltip="X axis: step, tokens seen or time"),
+        Binding("w", "next_smoothing", "Smoothing", tooltip="Smoothing weight (moving average)"),
+        Binding("ctrl+l", "log_scale", "Log scale", tooltip="Log scale on / off"),
+        Binding("ctrl+s", "save", "Save", tooltip="Save the comparison as Markdown and a text plot"),
     ]
 
     def __init__(self, paths: list[Path]) -> None:
@@ -85,7 +85,7 @@ class CompareScreen(MnemosScreen):
     # -- view options -----------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("next_axis", "next_smoothing", "toggle_log", "save"):
+        if action in ("next_axis", "next_smoothing", "log_scale", "save"):
             return self.comparison is not None or None
         return True
 
@@ -104,7 +104,7 @@ class CompareScreen(MnemosScreen):
         later = [s for s in SMOOTHING_STEPS if s > plot.smoothing]
         self._replot(smoothing=later[0] if later else SMOOTHING_STEPS[0])
 
-    def action_toggle_log(self) -> None:
+    def action_log_scale(self) -> None:
         self._replot(log_y=not self.query_one(ComparePlot).log_y)
 
     def action_save(self) -> None:

@@ -30,12 +30,13 @@ class DataTree(DirectoryTree):
 class DatasetsScreen(MnemosScreen):
     SUB_TITLE = "Datasets"
     BINDINGS = [
-        Binding("t", "use_training", "Use for training"),
-        Binding("e", "use_testing", "Use for testing"),
-        Binding("s", "sample", "Sample corpus"),
-        Binding("escape", "cancel_sample", "Cancel download"),
-        Binding("g", "go_folder", "Go to folder"),
-        Binding("r", "refresh", "Refresh", show=False),
+        Binding("t", "use_training", "Training", tooltip="Use the selected file for training"),
+        Binding("e", "use_testing", "Testing", tooltip="Use the selected file for testing"),
+        Binding("f", "sample", "Fetch sample", tooltip="Fetch the sample corpus (Shakespeare)"),
+        Binding("ctrl+x", "stop", "Stop", priority=True, tooltip="Stop the sample's download"),
+        Binding("escape", "stop", "Stop", show=False, tooltip="Stop the sample's download"),
+        Binding("g", "go_folder", "Folder", tooltip="Go to a folder: type its path"),
+        Binding("r", "refresh", "Refresh", show=False, tooltip="Read the folder again"),
     ]
 
     def __init__(self) -> None:
@@ -164,13 +165,13 @@ class DatasetsScreen(MnemosScreen):
     # -- sample corpus --------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "cancel_sample":
+        if action == "stop":
             return self.fetching  # shown only while fetching
         if action == "sample":
             return not self.fetching or None
         return True
 
-    def action_cancel_sample(self) -> None:
+    def action_stop(self) -> None:
         self.workers.cancel_group(self, "sample")
 
     def action_sample(self) -> None:
@@ -193,7 +194,7 @@ class DatasetsScreen(MnemosScreen):
         from mnemos.sample import sample_corpus
 
         worker = get_current_worker()
-        self.app.call_from_thread(self._sample_running, True, "fetching the sample corpus ... (escape cancels)")
+        self.app.call_from_thread(self._sample_running, True, "fetching the sample corpus ... (ctrl+x or Esc stops it)")
         try:
             result = sample_corpus(self.workspace.root, force=force, cancel=lambda: worker.is_cancelled,
                                    progress=lambda msg: self.app.call_from_thread(self._sample_running, True, msg))

@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Input, Label, ProgressBar, Select, Static
 from textual.worker import get_current_worker
 
-from tui.screens.base import MnemosScreen
+from tui.screens.base import CHECKPOINT_KEY, MnemosScreen
 from tui.widgets.checkpoint_select import CheckpointSelect
 from tui.widgets.report_table import ReportTable
 
@@ -23,10 +23,12 @@ from tui.widgets.report_table import ReportTable
 class EvaluateScreen(MnemosScreen):
     SUB_TITLE = "Evaluate"
     BINDINGS = [
-        Binding("ctrl+r", "run", "Evaluate"),
-        Binding("escape", "cancel", "Cancel"),
-        Binding("ctrl+s", "save", "Save report"),
-        Binding("ctrl+t", "loss_text", "Text by loss"),
+        Binding("ctrl+r", "start", "Start", tooltip="Start the evaluation"),
+        Binding("ctrl+x", "stop", "Stop", priority=True, tooltip="Stop the evaluation"),
+        Binding("escape", "stop", "Stop", show=False, tooltip="Stop the evaluation"),
+        Binding("ctrl+s", "save", "Save", tooltip="Save the report"),
+        Binding("ctrl+t", "tokens", "Tokens", tooltip="Text by loss: each token coloured by its loss"),
+        CHECKPOINT_KEY,
     ]
 
     def __init__(self) -> None:
@@ -101,9 +103,9 @@ class EvaluateScreen(MnemosScreen):
     # -- running ----------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "cancel":
+        if action == "stop":
             return self.running
-        if action == "run":
+        if action == "start":
             return None if self.running else True
         if action == "save":
             return self.report_obj is not None or None
@@ -118,9 +120,9 @@ class EvaluateScreen(MnemosScreen):
             self.report(exc)
             return
         self.load_history()
-        self.action_run()
+        self.action_start()
 
-    def action_run(self) -> None:
+    def action_start(self) -> None:
         path = self._checkpoint()
         if path is None:
             self.notify("Choose a checkpoint first (train one on F3 if the list is empty)", severity="error")
@@ -136,7 +138,7 @@ class EvaluateScreen(MnemosScreen):
         self.query_one("#eval-phase", Label).update("evaluating …")
         self.evaluate(path, data)
 
-    def action_cancel(self) -> None:
+    def action_stop(self) -> None:
         self.workers.cancel_group(self, "evaluate")
 
     @work(thread=True, exclusive=True, group="evaluate", exit_on_error=False)
@@ -178,7 +180,7 @@ class EvaluateScreen(MnemosScreen):
             self.query_one("#eval-phase", Label).update(f"evaluation {outcome}")
         self.refresh_bindings()
 
-    def action_loss_text(self) -> None:
+    def action_tokens(self) -> None:
         """The test file coloured by how well the model predicted each token."""
         path = self._checkpoint()
         text = self.query_one("#eval-data", Input).value.strip()

@@ -19,7 +19,7 @@ from textual.message import Message
 from textual.widgets import Input, Label, Select
 from textual.worker import get_current_worker
 
-from tui.screens.base import MnemosScreen
+from tui.screens.base import CHECKPOINT_KEY, MnemosScreen
 from tui.widgets.chat_log import ChatLog, Turn
 from tui.widgets.checkpoint_select import CheckpointSelect
 from tui.widgets.next_token import StepInspector
@@ -39,15 +39,18 @@ class TokensGenerated(Message):
 class GenerateScreen(MnemosScreen):
     SUB_TITLE = "Generate"
     BINDINGS = [
-        Binding("escape", "stop", "Stop"),
-        Binding("ctrl+t", "toggle_tokens", "Token boundaries"),
-        Binding("ctrl+s", "export", "Export Markdown"),
-        Binding("ctrl+l", "clear", "Clear"),
-        Binding("ctrl+n", "toggle_odds", "Next-token odds"),
-        Binding("ctrl+e", "focus_prompt", "Edit prompt"),
+        Binding("ctrl+x", "stop", "Stop", priority=True, tooltip="Stop the reply"),
+        Binding("escape", "stop", "Stop", show=False, tooltip="Stop the reply"),
+        Binding("ctrl+t", "tokens", "Tokens", tooltip="Token boundaries in the chat on / off"),
+        Binding("ctrl+o", "odds", "Odds", tooltip="Next-token odds of each generated token"),
+        Binding("ctrl+e", "focus_prompt", "Prompt", tooltip="Back to the prompt"),
+        Binding("ctrl+s", "save", "Save", tooltip="Save the chat as Markdown"),
+        Binding("ctrl+n", "new_chat", "New chat", tooltip="New chat: clear this one (asks first)"),
+        CHECKPOINT_KEY,
         Binding("pageup", "scroll_chat(-1)", "Scroll up", show=False),
         Binding("pagedown", "scroll_chat(1)", "Scroll down", show=False),
     ]
+    HELP_PANES = (("Odds", StepInspector),)  # F1 lists its keys too
     EXTRA_KEYS = [("enter (in the prompt)", "Generate a reply"),
                   ("tab", "Move to the chat to scroll it with up / down / home / end")]
 
@@ -128,7 +131,7 @@ class GenerateScreen(MnemosScreen):
     @on(Input.Submitted, "#prompt")
     def _submitted(self, event: Input.Submitted) -> None:
         if self.generating:
-            self.notify("Still generating: Esc stops it", severity="warning")
+            self.notify("Still generating: ctrl+x stops it", severity="warning")
             return
         if self.loaded is None:
             self.notify("Choose a checkpoint first (train one on F3 if the list is empty)", severity="error")
@@ -193,14 +196,14 @@ class GenerateScreen(MnemosScreen):
     def action_stop(self) -> None:
         self._stop = True
 
-    def action_toggle_tokens(self) -> None:
+    def action_tokens(self) -> None:
         chat = self.query_one(ChatLog)
         if chat.tokenizer is None:
             self.notify("Load a checkpoint first: its tokenizer draws the boundaries", severity="warning")
             return
         chat.set_show_tokens(not chat.show_tokens)
 
-    def action_toggle_odds(self) -> None:
+    def action_odds(self) -> None:
         """Show / hide the next-token odds of each generated token (tui/widgets/next_token.py)."""
         side = self.query_one("#generate-side")
         side.set_class(not side.has_class("hidden"), "hidden")
@@ -213,17 +216,24 @@ class GenerateScreen(MnemosScreen):
         """Back to the prompt, from wherever the focus is."""
         self.query_one("#prompt", Input).focus()
 
-    def action_clear(self) -> None:
+    def action_new_chat(self) -> None:
+        """Start a new chat: the current one is cleared after asking (ctrl+s saves it first)."""
         if self.generating:
-            self.notify("Esc stops the reply first", severity="warning")
+            self.notify("ctrl+x stops the reply first", severity="warning")
             return
-        self.query_one(ChatLog).clear()
+        chat = self.query_one(ChatLog)
+        if not chat.turns:
+            return
+        from tui.screens.dialogs import ConfirmDialog
+
+        self.app.push_screen(ConfirmDialog("Clear this chat and start a new one? (ctrl+s saves it first)",
+                                           yes="Clear"), lambda yes: chat.clear() if yes else None)
 
     def action_scroll_chat(self, direction: int) -> None:
         chat = self.query_one(ChatLog)
         (chat.scroll_page_down if direction > 0 else chat.scroll_page_up)(animate=False)
 
-    def action_export(self) -> None:
+    def action_save(self) -> None:
         chat = self.query_one(ChatLog)
         if not chat.turns:
             self.notify("Nothing to export yet", severity="warning")

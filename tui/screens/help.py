@@ -1,6 +1,8 @@
-"""F1: every key of the app and of each screen, read from their ``BINDINGS``.
+"""F1: every key of the app and of each screen, read from their ``BINDINGS`` (and from
+those of the panes a screen names in ``HELP_PANES``).
 
-Built from the bindings themselves, so the help cannot drift from the keys.
+Built from the bindings themselves, so the help cannot drift from the keys; one row per
+action (``left / right  Head − / Head +``), so no key is listed twice.
 """
 
 from __future__ import annotations
@@ -21,18 +23,22 @@ GENERAL = [
 ]
 
 
-def _binding_rows(app, bindings) -> list[tuple[str, str]]:
-    """One row per action: actions sharing a key (pause and resume) share its row, and
-    keys doing the same thing (delete, d) are listed together."""
-    by_key: dict[str, list[str]] = {}
+def _binding_rows(app, bindings, pane: str = "") -> list[tuple[str, str]]:
+    """One row per action method: its keys together (``d / delete``), and the steps of one
+    action too (``left / right``: head − / head +; ``1 / 2 …``: the views). ``pane`` names
+    the pane the keys act in."""
+    rows: dict[str, tuple[list[str], list[str]]] = {}
     for b in Binding.make_bindings(bindings):
-        if b.description and b.description not in by_key.setdefault(app.get_key_display(b), []):
-            by_key[app.get_key_display(b)].append(b.description)
-    by_action: dict[str, list[str]] = {}
-    for key, descriptions in by_key.items():
-        if descriptions:
-            by_action.setdefault(" / ".join(descriptions), []).append(key)
-    return [(" / ".join(keys), action) for action, keys in by_action.items()]
+        if not b.description:
+            continue
+        keys, words = rows.setdefault(b.action.partition("(")[0], ([], []))
+        said = b.tooltip or b.description  # the longer words where there are some
+        if app.get_key_display(b) not in keys:
+            keys.append(app.get_key_display(b))
+        if said not in words:
+            words.append(said)
+    prefix = f"{pane}: " if pane else ""
+    return [(" / ".join(keys), prefix + " / ".join(words)) for keys, words in rows.values()]
 
 
 class HelpScreen(ModalScreen[None]):
@@ -50,6 +56,8 @@ class HelpScreen(ModalScreen[None]):
             for entry in SCREENS:
                 screen_cls = entry.load()
                 rows = _binding_rows(self.app, screen_cls.BINDINGS)
+                for pane, pane_cls in getattr(screen_cls, "HELP_PANES", ()):
+                    rows += _binding_rows(self.app, pane_cls.BINDINGS, pane)
                 rows += getattr(screen_cls, "EXTRA_KEYS", [])
                 yield Static(self._table(f"{entry.title} ({entry.key.upper()}) — {entry.help}", rows))
 

@@ -24,7 +24,7 @@ from textual.containers import Horizontal, ScrollableContainer, VerticalScroll
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Label, Select, Static, TabbedContent, TabPane, Tree
 
-from tui.screens.base import MnemosScreen
+from tui.screens.base import CHECKPOINT_KEY, MnemosScreen
 from tui.widgets.anatomy import AnatomyTree, ComponentDetails
 from tui.widgets.attention_map import AttentionMap
 from tui.widgets.attribution_chart import AttributionChart
@@ -38,7 +38,7 @@ from tui.widgets.token_view import TokenDetails, TokenStrip
 DEFAULT_PROMPT = "To be, or not to be, that is the question:"
 TABS = ("tokens", "next", "attention", "anatomy", "replay", "lens", "heads", "attribution")
 DEBOUNCE_S = 0.12  # wait this long after a key stroke before running the model
-LOADED_BYTES = 8192  # how much of the training file ctrl+l shows in the Tokens view
+LOADED_BYTES = 8192  # how much of the training file ctrl+t shows in the Tokens view
 
 
 class InspectScreen(MnemosScreen):
@@ -56,28 +56,17 @@ class InspectScreen(MnemosScreen):
     InspectScreen #token-pane, InspectScreen #anatomy-tree { width: 1fr; }
     """
     BINDINGS = [
-        Binding("ctrl+e", "focus_prompt", "Edit prompt"),
-        Binding("ctrl+o", "focus_checkpoint", "Checkpoint"),
-        Binding("ctrl+l", "load_training_text", "Tokenize training text"),
-        Binding("ctrl+g", "guide", "How it works"),
-        *(Binding(str(i + 1), f"show_tab('{tab}')", tab.capitalize(), show=False)
+        Binding("ctrl+e", "focus_prompt", "Prompt", tooltip="Back to the prompt"),
+        CHECKPOINT_KEY,
+        Binding("ctrl+t", "tokens", "Tokens", tooltip="The training text's tokens (its first 8 KB)"),
+        *(Binding(str(i + 1), f"show_tab('{tab}')", tab.capitalize(), show=False, tooltip=f"The {tab} view")
           for i, tab in enumerate(TABS)),
         Binding("n", "step('top')", "Take top token"),
         Binding("s", "step('sample')", "Sample token"),
     ]
-    EXTRA_KEYS = [
-        ("1 … 8", "Tokens, Next token, Attention, Anatomy, Replay, Lens, Heads, Attribution"),
-        ("← / →", "Tokens: move the token cursor · Attention: head · Replay: evaluation"),
-        ("↑ / ↓", "Attention: layer"),
-        (", / .", "Attention: query row up / down"),
-        ("a", "Attention: mean of all heads"),
-        ("- / +", "Next token: temperature down / up"),
-        ("k / K, p / P", "Next token: top-k, top-p down / up (0 resets)"),
-        ("space", "Replay: play / pause"),
-        ("enter", "Lens: explain the row's prediction · Heads: the head's attention map"),
-        ("k", "Heads: next score (previous token, duplicate, induction, entropy)"),
-        ("← → / ↑ ↓", "Attribution: position / candidate token"),
-    ]
+    HELP_PANES = (("Tokens", TokenStrip), ("Next token", NextTokenPanel), ("Attention", AttentionMap),
+                    ("Replay", ReplayView), ("Lens", LensTable), ("Heads", HeadGrid),
+                    ("Attribution", AttributionChart))  # F1 lists their keys too
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="inspect-bar"):
@@ -290,16 +279,8 @@ class InspectScreen(MnemosScreen):
 
     # -- actions ----------------------------------------------------------------------
 
-    def action_guide(self) -> None:
-        from tui.screens.guide import GuideScreen
-
-        self.app.push_screen(GuideScreen())
-
     def action_focus_prompt(self) -> None:
         self.query_one("#inspect-prompt", Input).focus()
-
-    def action_focus_checkpoint(self) -> None:
-        self.query_one("#inspect-checkpoint", Select).focus()
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
@@ -308,7 +289,7 @@ class InspectScreen(MnemosScreen):
                  "attribution": AttributionChart}[tab]
         self.query_one(focus).focus()
 
-    def action_load_training_text(self) -> None:
+    def action_tokens(self) -> None:
         """Show the start of the training file (its first 8 KB) in the Tokens view."""
         path = self.workspace.train_file
         try:

@@ -40,13 +40,12 @@ PLOT_INTERVAL = 0.5  # seconds between loss plot redraws while training
 class TrainScreen(MnemosScreen):
     SUB_TITLE = "Train"
     BINDINGS = [
-        Binding("ctrl+r", "start", "Start"),
-        Binding("ctrl+b", "pause", "Pause"),
-        Binding("ctrl+b", "resume", "Resume"),
-        Binding("ctrl+t", "stop", "Stop"),
-        Binding("ctrl+s", "save_now", "Save now"),
-        Binding("ctrl+l", "log_scale", "Log scale"),
-        Binding("ctrl+y", "replay", "Replay"),
+        Binding("ctrl+r", "start", "Start", tooltip="Start training"),
+        Binding("ctrl+b", "pause", "Pause/resume", tooltip="Pause or resume training"),
+        Binding("ctrl+x", "stop", "Stop", priority=True, tooltip="Stop training (asks first; the run is saved)"),
+        Binding("ctrl+s", "save", "Save", tooltip="Save a checkpoint now"),
+        Binding("ctrl+l", "log_scale", "Log scale", tooltip="Loss plot: log scale on / off"),
+        Binding("ctrl+y", "replay", "Replay", tooltip="The learning replay: the sample at each evaluation"),
     ]
 
     def __init__(self) -> None:
@@ -174,22 +173,17 @@ class TrainScreen(MnemosScreen):
         return self.session.alive
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Footer shows what makes sense now: True active, None greyed out, False hidden
-        (pause and resume share ctrl+b; only one of them is ever shown)."""
+        """Footer shows what makes sense now: True active, None greyed out."""
         state = self.session.state
         if action == "start":
             return None if self.running else True
-        if action == "pause":
-            return True if state == "running" else (False if state == "paused" else None)
-        if action == "resume":
-            return state == "paused"
-        if action in ("stop", "save_now"):
+        if action in ("pause", "stop", "save"):
             return True if state in ("running", "paused") else None
         return True
 
     def action_start(self) -> None:
         if self.running:
-            self.notify("A run is already going: stop it first (ctrl+t)", severity="warning")
+            self.notify("A run is already going: stop it first (ctrl+x)", severity="warning")
             return
         form = self.query_one(HyperparamForm)
         try:
@@ -221,10 +215,11 @@ class TrainScreen(MnemosScreen):
                            ws.checkpoints_dir / run_name if run_name else None)
 
     def action_pause(self) -> None:
-        self.session.pause()
-
-    def action_resume(self) -> None:
-        self.session.unpause()
+        """Pause a running run, resume a paused one (one key for both)."""
+        if self.session.state == "paused":
+            self.session.unpause()
+        else:
+            self.session.pause()
 
     def action_stop(self) -> None:
         """Stop the run after asking (it saves its last step; resume it from "start from")."""
@@ -235,7 +230,7 @@ class TrainScreen(MnemosScreen):
         self.app.push_screen(ConfirmDialog("Stop training? The last step is saved; you can resume the run later.",
                                            yes="Stop"), lambda yes: self.session.stop() if yes else None)
 
-    def action_save_now(self) -> None:
+    def action_save(self) -> None:
         if self.session.alive:
             self.session.save_now()
             self.notify("Saving a checkpoint after this step ...")

@@ -38,7 +38,7 @@ class AttentionMap(Widget, can_focus=True):
         Binding("down", "layer(1)", "Layer +"),
         Binding("comma", "query(-1)", "Query ↑"),
         Binding("full_stop", "query(1)", "Query ↓"),
-        Binding("a", "toggle_mean", "All heads"),
+        Binding("m", "toggle_mean", "Mean of heads"),
     ]
 
     layer: reactive[int] = reactive(0)

@@ -47,7 +47,7 @@ def head_summary(scores: HeadScores, kind: str) -> Text:
 
 
 class HeadGrid(DataTable):
-    """Arrows move between heads; ``k`` shows the next kind of score; enter opens the
+    """Arrows move between heads; ``o`` shows the other kinds of score in turn; enter opens the
     head's attention map."""
 
     DEFAULT_CSS = """
@@ -56,7 +56,7 @@ class HeadGrid(DataTable):
     HeadGrid > .head-grid--cold { color: $panel; }
     """
     COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | {"head-grid--hot", "head-grid--cold"}
-    BINDINGS = [Binding("k", "next_kind", "Next score"),
+    BINDINGS = [Binding("o", "next_kind", "Other score"),
                 Binding("enter", "select_cursor", "Attention map")]
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:

@@ -81,7 +81,7 @@ class MnemosApp(App[None]):
         *(Binding(entry.key, f"switch_mode('{entry.mode}')", entry.title, id=f"screen.{entry.mode}", show=False)
           for entry in SCREENS),
         Binding("ctrl+g", "guide", "Guide", show=False, tooltip="How it works: the guide to the model"),
-        Binding("ctrl+q", "quit", "Quit", priority=True, show=False),
+        Binding("ctrl+q", "quit", "Quit", priority=True, show=False, tooltip="Quit (asks to save a running run)"),
     ]
 
     def __init__(self, root: str | Path | None = None, data: str | Path | None = None,

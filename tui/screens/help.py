@@ -20,6 +20,7 @@ GENERAL = [
     ("ctrl+p", "Command palette: go to any screen, change the theme"),
     ("up / down / pgup / pgdn", "Scroll the focused list, log or table"),
     ("enter", "Select / submit"),
+    ("f2 … f7", "The screens: each one below, with its keys"),
 ]
 
 
@@ -52,7 +53,8 @@ class HelpScreen(ModalScreen[None]):
 
         with VerticalScroll(id="help-body") as scroll:
             scroll.border_title = "Keys (Esc closes, g opens the guide: how the model works)"
-            yield Static(self._table("Everywhere", GENERAL + _binding_rows(self.app, self.app.BINDINGS)))
+            yield Static(self._table("Everywhere", GENERAL + _binding_rows(self.app, [
+                b for b in self.app.BINDINGS if not (b.id or "").startswith("screen.")])))
             for entry in SCREENS:
                 screen_cls = entry.load()
                 rows = _binding_rows(self.app, screen_cls.BINDINGS)

@@ -77,9 +77,11 @@ class MnemosApp(App[None]):
     # tests/tui/test_keymap.py keeps it so). The footer shows the screen's own keys first
     # (tui/widgets/key_footer.py); F2-F7 are summed up there as one item.
     BINDINGS = [
-        Binding("f1", "help", "Help"),
-        *(Binding(entry.key, f"switch_mode('{entry.mode}')", entry.title, id=f"screen.{entry.mode}", show=False)
-          for entry in SCREENS),
+        # priority: taken before the focused widget sees them, so the keys typed after them
+        # go to the screen they open (see action_switch_mode)
+        Binding("f1", "help", "Help", priority=True),
+        *(Binding(entry.key, f"switch_mode('{entry.mode}')", entry.title, id=f"screen.{entry.mode}", show=False,
+                  priority=True) for entry in SCREENS),
         Binding("ctrl+g", "guide", "Guide", show=False, tooltip="How it works: the guide to the model"),
         Binding("ctrl+q", "quit", "Quit", priority=True, show=False, tooltip="Quit (asks to save a running run)"),
     ]
@@ -131,6 +133,15 @@ class MnemosApp(App[None]):
 
         if not isinstance(self.screen, GuideScreen):
             self.push_screen(GuideScreen())
+
+    async def action_switch_mode(self, mode: str) -> None:
+        """F2-F7: show a screen, and take the next key only once it is mounted and has put
+        the focus where it wants it. Keys typed right after F5 used to reach the screen
+        being left ("F5 hello" in tmux: "hello" went to the Datasets tree, where `e` chose
+        a test file), as F5 was a plain binding, run only after the focused widget had
+        passed it up, and Textual's action does not wait for the new screen."""
+        await self.switch_mode(mode)
+        await self.screen.wait_for_refresh()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

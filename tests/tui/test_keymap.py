@@ -139,3 +139,32 @@ async def test_the_footer_shows_whole_keys_screen_keys_first(workspace, size):
             if size[0] >= 120:  # everything fits: all the screen's keys, help and the screen keys
                 assert set(shown) <= {k.description for k in keys}, _footer(app)
                 assert "f1 Help" in _footer(app) and "f2…f7 Screens" in _footer(app)
+
+
+def type_ahead(app, *keys: str) -> None:
+    """Keys as a terminal sends them when typed ahead (tmux send-keys, a fast typist): all
+    queued at once, none waiting for the one before to be handled (Pilot's press waits)."""
+    from textual import events
+
+    for key in keys:
+        app.post_message(events.Key(key, key if len(key) == 1 else None))
+
+
+async def test_keys_typed_right_after_switching_screens_reach_the_new_screen(workspace):
+    """Issue 14.10: "F5 hello" lost the "hello" (it went to the Datasets tree, where `e`
+    chose a test file) and "F7 ctrl+e XYZ" typed XYZ into the screen being left."""
+    make_checkpoint(workspace)
+    app = MnemosApp(root=workspace, start="datasets")
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        type_ahead(app, "f5", "h", "e", "y")  # the first visit: the screen is built while the keys wait
+        await wait_until(pilot, lambda: app.screen.query("#prompt") and app.screen.query_one("#prompt").value,
+                         "the typed text")
+        assert app.screen.query_one("#prompt").value == "hey"
+        type_ahead(app, "f7", "ctrl+e", "!")  # a slow first visit, then a key that moves the focus
+        await wait_until(pilot, lambda: app.screen.query("#inspect-prompt")
+                         and app.screen.query_one("#inspect-prompt").value.endswith("!"), "the typed text")
+        type_ahead(app, "f5", "!")  # back to a screen already built
+        await wait_until(pilot, lambda: app.current_mode == "generate", "Generate")
+        await pilot.pause()
+        assert app.screen.query_one("#prompt").value == "hey!"

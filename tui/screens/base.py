@@ -17,8 +17,13 @@ if TYPE_CHECKING:
     from tui.workspace import Workspace
 
 
-# ctrl+f on every screen with a checkpoint list (Evaluate, Generate, Inspect)
-CHECKPOINT_KEY = Binding("ctrl+f", "focus_checkpoint", "Checkpoint", show=False, tooltip="Choose the checkpoint")
+# ctrl+f on every screen with a checkpoint list (Evaluate, Generate, Inspect). Keys that move
+# the focus are priority bindings: taken before the focused widget sees them, so the keys
+# typed right after them go where they moved the focus (a plain binding runs only once the
+# focused widget has passed the key up, after the next keys were already handed to it).
+CHECKPOINT_KEY = Binding("ctrl+f", "focus_checkpoint", "Checkpoint", show=False, priority=True,
+                         tooltip="Choose the checkpoint")
+PROMPT_KEY = Binding("ctrl+e", "focus_prompt", "Prompt", priority=True, tooltip="Back to the prompt")
 NARROW = 100  # below this many columns the app has the -narrow class: side panes shrink
 
 
@@ -43,10 +48,12 @@ class MnemosScreen(Screen):
         self.app.set_class(event.size.width < NARROW, "-narrow")
 
     def action_focus_checkpoint(self) -> None:
-        """ctrl+f: to the screen's checkpoint list (screens with one bind CHECKPOINT_KEY)."""
+        """ctrl+f: to the screen's checkpoint list (screens with one bind CHECKPOINT_KEY).
+        ``set_focus`` at once, not ``focus()`` (which waits its turn behind keys already
+        typed): so are the other "go to" keys."""
         from tui.widgets.checkpoint_select import CheckpointSelect
 
-        self.query_one(CheckpointSelect).focus()
+        self.set_focus(self.query_one(CheckpointSelect))
 
     @property
     def mnemos(self) -> "MnemosApp":

@@ -25,6 +25,7 @@ from tui.widgets.file_info import human_bytes
 
 class CheckpointsScreen(MnemosScreen):
     SUB_TITLE = "Checkpoints"
+    AUTO_FOCUS = "#checkpoint-table"  # focused as the screen is composed: no key typed after F6 is lost
     BINDINGS = [
         Binding("c", "chat", "Chat", tooltip="Chat with the run (Generate)"),
         Binding("enter", "chat", "Chat", show=False, tooltip="Chat with the run (Generate)"),
@@ -58,7 +59,6 @@ class CheckpointsScreen(MnemosScreen):
         table.add_column("", key="mark", width=1)
         table.add_columns("run", "step", "best val", "params", "size")
         self.action_refresh()
-        table.focus()
 
     def on_screen_resume(self) -> None:
         self.action_refresh()

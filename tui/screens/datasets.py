@@ -29,6 +29,7 @@ class DataTree(DirectoryTree):
 
 class DatasetsScreen(MnemosScreen):
     SUB_TITLE = "Datasets"
+    AUTO_FOCUS = "#tree"  # focused as the screen is composed: no key typed after F2 is lost
     BINDINGS = [
         Binding("t", "use_training", "Training", tooltip="Use the selected file for training"),
         Binding("e", "use_testing", "Testing", tooltip="Use the selected file for testing"),
@@ -58,7 +59,6 @@ class DatasetsScreen(MnemosScreen):
     def on_mount(self) -> None:
         super().on_mount()
         self.query_one("#folder", Input).value = self.workspace.show(self.workspace.data_dir)
-        self.query_one("#tree", DirectoryTree).focus()
         self.update_status()
         if self.workspace.train_file is not None:
             self.inspect(self.workspace.train_file)
@@ -133,7 +133,7 @@ class DatasetsScreen(MnemosScreen):
         tree.focus()
 
     def action_go_folder(self) -> None:
-        self.query_one("#folder", Input).focus()
+        self.set_focus(self.query_one("#folder", Input))  # at once: the next keys typed go there
 
     def action_refresh(self) -> None:
         self.query_one("#tree", DirectoryTree).reload()

@@ -19,7 +19,7 @@ from textual.message import Message
 from textual.widgets import Input, Label, Select
 from textual.worker import get_current_worker
 
-from tui.screens.base import CHECKPOINT_KEY, MnemosScreen
+from tui.screens.base import CHECKPOINT_KEY, PROMPT_KEY, MnemosScreen
 from tui.widgets.chat_log import ChatLog, Turn
 from tui.widgets.checkpoint_select import CheckpointSelect
 from tui.widgets.next_token import StepInspector
@@ -38,12 +38,13 @@ class TokensGenerated(Message):
 
 class GenerateScreen(MnemosScreen):
     SUB_TITLE = "Generate"
+    AUTO_FOCUS = "#prompt"  # focused as the screen is composed: no key typed after F5 is lost
     BINDINGS = [
         Binding("ctrl+x", "stop", "Stop", priority=True, tooltip="Stop the reply"),
         Binding("escape", "stop", "Stop", show=False, tooltip="Stop the reply"),
         Binding("ctrl+t", "tokens", "Tokens", tooltip="Token boundaries in the chat on / off"),
         Binding("ctrl+o", "odds", "Odds", tooltip="Next-token odds of each generated token"),
-        Binding("ctrl+e", "focus_prompt", "Prompt", tooltip="Back to the prompt"),
+        PROMPT_KEY,
         Binding("ctrl+s", "save", "Save", tooltip="Save the chat as Markdown"),
         Binding("ctrl+n", "new_chat", "New chat", tooltip="New chat: clear this one (asks first)"),
         CHECKPOINT_KEY,
@@ -69,14 +70,14 @@ class GenerateScreen(MnemosScreen):
                 yield SamplingForm(id="sampling")
                 yield Label("", id="model-info")
                 yield ChatLog(id="chat", classes="pane")
-                yield Input(placeholder="Type a prompt and press Enter (Esc stops the reply)", id="prompt")
+                yield Input(placeholder="Type a prompt and press Enter (Esc stops the reply)", id="prompt",
+                            select_on_focus=False)  # back to it (ctrl+e), typing adds to it
             with Vertical(id="generate-side", classes="hidden"):
                 yield StepInspector(id="odds")  # records every reply's odds, shown or not
 
     def on_mount(self) -> None:
         super().on_mount()
         self.refresh_checkpoints()
-        self.query_one("#prompt", Input).focus()
 
     def on_screen_resume(self) -> None:
         self.refresh_checkpoints()
@@ -214,7 +215,7 @@ class GenerateScreen(MnemosScreen):
 
     def action_focus_prompt(self) -> None:
         """Back to the prompt, from wherever the focus is."""
-        self.query_one("#prompt", Input).focus()
+        self.set_focus(self.query_one("#prompt", Input))  # at once: the next keys typed go there
 
     def action_new_chat(self) -> None:
         """Start a new chat: the current one is cleared after asking (ctrl+s saves it first)."""

@@ -24,7 +24,7 @@ from textual.containers import Horizontal, ScrollableContainer, VerticalScroll
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Label, Select, Static, TabbedContent, TabPane, Tree
 
-from tui.screens.base import CHECKPOINT_KEY, MnemosScreen
+from tui.screens.base import CHECKPOINT_KEY, PROMPT_KEY, MnemosScreen
 from tui.widgets.anatomy import AnatomyTree, ComponentDetails
 from tui.widgets.attention_map import AttentionMap
 from tui.widgets.attribution_chart import AttributionChart
@@ -55,8 +55,9 @@ class InspectScreen(MnemosScreen):
     InspectScreen #token-details, InspectScreen #component-details { width: 1fr; }
     InspectScreen #token-pane, InspectScreen #anatomy-tree { width: 1fr; }
     """
+    AUTO_FOCUS = "TokenStrip"  # focused as the screen is composed: no key typed after F7 is lost
     BINDINGS = [
-        Binding("ctrl+e", "focus_prompt", "Prompt", tooltip="Back to the prompt"),
+        PROMPT_KEY,
         CHECKPOINT_KEY,
         Binding("ctrl+t", "tokens", "Tokens", tooltip="The training text's tokens (its first 8 KB)"),
         *(Binding(str(i + 1), f"show_tab('{tab}')", tab.capitalize(), show=False, tooltip=f"The {tab} view")
@@ -73,7 +74,7 @@ class InspectScreen(MnemosScreen):
             yield CheckpointSelect(id="inspect-checkpoint")
             yield Label(" prompt ", id="inspect-prompt-label")
             yield Input(DEFAULT_PROMPT, placeholder="a prompt to look inside with", id="inspect-prompt",
-                        compact=True)
+                        compact=True, select_on_focus=False)  # ctrl+e then typing edits the prompt
         yield Static("", id="inspect-status")
         with TabbedContent(id="inspect-tabs", initial="tokens"):
             with TabPane("1 Tokens", id="tokens"):
@@ -120,7 +121,6 @@ class InspectScreen(MnemosScreen):
     def on_mount(self) -> None:
         super().on_mount()
         self.refresh_checkpoints()
-        self.query_one(TokenStrip).focus()
 
     def on_screen_resume(self) -> None:
         """Back on this screen: new runs may be listed, and a run still training may have
@@ -280,7 +280,7 @@ class InspectScreen(MnemosScreen):
     # -- actions ----------------------------------------------------------------------
 
     def action_focus_prompt(self) -> None:
-        self.query_one("#inspect-prompt", Input).focus()
+        self.set_focus(self.query_one("#inspect-prompt", Input))  # at once: the next keys typed go there
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab

@@ -468,6 +468,9 @@ class CheckpointInfo:
     has_best: bool = False
     size_bytes: int = 0
     problem: str | None = None
+    imported_from: str | None = None  # the Hugging Face folder of an imported model (mnemos import)
+    imported_model_type: str | None = None  # its model_type: gpt2, llama
+    init_from: str | None = None  # the run a fine-tuning run started from (train --init-from)
 
 
 def _folder_size(path: Path) -> int:
@@ -501,6 +504,9 @@ def _fill_info(info: CheckpointInfo, run: Path) -> None:
         info.step = int(state.get("step", 0))
         info.best_val_loss = state.get("best_val_loss")
         info.data = state.get("data")
+        text = {k: v for k, v in state.items() if isinstance(v, str)}  # shown as they are, if they are text
+        info.imported_from, info.imported_model_type = text.get("imported_from"), text.get("imported_model_type")
+        info.init_from = text.get("init_from")
     except (MnemosError, OSError, ValueError, TypeError) as exc:
         info.problem = str(exc)
 

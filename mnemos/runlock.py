@@ -2,8 +2,8 @@
 
 A training run (new or resumed) holds an exclusive ``fcntl.flock`` on the file
 ``.<run>.lock`` next to the run folder (not inside it: every save replaces the folder by
-a rename, see :mod:`mnemos.checkpoint`). The file records who holds it (pid, command
-line, start time). The kernel drops the lock when the process exits, however it exits
+a rename, see :mod:`mnemos.checkpoint`). The file records who holds it (pid, host,
+command line, start time). The kernel drops the lock when the process exits, however it exits
 (Ctrl+C, kill -9, a crash), so a lock file left by a dead process is stale and simply
 taken over; :meth:`RunLock.release` removes the file again.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -46,7 +47,7 @@ def _describe(holder: dict) -> str:
 
 
 def lock_holder(run_dir: str | os.PathLike) -> dict | None:
-    """Who holds ``run_dir``'s lock: ``{"pid", "command", "started"}`` (``started`` in
+    """Who holds ``run_dir``'s lock: ``{"pid", "host", "command", "started"}`` (``started`` in
     seconds since the epoch), or None when no live process does (a lock file of a dead
     process is stale and gives None)."""
     if fcntl is None:
@@ -98,7 +99,8 @@ class RunLock:
                 break
             os.close(fd)  # the holder removed the file as we opened it: lock the new one
         self.fd = fd
-        info = {"pid": os.getpid(), "command": _command()[:500], "started": time.time()}
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": _command()[:500],
+                "started": time.time()}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
 

@@ -124,6 +124,46 @@ async def test_the_training_run_is_marked_and_deleting_it_is_refused_before_aski
         assert type(app.screen).__name__ == "ConfirmDialog"
 
 
+async def test_a_run_training_in_another_process_shows_who_and_is_not_deleted(workspace):
+    import socket
+
+    from mnemos.runlock import RunLock
+
+    busy = make_checkpoint(workspace, "busy")
+    app = MnemosApp(root=workspace, start="checkpoints")
+    with RunLock(busy):  # as `mnemos train --out checkpoints/busy` holds it (another open file: another holder)
+        async with app.run_test(notifications=True, size=SIZE) as pilot:
+            await pilot.pause()
+            table = app.screen.query_one("#checkpoint-table")
+            assert str(table.get_row_at(0)[1]) == "busy ● training elsewhere"
+            details = text_of(app.screen.query_one("#details-text"))
+            assert f"in another process: pid {os.getpid()} on {socket.gethostname()}" in details
+            await pilot.press("d")
+            await pilot.pause()
+            assert type(app.screen).__name__ == "CheckpointsScreen"  # refused before asking
+            await wait_until(pilot, lambda: "training in another process" in notices(app), "the notification")
+            assert busy.is_dir()
+    app = MnemosApp(root=workspace, start="checkpoints")
+    async with app.run_test(size=SIZE) as pilot:  # the lock released: an ordinary run again
+        await pilot.pause()
+        assert str(app.screen.query_one("#checkpoint-table").get_row_at(0)[1]) == "busy"
+
+
+async def test_an_imported_model_says_where_it_came_from_not_step_0_of_a_plan(workspace):
+    run = make_checkpoint(workspace, "gpt2-small")
+    state = json.loads((run / "state.json").read_text())  # the two keys `mnemos import` writes
+    state.update(imported_from="/models/gpt2", imported_model_type="gpt2")
+    (run / "state.json").write_text(json.dumps(state))
+    app = MnemosApp(root=workspace, start="checkpoints")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one("#checkpoint-table")
+        assert str(table.get_row_at(0)[2]) == "imported"
+        details = text_of(app.screen.query_one("#details-text"))
+        assert re.search(r"imported from +/models/gpt2 \(gpt2\)", details)
+        assert " of 50" not in details and "max_steps" not in details and "n_embd" in details
+
+
 async def test_marked_runs_open_a_comparison_with_its_options_and_report(workspace):
     from mnemos.compare import compare_runs
 

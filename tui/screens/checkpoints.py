@@ -1,6 +1,7 @@
-"""Checkpoints: the saved runs (the one training now marked), the details of the
-highlighted one, delete (with a confirmation; never the run that is training), shortcuts
-to chat with or evaluate it, and marks (space) to compare several runs (``x``)."""
+"""Checkpoints: the saved runs (the one training now marked, here or in another process,
+with who holds it), the details of the highlighted one (an imported model: where it came
+from), delete (with a confirmation; never a run that is training), shortcuts to chat with
+or evaluate it, and marks (space) to compare several runs (``x``)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ class CheckpointsScreen(MnemosScreen):
         self.infos: dict[str, object] = {}  # resolved path -> CheckpointInfo
         self.marked: set[str] = set()  # resolved paths marked for comparison
         self.current: str | None = None  # resolved path of the highlighted run, kept across refreshes
+        self.holders: dict[str, dict] = {}  # resolved path -> who trains it in another process (lock_holder)
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="checkpoints-main"):
@@ -72,6 +74,7 @@ class CheckpointsScreen(MnemosScreen):
 
     def action_refresh(self) -> None:
         from mnemos.checkpoint import list_checkpoints
+        from mnemos.runlock import lock_holder
 
         table = self.query_one(DataTable)
         try:
@@ -84,13 +87,18 @@ class CheckpointsScreen(MnemosScreen):
         self.infos = {str(Path(i.path).resolve()): i for i in infos}
         self.marked &= self.infos.keys()
         training = self._training_path()
+        self.holders = {key: holder for key in self.infos if key != training
+                        and (holder := lock_holder(key)) is not None}
         for key, info in self.infos.items():
             best = f"{info.best_val_loss:.4f}" if info.best_val_loss is not None else "-"
             params = f"{info.num_params / 1e6:.2f} M" if info.num_params else "?"
             name = Text(info.name)
             if key == training:
                 name.append(" ● training", style="bold yellow")
-            table.add_row(self._mark(key), name, str(info.step), best if not info.problem else "broken", params,
+            elif key in self.holders:
+                name.append(" ● training elsewhere", style="bold yellow")
+            step = "imported" if _imported(info) else str(info.step)
+            table.add_row(self._mark(key), name, step, best if not info.problem else "broken", params,
                           human_bytes(info.size_bytes), key=key)
         if keep in self.infos:
             table.move_cursor(row=table.get_row_index(keep), animate=False)
@@ -122,16 +130,25 @@ class CheckpointsScreen(MnemosScreen):
         table.add_row("folder", self.workspace.show(Path(info.path)))
         if info.problem:
             table.add_row("problem", f"[red]{info.problem}[/]")
+        holder = self.holders.get(str(Path(info.path).resolve()))
+        if holder is not None:
+            table.add_row("training", Text(f"in another process: {_holder_words(holder)}", style="yellow"))
         budget = info.train_config.get("time_budget")
-        table.add_row("step", f"{info.step:,}" + (f" of {info.max_steps:,}" if info.max_steps is not None else "")
-                      + (f" (time budget {format_duration(budget)})" if budget else ""))
+        if _imported(info):  # its training settings are defaults nobody chose: only where it came from
+            table.add_row("imported from", Text(f"{info.imported_from} ({info.imported_model_type or '?'})"))
+        else:
+            table.add_row("step", f"{info.step:,}" + (f" of {info.max_steps:,}" if info.max_steps is not None else "")
+                          + (f" (time budget {format_duration(budget)})" if budget else ""))
+        if info.init_from:
+            table.add_row("started from", Text(self.workspace.show(Path(info.init_from))))
         table.add_row("best val loss", "-" if info.best_val_loss is None else f"{info.best_val_loss:.4f}")
         table.add_row("parameters", f"{info.num_params:,}")
         table.add_row("data", self.workspace.show(Path(info.data)) if info.data else "-")
         table.add_row("saved", datetime.fromtimestamp(info.modified).strftime("%Y-%m-%d %H:%M") if info.modified else "-")
         table.add_row("size", human_bytes(info.size_bytes))
         table.add_row("best/ kept", "yes" if info.has_best else "no")
-        for name, value in {**info.model_config, **info.train_config}.items():
+        settings = info.model_config if _imported(info) else {**info.model_config, **info.train_config}
+        for name, value in settings.items():
             table.add_row(name, json.dumps(value) if isinstance(value, str) else str(value))  # "\n", not a line break
         return table
 
@@ -142,6 +159,11 @@ class CheckpointsScreen(MnemosScreen):
         if str(Path(info.path).resolve()) == self._training_path():
             self.notify(f"{info.name} is training right now: stop it on Train (F3) before deleting it",
                         severity="error")
+            return
+        holder = self.holders.get(str(Path(info.path).resolve()))
+        if holder is not None:
+            self.notify(f"{info.name} is training in another process ({_holder_words(holder)}): stop it there "
+                        f"before deleting it", severity="error")
             return
         from tui.screens.dialogs import ConfirmDialog
 
@@ -224,3 +246,16 @@ class CheckpointsScreen(MnemosScreen):
                    f"saved as {report.out}" + "".join(f"; {note}" for note in report.notes))
         self.app.call_from_thread(self.notify, message, title="Imported")
         self.app.call_from_thread(self.action_refresh)
+
+
+def _imported(info) -> bool:
+    """An imported model not trained since (``mnemos import``: step 0, no optimizer)."""
+    return bool(info.imported_from) and info.step == 0
+
+
+def _holder_words(holder: dict) -> str:
+    """Who holds a run's lock, in words: pid 4242 on host, `mnemos train ...`, since 12:34."""
+    started = holder.get("started")
+    since = datetime.fromtimestamp(started).strftime("%Y-%m-%d %H:%M") if isinstance(started, (int, float)) else "?"
+    host = f" on {holder['host']}" if holder.get("host") else ""
+    return f"pid {holder.get('pid', '?')}{host}, `{holder.get('command', '?')}`, since {since}"

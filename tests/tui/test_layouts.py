@@ -8,7 +8,7 @@ import pytest
 
 from test_snapshots import settle, two_cores  # noqa: F401  (two_cores: an autouse fixture)
 from tui.app import MnemosApp
-from tui_helpers import make_checkpoint
+from tui_helpers import make_checkpoint, wait_until
 
 SIZES = [(80, 24), (120, 40)]
 
@@ -34,3 +34,38 @@ def test_datasets_layout(snap_compare, workspace, size):
 def test_generate_layout(snap_compare, workspace, size):
     checkpoint = make_checkpoint(workspace)
     assert snap_compare(MnemosApp(root=workspace, checkpoint=checkpoint), terminal_size=size, run_before=settle)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_generate_odds_pane_layout(snap_compare, workspace, size):
+    """The odds pane open beside a greedy reply (issue 14.11): the header stays, the
+    table's columns are readable (in a narrow pane: token, p and the bar)."""
+    make_checkpoint(workspace)
+
+    async def reply_and_odds(pilot):
+        app = pilot.app
+        await settle(pilot)
+        app.screen.query_one("#s-temperature").value = "0"
+        app.screen.query_one("#s-max_new_tokens").value = "12"
+        app.screen.query_one("#prompt").value = "It is a truth"
+        await pilot.press("enter")
+        chat_log = app.screen.query_one("#chat")
+        await wait_until(pilot, lambda: chat_log.turns and chat_log.turns[0].status != "generating", "the reply")
+        await pilot.press("ctrl+o")
+        await settle(pilot)
+
+    assert snap_compare(MnemosApp(root=workspace, checkpoint="checkpoints/demo"), terminal_size=size,
+                        run_before=reply_and_odds)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_open_drop_down_layout(snap_compare, workspace, size):
+    """The preset drop-down open (issue 14.12): framed, drawn over the form, one line an
+    option, not wrapped into the text under it."""
+    async def open_presets(pilot):
+        await small_preset(pilot)
+        pilot.app.screen.set_focus(pilot.app.screen.query_one("#preset"))
+        await pilot.press("enter")
+        await settle(pilot)
+
+    assert snap_compare(MnemosApp(root=workspace, start="train"), terminal_size=size, run_before=open_presets)

@@ -2,7 +2,7 @@
 
 Textual's footer lays every shown binding out in one row and cuts it at the screen's
 edge ("f3 T▏" at 120 columns; at 80 only the palette key was left). This one shows the
-screen's own keys first, then F1, then "f2…f7 Screens" (one item for the six screen
+screen's own keys first, then the focused pane's, then F1, then "f2…f7 Screens" (one item for the six screen
 keys), and leaves out whole any key that does not fit: F1 and the command palette list
 them all. It is laid out again when the terminal is resized.
 """
@@ -39,7 +39,8 @@ class KeyFooter(Footer):
             room -= _width(self.app.get_key_display(palette[1]), palette[1].description) + 2
         self._laid_out_for = self.app.size.width
         shown: set[str] = set()
-        for _node, binding, enabled, tooltip in active.values():
+        rank = lambda item: 0 if item[0] is self.screen else 2 if item[0] is self.app else 1
+        for _node, binding, enabled, tooltip in sorted(active.values(), key=rank):  # screen, pane, app
             if not binding.show or binding.action in shown:
                 continue
             key = self.app.get_key_display(binding)

@@ -28,22 +28,26 @@ def _step(values: tuple, current, delta: int):
 
 
 def bars(view: NextTokenView, width: int = BAR_WIDTH, bar_style: Style | str = "",
-         chosen_style: Style | str = "bold") -> Table:
+         chosen_style: Style | str = "bold", compact: bool = False) -> Table:
     """The candidates as a table of bars: the reshaped probability as a solid bar, the
-    model's own (temperature 1, unfiltered) probability as a dim tick on it."""
+    model's own (temperature 1, unfiltered) probability as a dim tick on it. ``compact``
+    (a narrow pane: Generate's odds at 80 columns) leaves out the id and model p columns."""
     table = Table(box=None, show_header=True, header_style="bold", padding=(0, 1), expand=False)
     table.add_column("", width=1)
     table.add_column("token", justify="right", no_wrap=True, max_width=16)
-    table.add_column("id", justify="right")
-    table.add_column("p", justify="right")
+    if not compact:
+        table.add_column("id", justify="right")
+    table.add_column("p", justify="right", min_width=6)
     table.add_column("", no_wrap=True, width=width)
-    table.add_column("model p", justify="right", style="dim")
+    if not compact:
+        table.add_column("model p", justify="right", style="dim")
     for c in view.candidates:
         drawn = Text(bar(c.prob, width), style=chosen_style if c.chosen else bar_style)
         if c.prob == 0:
-            drawn = Text("cut by top-k / top-p", style="dim italic")
-        table.add_row("▶" if c.chosen else "", Text(c.label, style="bold" if c.chosen else ""),
-                      str(c.id), f"{c.prob:.1%}", drawn, f"{c.raw_prob:.1%}")
+            drawn = Text("cut by top-k / top-p" if width >= 20 else "cut", style="dim italic")
+        cells = ["▶" if c.chosen else "", Text(c.label, style="bold" if c.chosen else ""), str(c.id),
+                 f"{c.prob:.1%}", drawn, f"{c.raw_prob:.1%}"]
+        table.add_row(*([cells[0], cells[1], cells[3], cells[4]] if compact else cells))
     return table
 
 
@@ -142,10 +146,13 @@ class NextTokenPanel(Widget, can_focus=True):
         if self.view is None:
             return Text("(no prediction yet)", style="dim")
         note = Text(self.note, style="italic") if self.note else Text("")
-        width = max(8, min(BAR_WIDTH, self.size.width - 34))  # the bars give way in a narrow pane
+        compact = self.size.width < 56  # a narrow pane: no id and model p columns
+        labels = max((len(c.label) for c in self.view.candidates), default=1)
+        fixed = min(16, labels) + (37 if not compact else 20)  # the other columns and their padding
+        width = max(6, min(BAR_WIDTH, self.size.width - fixed))  # the bars give way in a narrow pane
         return Group(summary(self.view), note,
                      bars(self.view, width, self.get_component_rich_style("next-token--bar"),
-                          self.get_component_rich_style("next-token--chosen")))
+                          self.get_component_rich_style("next-token--chosen"), compact))
 
 
 class StepInspector(Widget, can_focus=True):

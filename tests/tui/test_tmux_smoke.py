@@ -111,7 +111,7 @@ def test_log_scale_loss_plot_survives_redraws_while_paused_in_tmux(tmp_path):
     with app_in_tmux(tmp_path, (120, 40), "--data data/training/train.txt") as session:
         wait_for_text(session, "preset")
         send(session, "C-r")
-        wait_for_text(session, r"step\s+([3-9]|\d\d+) /", pattern=True)  # a few points on the plot (live numbers)
+        wait_for_text(session, r"step\s+([3-9]|\d\d+)/", pattern=True)  # a few points on the plot (live numbers)
         send(session, "C-b")
         wait_for_text(session, "paused")
         send(session, "C-l")

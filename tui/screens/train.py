@@ -334,7 +334,7 @@ class TrainScreen(MnemosScreen):
         if last is not None:
             max_steps = self.query_one(HyperparamForm).configs()[1].max_steps
             self.query_one("#train-bar", ProgressBar).update(total=max_steps, progress=last["step"])
-            self.query_one(TrainStats).set(step=f"{last['step']:,} / {max_steps:,}", loss=_loss(last["loss"]))
+            self.query_one(TrainStats).set(step=f"{last['step']:,}/{max_steps:,}", loss=_loss(last["loss"]))
 
     def _show_step(self, e) -> None:
         bar = self.query_one("#train-bar", ProgressBar)
@@ -348,7 +348,7 @@ class TrainScreen(MnemosScreen):
         # fixed size (1fr x 1): no new layout needed, several times a second
         self.query_one("#train-phase", Label).update(phase, layout=False)
         self.query_one(TrainStats).set(
-            step=f"{e.step:,} / {total}", loss=f"{e.loss:.4f}", tokens_per_s=f"{e.tokens_per_s:,.0f}",
+            step=f"{e.step:,}/{total}", loss=f"{e.loss:.4f}", tokens_per_s=f"{e.tokens_per_s:,.0f}",
             lr=f"{e.lr:.2e}", grad_norm=f"{e.grad_norm:.3f}", elapsed=format_duration(self._active_s(e)),
             eta=format_duration(e.eta_s))
 

@@ -73,7 +73,8 @@ def folder_size(path: Path | None) -> int:
 
 
 class SystemRow(Static):
-    """``CPU 183% (3 processes) · memory 412 MB · run folder 8.1 MB``, sampled while a run is alive."""
+    """``CPU 183% (3 processes) · memory 412 MB · run folder 8.1 MB`` (``CPU 183% (3p) · RSS 412 MB ·
+    run 8.1 MB`` in a narrow pane), sampled while a run is alive."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__("", **kwargs)
@@ -95,5 +96,9 @@ class SystemRow(Static):
         if self._last is not None and now > self._last[0]:
             cpu = f"{100 * (current.cpu_s - self._last[1].cpu_s) / (now - self._last[0]):.0f}%"
         self._last = (now, current)
+        rss, folder = format_bytes(current.rss), format_bytes(folder_size(self.run_dir))
+        if self.size.width < 56:  # a narrow pane (80 columns): the same numbers, shorter words
+            self.update(f"CPU {cpu} ({current.processes}p) · RSS {rss} · run {folder}")
+            return
         self.update(f"CPU {cpu} ({current.processes} process{'es' if current.processes != 1 else ''}) · "
-                    f"memory {format_bytes(current.rss)} · run folder {format_bytes(folder_size(self.run_dir))}")
+                    f"memory {rss} · run folder {folder}")

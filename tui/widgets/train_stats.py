@@ -32,11 +32,15 @@ class TrainStats(Widget):
     def render(self) -> Table:
         # fixed label widths and equal shares for the values: the columns never move as
         # the numbers change width several times a second
-        label_width = max(len(label) for label, _ in self.FIELDS)
-        table = Table.grid(padding=(0, 1), expand=True)
-        for _ in range(2):
+        # (equal shares, but the right values get the 13 columns of "12,345/~14,000" first and
+        # the left ones 9, "preparing", where the pane is narrow: 80 columns)
+        labels = [max(len(label) for label, _ in self.FIELDS[side::2]) for side in (0, 1)]
+        room = max(0, self.size.width - sum(labels) - 6)  # 6: the padding between the columns
+        left = max(min(9, room), min(room // 2, room - 13))
+        table = Table.grid(padding=(0, 1))
+        for label_width, value_width in zip(labels, (left, room - left)):
             table.add_column(style="bold", no_wrap=True, width=label_width)
-            table.add_column(no_wrap=True, ratio=1)
+            table.add_column(no_wrap=True, width=value_width)
         pairs = [(label, self.values.get(key, "-")) for label, key in self.FIELDS]
         for left, right in zip(pairs[0::2], pairs[1::2]):
             table.add_row(left[0], left[1], right[0], right[1])

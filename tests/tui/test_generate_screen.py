@@ -157,3 +157,24 @@ async def test_the_odds_pane_records_a_reply_made_while_it_was_closed(workspace,
         await pilot.pause()
         title = text_of(app.screen.query_one("#step-title"))
         assert re.search(r"step (\d+)/\1: drew", title) and "No reply yet" not in title  # the reply's last step
+
+
+async def test_a_new_chat_clears_this_one_only_after_asking(workspace, checkpoint):
+    app = MnemosApp(root=workspace, checkpoint="checkpoints/demo")
+    async with app.run_test(size=SIZE) as pilot:
+        await open_generate(pilot, app, max_new_tokens="5")
+        await ask(pilot, app, "It is")
+        chat = app.screen.query_one("#chat")
+        await wait_until(pilot, lambda: chat.turns and chat.turns[0].status != "generating", "the reply")
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "ConfirmDialog"
+        await pilot.press("n")
+        await pilot.pause()
+        assert len(chat.turns) == 1 and chat.query(".chat-turn")  # kept
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert chat.turns == [] and not chat.query(".chat-turn")
+        assert "press Enter" in text_of(chat.query_one(".chat-hint"))  # it reads as a new chat does

@@ -83,7 +83,7 @@ class InspectScreen(MnemosScreen):
                         yield TokenStrip(id="token-strip")
                     with VerticalScroll(classes="pane"):
                         yield TokenDetails(id="token-details")
-            with TabPane("2 Next token", id="next"):
+            with TabPane("2 Next", id="next"):
                 with VerticalScroll(classes="pane"):
                     yield NextTokenPanel(id="next-token")
             with TabPane("3 Attention", id="attention"):
@@ -186,9 +186,9 @@ class InspectScreen(MnemosScreen):
         self.workspace.checkpoint = Path(ckpt.path)
         cfg, state = ckpt.model_config, ckpt.state
         best = state.get("best_val_loss")
-        self.set_status(f"step {state.get('step', 0)} · "
-                        f"{cfg.n_layer} layers × {cfg.n_head} heads · n_embd {cfg.n_embd} · "
-                        f"context {cfg.block_size} · vocab {cfg.vocab_size} · {root.params:,} params"
+        layers = f"{cfg.n_layer} layer{'s' if cfg.n_layer != 1 else ''}"
+        self.set_status(f"step {state.get('step', 0)} · {layers} × {cfg.n_head} heads · n_embd {cfg.n_embd} · "
+                        f"context {cfg.block_size} · vocab {cfg.vocab_size} · {_count(root.params)} params"
                         + (f" · best val loss {best:.3f}" if best is not None else ""))
         tree = self.query_one(AnatomyTree)
         tree.show(root)
@@ -360,3 +360,7 @@ class InspectScreen(MnemosScreen):
     def _tab_changed(self) -> None:
         self.refresh_bindings()
 
+
+def _count(n: int) -> str:
+    """22.0k, 124.4M: a parameter count short enough for the status line at 80 columns."""
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)

@@ -45,6 +45,9 @@ class ChatLog(VerticalScroll, can_focus=True):
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self.set_show_tokens(self.show_tokens))
+        self._hint()
+
+    def _hint(self) -> None:
         self.mount(Static(Text("Type a prompt below and press Enter. The model continues your text.",
                                style="italic"), classes="chat-hint"))
 
@@ -81,6 +84,7 @@ class ChatLog(VerticalScroll, can_focus=True):
     def clear(self) -> None:
         self.turns = []
         self.query(".chat-turn").remove()
+        self._hint()  # a new chat starts as the first one did
 
     # -- rendering --------------------------------------------------------------------
 

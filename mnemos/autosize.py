@@ -221,7 +221,7 @@ def plan(data: str | os.PathLike, budget_s: float, workers: int = 1, device: str
     in the token cache's folder), then :func:`choose`. ``calibration``: a
     ``mnemos.calibrate.Calibration`` to use instead of this machine's."""
     from mnemos import data as data_mod
-    from mnemos.calibrate import Calibration
+    from mnemos.calibrate import Calibration, limit_for
 
     path = Path(data)
     cache = data_mod.default_cache_dir(path)
@@ -231,7 +231,7 @@ def plan(data: str | os.PathLike, budget_s: float, workers: int = 1, device: str
     vocab = fixed.get("tokenizer_vocab", 1024) if fixed else 1024
     probes = [(ModelConfig(vocab_size=vocab + 1, n_layer=L, n_head=_heads(C), n_embd=C, block_size=128),
                TOKENS_PER_STEP // 128) for L, C in PROBES]
-    return choose(stats, budget_s, calibration.model(probes), fixed)
+    return choose(stats, budget_s, calibration.model(probes, limit_for(budget_s)), fixed)
 
 
 def _cached_stats(path: Path, cache: Path) -> TextStats:

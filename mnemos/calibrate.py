@@ -8,7 +8,10 @@ at a couple of shapes give seconds per step; :func:`speed_model` fits them to
 so that tokens per second can be predicted for any candidate shape (the rule in
 ``mnemos.autosize`` weighs many). Results are cached per machine, shape and worker
 count in a JSON file in the cache folder (the token cache's), so a second run on the
-same machine measures nothing. The whole calibration stays under a few seconds.
+same machine measures nothing. The whole calibration is bounded in time
+(:data:`LIMIT_S`, and a share of a time budget): on a loaded machine a step of the largest
+shape can take seconds, so shapes are measured cheapest first and one whose predicted time
+would pass the limit is not measured; the fit then rests on the shapes that were.
 """
 
 from __future__ import annotations
@@ -27,6 +30,13 @@ from mnemos.config import ModelConfig
 
 CACHE_NAME = "calibration-v1.json"
 STEPS = 2  # timed steps per shape, after one untimed warm-up step
+LIMIT_S = 8.0  # the most seconds a calibration spends measuring
+BUDGET_SHARE = 0.05  # and at most this share of a time budget (which it counts against)
+
+
+def limit_for(budget_s: float | None) -> float:
+    """Seconds a calibration may spend: :data:`LIMIT_S`, or less for a short time budget."""
+    return LIMIT_S if budget_s is None else min(LIMIT_S, BUDGET_SHARE * budget_s)
 
 
 def flops_per_token(cfg: ModelConfig) -> float:
@@ -118,7 +128,9 @@ def time_steps(cfg: ModelConfig, batch: int, workers: int = 1, steps: int = STEP
 class Calibration:
     """Measured speeds of this machine, cached in ``cache_dir/calibration-v1.json``."""
 
-    def __init__(self, cache_dir: str | os.PathLike | None, workers: int = 1, device: str = "cpu", timer=None):
+    def __init__(self, cache_dir: str | os.PathLike | None, workers: int = 1, device: str = "cpu", timer=None,
+                 clock=time.perf_counter):
+        self.clock = clock  # tests pass a fake one
         self.path = Path(cache_dir) / CACHE_NAME if cache_dir is not None else None
         self.workers, self.device = workers, device
         self.timer = timer or (lambda *args, **kwargs: time_steps(*args, **kwargs))  # looked up when called
@@ -144,10 +156,18 @@ class Calibration:
         except OSError:
             pass  # a read-only cache only costs measuring again next time
 
+    def cached(self, cfg: ModelConfig, batch: int) -> float | None:
+        """The speed at ``cfg`` and ``batch`` measured before (None if never)."""
+        table = self._load().get(self.key)
+        value = table.get(shape_key(cfg, batch)) if isinstance(table, dict) else None
+        return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
     def tokens_per_s(self, cfg: ModelConfig, batch: int) -> float:
         """This machine's training speed at ``cfg`` and ``batch``, from the cache or timed now."""
         data = self._load()
         table = data.setdefault(self.key, {})
+        if not isinstance(table, dict):  # an edited cache
+            table = data[self.key] = {}
         key = shape_key(cfg, batch)
         value = table.get(key)
         if not isinstance(value, (int, float)) or not value > 0:
@@ -157,6 +177,17 @@ class Calibration:
             self._store(data)
         return float(value)
 
-    def model(self, shapes: list[tuple[ModelConfig, int]]) -> SpeedModel:
-        """The speed model fitted to these ``(shape, batch)`` measurements."""
-        return speed_model([(cfg, self.tokens_per_s(cfg, batch)) for cfg, batch in shapes])
+    def model(self, shapes: list[tuple[ModelConfig, int]], limit_s: float | None = None) -> SpeedModel:
+        """The speed model fitted to these ``(shape, batch)`` measurements, taken cheapest
+        first. With ``limit_s``, a shape not in the cache whose measurement (warm-up and
+        timed steps at the speed predicted from the shapes measured so far) would end past
+        ``limit_s`` seconds from now is left out; the cheapest is always measured."""
+        t0 = self.clock()
+        points: list[tuple[ModelConfig, float]] = []
+        for cfg, batch in sorted(shapes, key=lambda s: flops_per_token(s[0]) * s[1]):
+            if limit_s is not None and points and self.cached(cfg, batch) is None:
+                predicted = (STEPS + 1) * batch * cfg.block_size / speed_model(points).tokens_per_s(cfg)
+                if self.clock() - t0 + predicted > limit_s:
+                    continue
+            points.append((cfg, self.tokens_per_s(cfg, batch)))
+        return speed_model(points)

@@ -267,6 +267,7 @@ class ProgressPrinter:
 def cmd_train(args: argparse.Namespace) -> int:
     from mnemos.trainer import Trainer
 
+    t_begin = time.perf_counter()  # a time budget counts what happens before training too (auto's measuring)
     printer = ProgressPrinter(args.json)
     if args.preset is None and args.time_budget is not None and not (args.resume or args.init_from):
         args.preset = AUTO_PRESET  # a budget and no preset: the model is sized to the budget
@@ -301,6 +302,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"run folder: {trainer.out_dir}", flush=True)
     signalled: list[int] = []
+    trainer.count_preparation(time.perf_counter() - t_begin)
 
     def on_signal(signum, frame):
         if signalled:  # a second Ctrl+C or TERM: give up at once (the last save is atomic)

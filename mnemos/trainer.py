@@ -118,6 +118,7 @@ class Trainer:
         self._t_start = self._clock()
         # the time budget's books (see mnemos.budget): seconds used before this session, paused, per step ...
         self._budget_before = self._paused_s = 0.0
+        self._spent_before_run = 0.0  # preparation done for this run before run() (count_preparation)
         self._step_times = collections.deque(maxlen=21)  # seconds of the last training steps
         self._step_s: float | None = None  # seconds per step before any was measured (a resumed run's)
         self._eval_steps = collections.deque(maxlen=3)  # the last evaluations' forward passes, in steps' time
@@ -274,6 +275,7 @@ class Trainer:
         def progress(done: int, total: int) -> None:
             if self._stop.is_set():
                 raise _Stopped
+            self._check_budget_left(phase)
             now = time.monotonic()
             if done >= total or now - last[0] > 0.1:
                 last[0] = now
@@ -286,12 +288,27 @@ class Trainer:
     @property
     def elapsed_s(self) -> float:
         """Wall time of the run, all sessions, preparation and pauses included."""
-        return self._elapsed_before + self._clock() - self._t_start
+        return self._elapsed_before + self._spent_before_run + self._clock() - self._t_start
 
     @property
     def budget_used_s(self) -> float:
         """Time counted against ``time_budget``: the run's wall time less its pauses."""
-        return self._budget_before + self._clock() - self._t_start - self._paused_s
+        return self._budget_before + self._spent_before_run + self._clock() - self._t_start - self._paused_s
+
+    def count_preparation(self, seconds: float) -> None:
+        """Count ``seconds`` of preparation done for this run before :meth:`run` (the
+        CLI's ``--preset auto`` measuring the text and the machine) against its time
+        budget, as the preparation inside ``run`` is."""
+        self._spent_before_run += max(0.0, float(seconds))
+
+    def _check_budget_left(self, phase: str) -> None:
+        """With a time budget: refuse (one line) as soon as preparation has spent all of it,
+        rather than finish preparing for a run that cannot train a step."""
+        budget = self.train_cfg.time_budget
+        if budget is not None and self.budget_used_s >= budget:
+            raise ConfigError(f"a time budget of {budget:g} s is too short: {self.budget_used_s:.1f} s went on "
+                              f"preparation ({phase}) before one step could be trained; give a longer "
+                              f"--time-budget (a second run reuses the cached tokenizer, tokens and measurements)")
 
     # ------------------------------------------------------------------ preparation
 
@@ -625,10 +642,12 @@ class Trainer:
             self._set_state("preparing")
             if self.train_cfg.time_budget is not None:
                 self._say("budget", self._budget_message())
+                self._check_budget_left("measuring")
             if self.train_cfg.optimizer == "sgd" and self.train_cfg.lr < 0.01:
                 self._say("setup", f"note: plain SGD with --lr {self.train_cfg.lr:g} moves slowly; gradient descent "
                                    f"usually wants --lr around 0.1")
             self._prepare()
+            self._check_budget_left("reading, tokenizer, encoding, model")
             self._set_state("running")
             if self.step == 0:
                 self._evaluate(save=False)  # the untrained baseline: the first point of the curves

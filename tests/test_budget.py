@@ -71,7 +71,7 @@ def clock(monkeypatch):
     return c
 
 
-def run(text_file, out, clock, cfg=TRAIN, on_event=None, resume=False, overrides=None):
+def run(text_file, out, clock, cfg=TRAIN, on_event=None, resume=False, overrides=None, before=0.0):
     events = []
 
     def callback(e):
@@ -84,6 +84,7 @@ def run(text_file, out, clock, cfg=TRAIN, on_event=None, resume=False, overrides
     else:
         trainer = Trainer.new(MODEL, cfg, text_file, out_dir=out, callback=callback)
     trainer._clock = clock
+    trainer.count_preparation(before)  # e.g. --preset auto's measuring, done before the trainer
     start = clock()
     done = trainer.run()
     return trainer, events, done, clock() - start
@@ -171,6 +172,30 @@ def test_a_budget_too_short_for_one_step_is_one_clear_error(text_file, tmp_path,
     message = [e for e in events if e.kind == "error"][0].message
     assert "time budget of 2.5 s is too short" in message and "give at least" in message and "\n" not in message
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_preparation_before_the_trainer_counts_against_the_budget(text_file, tmp_path, clock):
+    trainer, events, done, used = run(text_file, tmp_path / "run", clock, before=15.0)
+    assert done.reason == "finished" and 0.95 * 45 <= used <= 45  # 15 of the 60 s were spent before run()
+    assert 120 <= done.step <= 140, done.step  # three quarters of the steps of a whole budget (~175)
+    steps = [e for e in events if e.kind == "step"]
+    assert steps[-1].lr < TRAIN.min_lr + 0.01 * (TRAIN.lr - TRAIN.min_lr)
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["budget_used_s"] > 15 + used - 1
+
+
+def test_a_budget_spent_in_preparation_stops_it_at_once(text_file, tmp_path, clock):
+    cfg = dataclasses.replace(TRAIN, time_budget=20.0, tokenizer_vocab=300)
+    tokenizer_progress = []
+
+    def on_event(e, trainer):
+        if e.kind == "prepare" and e.phase == "tokenizer" and e.total > 1:
+            tokenizer_progress.append(e)
+
+    trainer, events, done, used = run(text_file, tmp_path / "run", clock, cfg, on_event=on_event, before=25.0)
+    message = [e for e in events if e.kind == "error"][0].message
+    assert done.reason == "error" and "time budget of 20 s is too short" in message and "(measuring)" in message
+    assert used == 0 and not tokenizer_progress  # refused before reading the text or learning a tokenizer
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_resumed_budgeted_run_keeps_its_schedule(text_file, tmp_path, clock):

@@ -62,3 +62,31 @@ def test_a_damaged_cache_is_measured_again(tmp_path):
     cal = Calibration(tmp_path, timer=lambda cfg, batch, workers, device="cpu": 5.0)
     assert cal.tokens_per_s(shape(1, 32), 4) == 5.0 and cal.measured == 1
     json.loads((tmp_path / "calibration-v1.json").read_text())  # rewritten whole
+
+
+def test_calibration_is_bounded_in_time_cheapest_shape_first(tmp_path):
+    """A fake clock that the fake timer advances: 1,000 tokens/s whatever the shape, so a
+    shape costs 3 steps x batch x T / 1000 seconds."""
+    now = [0.0]
+    timed = []
+
+    def timer(cfg, batch, workers, device="cpu"):
+        now[0] += 3 * batch * cfg.block_size / 1000
+        timed.append(cfg.n_embd)
+        return 1000.0
+
+    shapes = [(shape(4, 128, T=64), 16), (shape(1, 16, T=64), 4), (shape(2, 64, T=64), 8)]  # 3.1, 0.8, 1.5 s
+    cal = Calibration(tmp_path, timer=timer, clock=lambda: now[0])
+    cal.model(shapes, limit_s=2.0)
+    assert timed == [16]  # the cheapest; then 64 was predicted to end past 2 s (it would have: 0.8 + 1.5)
+    cal.model(shapes, limit_s=0.1)
+    assert timed == [16]  # the cheapest is cached: nothing measured, nothing over
+    cal.model(shapes, limit_s=None)
+    assert timed == [16, 64, 128]  # unbounded: every shape
+    assert cal.cached(shapes[0][0], 16) == 1000.0 and cal.cached(shape(8, 8), 1) is None
+
+
+def test_limit_for_a_budget():
+    from mnemos.calibrate import LIMIT_S, limit_for
+
+    assert limit_for(None) == LIMIT_S == limit_for(3600) and limit_for(60) == pytest.approx(3.0) and LIMIT_S < 10

@@ -448,6 +448,25 @@ def is_checkpoint(dir: str | os.PathLike) -> bool:
     return (run / "config.json").is_file()
 
 
+def enclosing_run(path: str | os.PathLike) -> Path | None:
+    """The run folder that ``path`` lies inside (its ``best/`` or any folder below the
+    run), or None. A new run, import or export written there would replace that run's best
+    checkpoint, or be replaced by the run's next save."""
+    found = None
+    for parent in Path(os.path.realpath(path)).parents:  # the outermost run: RUN, not RUN/best
+        if (parent / "config.json").is_file() and (parent / "model.npz").exists():
+            found = parent
+    return found
+
+
+def refuse_inside_run(path: str | os.PathLike) -> None:
+    """:class:`CheckpointError` (one line) if ``path`` lies inside a run folder."""
+    run = enclosing_run(path)
+    if run is not None:
+        raise CheckpointError(f"{path} is inside the run in {run} (its {BEST}/ is that run's best checkpoint): writing "
+                              f"there would replace or lose that run's files; choose an --out outside {run}")
+
+
 # --------------------------------------------------------------------------- browsing
 
 

@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -621,14 +622,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _glue_durations(argv: list[str]) -> list[str]:
-    """``--time-budget -5m`` -> ``--time-budget=-5m``: argparse would read ``-5m`` as an
-    unknown option and say "expected one argument"; as the value, the error says what is
-    wrong with it."""
+_NEGATIVE = re.compile(r"^-(\d|\.\d|inf|nan)", re.IGNORECASE)
+
+
+def _glue_negatives(argv: list[str]) -> list[str]:
+    """``--time-budget -5m``, ``--weight-decay -inf`` -> ``--time-budget=-5m`` ...: argparse
+    would read a value that starts with ``-`` as an unknown option and say "expected one
+    argument"; glued to its flag, the error says what is wrong with the value."""
     out = []
     for arg in argv:
-        if out and out[-1] == "--time-budget" and arg.startswith("-") and arg[1:2].isdigit():
-            out[-1] = f"--time-budget={arg}"
+        if out and out[-1].startswith("--") and "=" not in out[-1] and _NEGATIVE.match(arg):
+            out[-1] = f"{out[-1]}={arg}"
         else:
             out.append(arg)
     return out
@@ -659,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
         except (AttributeError, ValueError, OSError):
             pass
     try:
-        args = build_parser().parse_args(_glue_durations(sys.argv[1:] if argv is None else list(argv)))
+        args = build_parser().parse_args(_glue_negatives(sys.argv[1:] if argv is None else list(argv)))
     except SystemExit as exc:  # --help, --version, or a usage error (already printed)
         return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     try:

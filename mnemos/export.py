@@ -379,7 +379,11 @@ def _model_card(model_cfg: ModelConfig, source: Path, state: dict, out: Path) ->
 
 
 def _check_out(out: Path) -> None:
-    """Refuse to write into a folder that holds anything but a previous export."""
+    """Refuse to write into a folder that holds anything but a previous export, or that
+    lies inside a run folder."""
+    from mnemos.checkpoint import refuse_inside_run
+
+    refuse_inside_run(out)
     if out.exists() and not out.is_dir():
         raise MnemosError(f"{out} exists and is not a folder; choose another --out")
     if out.is_dir():

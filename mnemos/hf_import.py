@@ -423,12 +423,13 @@ def plan_import(src: str | os.PathLike) -> ImportPlan:
 def import_hf(src: str | os.PathLike, out: str | os.PathLike, seed: int = 1337, say=None) -> ImportReport:
     """Import the Hugging Face model folder ``src`` as the new run folder ``out``;
     ``say(line)``, if given, hears what will be loaded and the memory it takes, before it is."""
-    from mnemos.checkpoint import is_checkpoint, save_checkpoint
+    from mnemos.checkpoint import is_checkpoint, refuse_inside_run, save_checkpoint
     from mnemos.nn import GPT
     from mnemos.nn.gpt import param_specs
     from mnemos.nn.params import ParamStore
 
     out = Path(out)
+    refuse_inside_run(out)
     if out.exists() and not out.is_dir():
         raise ImportError_(f"{out} exists and is not a folder; choose a new --out folder")
     if is_checkpoint(out) or (out.is_dir() and any(out.iterdir())):

@@ -36,7 +36,8 @@ import numpy as np
 from mnemos import data as data_mod
 from mnemos.backend import get_array_module
 from mnemos.budget import format_duration, steps_that_fit
-from mnemos.checkpoint import is_checkpoint, load_checkpoint, read_config, read_metrics, save_checkpoint
+from mnemos.checkpoint import (is_checkpoint, load_checkpoint, read_config, read_metrics, refuse_inside_run,
+                               save_checkpoint)
 from mnemos.config import ModelConfig, TrainConfig, init_from_configs, resumed_configs
 from mnemos.divergence import DivergenceWatch
 from mnemos.errors import CheckpointError, ConfigError, MnemosError, WorkerError
@@ -151,6 +152,8 @@ class Trainer:
                 data_mod.check_length(os.path.getsize(path), model_cfg.block_size, path)  # a token is >= 1 byte
         get_array_module(train_cfg.device)  # --device cuda without CuPy or a GPU: fail now, not after tokenizing
         claimed = out_dir is None  # a dated folder of our own, claimed once all else is checked
+        if not claimed:
+            refuse_inside_run(out_dir)  # e.g. --out RUN/best --force would replace RUN's best checkpoint
         out = default_run_dir(runs_root) if claimed else _target(out_dir)
         lock = RunLock(out)
         try:

@@ -183,3 +183,33 @@ def test_export_into_a_folder_named_with_undecodable_bytes(trained, capsys, monk
     monkeypatch.chdir(trained)
     assert main(["export", "--checkpoint", "run", "--format", "hf", "--out", "hf-\udcff"]) == 0, capsys.readouterr()
     assert (trained / os.fsdecode(b"hf-\xff") / "README.md").is_file()
+
+
+def test_nothing_is_written_inside_a_run_folder(trained, capsys):
+    """`--out RUN/best --force` replaced RUN's best checkpoint with an unrelated model (exit 0);
+    a new run, an import or an export anywhere inside a run folder is refused, RUN untouched."""
+    run = trained / "run"
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    hf = trained / "hf-out"
+    assert main(["export", "--checkpoint", str(run), "--format", "hf", "--out", str(hf)]) == 0
+    capsys.readouterr()
+    for argv in (["train", "--data", str(trained / "train.txt"), "--out", str(run / "best"), "--force",
+                  "--max-steps", "1", *TINY],
+                 ["train", "--init-from", str(run), "--data", str(trained / "train.txt"), "--out",
+                  str(run / "best" / "x"), "--max-steps", "1"],
+                 ["import", "--from", str(hf), "--out", str(run / "imported")],
+                 ["export", "--checkpoint", str(run), "--format", "hf", "--out", str(run / "best")]):
+        _, err = one_line(capsys, *argv)
+        assert f"is inside the run in {run.resolve()}" in err and "choose an --out outside" in err, err
+    after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before
+
+
+@pytest.mark.parametrize("flag, value, words", [("--weight-decay", "-inf", "--weight-decay must be a finite number"),
+                                                ("--lr", "-NaN", "--lr must be a finite number"),
+                                                ("--time-budget", "-5m", "time budget must be more than 0")])
+def test_negative_values_reach_their_check_not_argparse(trained, capsys, flag, value, words):
+    """argparse read `-inf` after a flag as an unknown option: "expected one argument"."""
+    _, err = one_line(capsys, "train", "--data", str(trained / "train.txt"), "--out", str(trained / "neg"),
+                      flag, value)
+    assert words in err and "expected one argument" not in err

@@ -24,8 +24,8 @@ class ConfirmDialog(ModalScreen[bool]):
         with Vertical(classes="dialog-box"):
             yield Label(self.question, classes="dialog-question")
             with Horizontal(classes="dialog-buttons"):
-                yield Button(self.yes, variant="error", id="yes")
-                yield Button("Cancel", variant="primary", id="no")
+                yield Button(f"{self.yes} (y)", variant="error", id="yes")  # the keys on the buttons
+                yield Button("Cancel (n)", variant="primary", id="no")
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()

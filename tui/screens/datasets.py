@@ -77,7 +77,7 @@ class DatasetsScreen(MnemosScreen):
         text.append(ws.show(ws.test_file))
         if ws.train_file is None:
             text.append("\nNo training file yet. Press ", style="italic")
-            text.append("s", style="bold")
+            text.append("f", style="bold")
             text.append(" to fetch the sample corpus (Shakespeare), or select a file and press ", style="italic")
             text.append("t", style="bold")
             text.append(".", style="italic")

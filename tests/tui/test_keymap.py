@@ -109,9 +109,10 @@ async def test_help_lists_each_key_once_per_screen(workspace):
             descriptions = [description for _keys, description in rows]
             assert len(descriptions) == len(set(descriptions)), f"{entry.title}: {descriptions}"
             for binding in Binding.make_bindings(cls.BINDINGS):  # every key is in some row
-                assert any(app.get_key_display(binding) in keys.split(" / ") for keys, _d in rows)
+                key = app.get_key_display(binding)
+                assert any(key in keys.split(" / ") or (key.isdigit() and keys.startswith("1 … ")) for keys, _d in rows)
         inspect_rows = dict(_binding_rows(app, entry.load().BINDINGS))
-        assert inspect_rows["1 / 2 / 3 / 4 / 5 / 6 / 7 / 8"].startswith("The tokens view / The next view")
+        assert inspect_rows["1 … 8"].startswith("The tokens view / The next view")  # the views: one row
         await pilot.press("f1")
         assert isinstance(app.screen, HelpScreen)
 

@@ -39,7 +39,14 @@ def _binding_rows(app, bindings, pane: str = "") -> list[tuple[str, str]]:
         if said not in words:
             words.append(said)
     prefix = f"{pane}: " if pane else ""
-    return [(" / ".join(keys), prefix + " / ".join(words)) for keys, words in rows.values()]
+    return [(_keys_text(keys), prefix + " / ".join(words)) for keys, words in rows.values()]
+
+
+def _keys_text(keys: list[str]) -> str:
+    """``d / del``; a run of digits as ``1 … 8`` (it fits the key column)."""
+    if len(keys) > 2 and all(key.isdigit() for key in keys):
+        return f"{keys[0]} … {keys[-1]}"
+    return " / ".join(keys)
 
 
 class HelpScreen(ModalScreen[None]):

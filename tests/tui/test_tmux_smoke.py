@@ -127,3 +127,17 @@ def test_log_scale_loss_plot_survives_redraws_while_paused_in_tmux(tmp_path):
         assert wait_for_exit(tmp_path / "exit-status") == "0"
         runs = [p for p in (tmp_path / "checkpoints").iterdir() if (p / "state.json").is_file()]
         assert len(runs) == 1  # quitting saved the paused run
+
+
+def test_keys_typed_right_after_a_screen_key_reach_that_screen_in_tmux(tmp_path):
+    """Issue 14.10 as it was found: F5 and a prompt sent at once (one send-keys); the
+    prompt used to go to the Datasets tree the app was leaving."""
+    with app_in_tmux(tmp_path, (80, 24)) as session:
+        wait_for_text(session, "No training file yet")
+        send(session, "F5", "hello there")
+        screen = wait_for_text(session, "hello there")
+        assert "Mnemos — Generate" in screen
+        send(session, "F2", "F5", "!")  # a screen already built, then back
+        wait_for_text(session, "hello there!")
+        send(session, "C-q")
+        assert wait_for_exit(tmp_path / "exit-status") == "0"

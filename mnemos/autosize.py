@@ -240,12 +240,12 @@ def _cached_stats(path: Path, cache: Path) -> TextStats:
     import json
 
     from mnemos import data as data_mod
-    from mnemos.fileio import write_atomic
+    from mnemos.fileio import parse_json, write_atomic
 
     text = data_mod.read_text(path)
     cached = cache / f"{path.stem}-{data_mod.content_hash(text)}-textstats-v1.json"
     try:
-        data = json.loads(cached.read_text())
+        data = parse_json(cached.read_bytes())
         table = {int(k): float(v) for k, v in data["bytes_per_token"].items()}
         if set(VOCABS) <= set(table):
             return TextStats(int(data["n_bytes"]), table)

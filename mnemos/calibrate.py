@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from mnemos.config import ModelConfig
+from mnemos.fileio import parse_json
 
 CACHE_NAME = "calibration-v1.json"
 STEPS = 2  # timed steps per shape, after one untimed warm-up step
@@ -141,7 +142,7 @@ class Calibration:
         if self.path is None or not self.path.is_file():
             return {}
         try:
-            data = json.loads(self.path.read_text())
+            data = parse_json(self.path.read_bytes())
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}

@@ -459,12 +459,12 @@ def enclosing_run(path: str | os.PathLike) -> Path | None:
     return found
 
 
-def refuse_inside_run(path: str | os.PathLike) -> None:
-    """:class:`CheckpointError` (one line) if ``path`` lies inside a run folder."""
+def refuse_inside_run(path: str | os.PathLike, flag: str = "--out") -> None:
+    """:class:`CheckpointError` (one line) if ``path`` (given as ``flag``) lies inside a run folder."""
     run = enclosing_run(path)
     if run is not None:
         raise CheckpointError(f"{path} is inside the run in {run} (its {BEST}/ is that run's best checkpoint): writing "
-                              f"there would replace or lose that run's files; choose an --out outside {run}")
+                              f"there would replace or lose that run's files; choose a{'n' * (flag[2] in 'aeiou')} {flag} outside {run}")
 
 
 # --------------------------------------------------------------------------- browsing

@@ -272,7 +272,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     printer = ProgressPrinter(args.json)
     if args.preset is None and args.time_budget is not None and not (args.resume or args.init_from):
         args.preset = AUTO_PRESET  # a budget and no preset: the model is sized to the budget
-    if args.resume and args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+    if args.resume and args.out and os.path.realpath(args.out) != os.path.realpath(args.resume):
         raise ConfigError("--out cannot be used with --resume (a resumed run saves into its own folder)")
     if args.resume and args.preset == AUTO_PRESET:
         raise ConfigError(f"--preset {AUTO_PRESET} chooses the shape of a new run; resume without it")
@@ -577,12 +577,30 @@ def _add_compare(sub) -> None:
 
 
 def _writable(path: str, flag: str) -> Path:
+    """``path`` for compare's ``flag`` output, refused (one line) if writing it could lose
+    the user's files: inside a run folder (``--report RUN/metrics.jsonl``), or over an
+    existing file that is not an earlier report or plot (``--report train.txt``)."""
+    from mnemos.checkpoint import refuse_inside_run
+
     out = Path(path)
     if out.is_dir():
         raise MnemosError(f"{flag} {path} is a folder; give a file name")
     if not out.parent.is_dir():
         raise MnemosError(f"{flag} {path}: folder {out.parent} does not exist; create it first")
+    refuse_inside_run(out, flag)
+    if os.path.lexists(out) and not _compare_output(out):
+        raise MnemosError(f"{flag} {path} exists and is not an earlier comparison; give a new file name")
     return out
+
+
+def _compare_output(path: Path) -> bool:
+    """Whether ``path`` is a file compare wrote: a report's heading, or a plot's frame."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096).decode("utf-8", errors="replace").splitlines()[:3]
+    except OSError:
+        return False
+    return bool(head) and (head[0].startswith("# Comparison of ") or any(line.lstrip().startswith("┌") for line in head))
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -592,6 +610,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     check_smoothing(args.smooth)
     outputs = {flag: _writable(path, flag) for flag, path in (("--report", args.report), ("--plot", args.plot))
                if path is not None}
+    if len(outputs) == 2 and os.path.abspath(args.report) == os.path.abspath(args.plot):
+        raise MnemosError("--report and --plot name the same file; give each its own")
     comparison = compare_runs(args.runs)
     plot = plot_text(comparison, args.x, args.smooth) if outputs else None
     texts = {"--report": comparison.to_markdown(args.x, args.smooth, plot), "--plot": plot}

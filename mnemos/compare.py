@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -218,7 +219,7 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
     rows = read_jsonl(run / "metrics.jsonl")
     train, val = _curves(rows)
     if not len(train) and not len(val):
-        raise CompareError(f"{run} has no logged steps (metrics.jsonl is missing or empty); train it first")
+        raise CompareError(f"{run} has no logged steps (its metrics.jsonl is missing, empty or holds no step or eval rows); train it first")
     train_dict = {("vocab_size" if k == "tokenizer_vocab" else k): v  # named as its flag, --vocab-size
                   for k, v in train_cfg.to_dict().items()}
     hparams = {**{k: v for k, v in model_cfg.to_dict().items() if k != "vocab_size"}, **train_dict,
@@ -239,7 +240,7 @@ def _names(paths: list[Path]) -> list[str]:
     """Folder names, with as many parent folders as it takes to tell them apart."""
     depth = 1
     while True:
-        names = ["/".join(p.resolve().parts[-depth:]) for p in paths]
+        names = ["/".join(Path(os.path.realpath(p)).parts[-depth:]) for p in paths]
         if len(set(names)) == len(names) or depth > 64:
             return names
         depth += 1
@@ -325,9 +326,9 @@ def compare_runs(paths: Sequence[str | Path]) -> Comparison:
         raise CompareError("give at least one run folder to compare (see `mnemos list`)")
     if len(paths) > MAX_RUNS:
         raise CompareError(f"compare at most {MAX_RUNS} runs at a time (got {len(paths)})")
-    seen: dict[Path, Path] = {}
+    seen: dict[str, Path] = {}
     for p in paths:
-        key = p.resolve()
+        key = os.path.realpath(p)  # (Path.resolve raises on a symlink loop)
         if key in seen:
             raise CompareError(f"{p} is given twice (as {seen[key]}); give each run once")
         seen[key] = p

@@ -261,7 +261,7 @@ def _writable(folder: Path) -> bool:
 
 def default_cache_dir(path: Path) -> Path:
     """``.cache/`` next to the data file, or ``~/.cache/mnemos`` if that folder is read-only."""
-    local = Path(path).resolve().parent / ".cache"
+    local = Path(os.path.realpath(path)).parent / ".cache"
     if _writable(local) if local.exists() else _writable(local.parent):
         return local
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mnemos"

@@ -55,6 +55,7 @@ import numpy as np
 import mnemos
 from mnemos.config import ModelConfig
 from mnemos.errors import CheckpointError, MnemosError, TokenizerError
+from mnemos.fileio import parse_json
 from mnemos.tokenizer import BPETokenizer
 
 EXPORT_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "vocab.json",
@@ -316,7 +317,7 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     data = Path(path).read_bytes()
     try:
         (n,) = struct.unpack("<Q", data[:8])
-        header = json.loads(data[8:8 + n].decode("utf-8"))
+        header = parse_json(data[8:8 + n])
         body = memoryview(data)[8 + n:]
         out = {}
         for name, info in header.items():

@@ -1,9 +1,15 @@
-"""File helpers shared by the engine's modules: atomic writes, JSON-lines reads.
+"""File helpers shared by the engine's modules: atomic writes, JSON reads that never trust the file.
 
 ``write_atomic`` creates a file through a temporary sibling (filled, flushed, fsynced,
 then renamed over the target), so a reader never sees a half-written file and a crash
 leaves the previous version whole. The file gets the usual permissions (umask), unlike
 ``tempfile.mkstemp``'s owner-only ones.
+
+``parse_json`` is the one JSON parser for files a user or another program wrote: any way
+the text can fail (bad syntax or UTF-8, nesting deep enough to exhaust the recursion limit,
+an integer of thousands of digits) is one ``ValueError``. ``read_jsonl`` reads a JSON-lines
+log (``metrics.jsonl``) line by line with a bounded line length, after checking that the
+rows it could hold fit in memory (:func:`mnemos.memory.check_file_read`).
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import os
 import secrets
 from pathlib import Path
 from typing import BinaryIO, Callable
+
+from mnemos.errors import CheckpointError
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
@@ -31,19 +39,43 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
         raise
 
 
+MAX_JSONL_LINE = 1 << 20  # bytes: a longer line of a JSON-lines log is skipped (Mnemos writes < 1 KB)
+
+
+def parse_json(data: bytes | str) -> object:
+    """``json.loads`` for untrusted text: every failure is a ``ValueError`` whose message
+    names the kind of damage (RecursionError and undecodable bytes included)."""
+    try:
+        return json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+    except (ValueError, RecursionError) as exc:  # ValueError: syntax, UTF-8, or an over-long integer
+        raise ValueError(f"{type(exc).__name__}: {str(exc)[:60]}") from None
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """The JSON objects of a JSON-lines file, oldest first; a missing file gives ``[]``
-    and an unreadable line (e.g. one cut by a crash) is skipped."""
+    and an unreadable line (e.g. one cut by a crash, or over :data:`MAX_JSONL_LINE`) is
+    skipped. A file whose rows could not fit in memory is refused (one-line ConfigError)
+    before it is read."""
+    from mnemos.memory import check_file_read
+
     try:
-        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+        f = open(path, "rb")
     except FileNotFoundError:
         return []
+    except OSError as exc:  # a folder in its place, no permission
+        raise CheckpointError(f"cannot read {path} ({type(exc).__name__}); move it aside and try again") from None
     rows = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
+    with f:
+        check_file_read(Path(path), os.fstat(f.fileno()).st_size)
+        while line := f.readline(MAX_JSONL_LINE + 1):
+            if len(line) > MAX_JSONL_LINE:  # skip the rest of an over-long line, never holding it whole
+                while line and not line.endswith(b"\n"):
+                    line = f.readline(MAX_JSONL_LINE)
+                continue
+            try:
+                row = parse_json(line.decode("utf-8", errors="replace"))
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
     return rows

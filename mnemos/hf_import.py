@@ -23,7 +23,6 @@ one-line ``transformers`` command that converts it to safetensors.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ import numpy as np
 from mnemos.config import ModelConfig, TrainConfig
 from mnemos.errors import ImportError_, MnemosError, TokenizerError
 from mnemos.export import bytes_to_unicode, llama_names, mnemos_name
+from mnemos.fileio import parse_json
 from mnemos.memory import FLOAT, HEADROOM, available_bytes, format_bytes, inference_estimate
 from mnemos.safetensors_io import TensorInfo, read_header, read_tensor
 
@@ -62,11 +62,11 @@ def _read_json(path: Path, what: str, limit: int = MAX_CONFIG_BYTES) -> dict:
     try:
         if path.stat().st_size > limit:
             raise ImportError_(f"{path} is {path.stat().st_size:,} bytes, too large for a {what}; is it the right file?")
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        obj = parse_json(path.read_bytes())
     except FileNotFoundError:
         raise ImportError_(f"{path.parent} has no {path.name}; pass a Hugging Face model folder "
                            f"(written by save_pretrained)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (OSError, ValueError) as exc:
         raise ImportError_(f"{path} is not a readable JSON {what} ({type(exc).__name__}); download it again") from None
     if not isinstance(obj, dict):
         raise ImportError_(f"{path} is not a JSON object; it is not a {what}")
@@ -464,7 +464,7 @@ def import_hf(src: str | os.PathLike, out: str | os.PathLike, seed: int = 1337, 
     rng = np.random.default_rng(seed)
     state = {"step": 0, "best_val_loss": None, "tokens_seen": 0, "elapsed_s": 0.0,
              "batch_rng": rng.bit_generator.state, "dropout_rng": model.rng.bit_generator.state,
-             "tokenizer": tokenizer.fingerprint(), "imported_from": str(plan.src.resolve()),
+             "tokenizer": tokenizer.fingerprint(), "imported_from": os.path.realpath(plan.src),
              "imported_model_type": plan.model_type}
     try:
         save_checkpoint(out, model, tokenizer, config, train_cfg, None, state, metrics=[], best="drop")

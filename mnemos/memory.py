@@ -10,6 +10,8 @@
   ``T x T`` maps per head (probabilities and their gradient), plus the logits and their
   gradient and the residual stream;
 - the causal masks: every attention layer keeps a ``T x T`` float32 mask, whatever the batch;
+- JSON logs read whole (:func:`check_file_read`): up to :data:`JSON_OBJECT_BYTES` bytes of
+  Python objects per byte of text;
 - the data-parallel workers (``workers > 1``): each has an interpreter ("workers"), its
   own gradient buffer, the activations of its share of the batch and its own masks
   (added to those parts, whose settings shrink them).
@@ -33,6 +35,7 @@ from mnemos.optim import STATE_FLOATS
 FLOAT = 4  # bytes of a float32
 OPTIMIZER_STATE = dict(STATE_FLOATS)  # floats kept per parameter, scratch included, by optimizer name (mnemos.optim)
 PROCESS_BYTES = 64 << 20  # an interpreter with NumPy loaded: a worker's fixed cost
+JSON_OBJECT_BYTES = 32  # Python objects per byte of JSON, at worst: '{}\n' (3 bytes) is a 64-byte dict, '[]' 28x
 HEADROOM = 0.9  # refuse a run estimated above this share of the available memory
 
 # the setting that shrinks each part, for the suggestion
@@ -42,6 +45,7 @@ _ADVICE = {
     "activations": "a smaller --batch-size or --block-size",
     "masks": "a smaller --block-size (each layer keeps a block x block mask)",
     "workers": "fewer --workers",
+    "files": "moving the file aside (a log: nothing needs it to resume or load the model)",
 }
 
 
@@ -54,11 +58,12 @@ class MemoryEstimate:
     activations: int = 0
     masks: int = 0
     workers: int = 0
+    files: int = 0  # what reading a file into Python objects holds
 
     @property
     def parts(self) -> dict[str, int]:
         return {"weights": self.weights, "optimizer": self.optimizer, "activations": self.activations,
-                "masks": self.masks, "workers": self.workers}
+                "masks": self.masks, "workers": self.workers, "files": self.files}
 
     @property
     def total(self) -> int:
@@ -116,6 +121,12 @@ def inference_estimate(model) -> MemoryEstimate:
     """What building ``model`` (a ModelConfig) for evaluation or generation allocates up
     front: its weights (and gradient buffer) and its causal masks."""
     return MemoryEstimate(weights=2 * model.num_params() * FLOAT, masks=model.n_layer * model.block_size ** 2 * FLOAT)
+
+
+def check_file_read(path, size: int) -> None:
+    """Refuse (one-line ConfigError) to read the JSON file ``path`` of ``size`` bytes whole
+    if the objects it could become do not fit (a 10 GB ``metrics.jsonl``)."""
+    check_fits(MemoryEstimate(files=JSON_OBJECT_BYTES * size), f"reading {path} ({format_bytes(size)})")
 
 
 def _meminfo_available() -> int | None:

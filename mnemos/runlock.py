@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from mnemos.errors import CheckpointError
+from mnemos.fileio import parse_json
 
 try:
     import fcntl
@@ -61,7 +62,7 @@ def lock_holder(run_dir: str | os.PathLike) -> dict | None:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError:  # held
             try:
-                holder = json.loads(os.read(fd, 1 << 16).decode("utf-8", "replace"))
+                holder = parse_json(os.read(fd, 1 << 16).decode("utf-8", "replace"))
             except ValueError:
                 holder = None  # being written this instant
             return holder if isinstance(holder, dict) else {"pid": None, "command": "?", "started": 0}

@@ -18,7 +18,6 @@ from somewhere else. Every reader here checks before it allocates and fails with
 from __future__ import annotations
 
 import io
-import json
 import math
 import zipfile
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from mnemos.errors import CheckpointError
+from mnemos import fileio
 
 _NPY_HEADER_MAX = 1 << 16  # bytes of an .npy header (format 1.0 caps it at 65535)
 # what a member may be: (shape, dtype) wanted, or None to refuse it
@@ -95,9 +95,9 @@ def expect_exactly(shapes: dict[str, tuple[tuple[int, ...], object]]) -> Expect:
 def parse_json(data: bytes, path: Path) -> dict:
     """A JSON object from ``data``; corrupt, deeply nested or non-object JSON is refused."""
     try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: JSON, or a 5000-digit int
-        raise CheckpointError(f"{path} is corrupt ({type(exc).__name__}); use the run's best/ folder or start "
+        obj = fileio.parse_json(data)
+    except ValueError as exc:
+        raise CheckpointError(f"{path} is corrupt ({str(exc).split(':')[0]}); use the run's best/ folder or start "
                               f"a new run") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} is corrupt (not a JSON object); use the run's best/ folder or start a new run")

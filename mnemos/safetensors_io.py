@@ -11,7 +11,6 @@ converting it to float32 (bf16 and f16 included, the common Hugging Face dtypes)
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mnemos.errors import CheckpointError
+from mnemos.fileio import parse_json
 
 MAX_HEADER = 100 << 20  # bytes; the safetensors library's own limit
 _ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
@@ -55,7 +55,7 @@ def read_header(path: str | os.PathLike) -> dict[str, TensorInfo]:
             (n,) = struct.unpack("<Q", head)
             if n > min(MAX_HEADER, size - 8):
                 raise ValueError(f"header of {n:,} bytes in a file of {size:,}")
-            header = json.loads(f.read(n).decode("utf-8"))
+            header = parse_json(f.read(n))
     except OSError as exc:
         raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
     except (ValueError, UnicodeDecodeError) as exc:

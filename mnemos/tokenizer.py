@@ -36,7 +36,7 @@ import regex
 
 from mnemos.bpe_train import BYTE_VOCAB, Progress, count_chunks, learn_merges
 from mnemos.errors import TokenizerError
-from mnemos.fileio import write_atomic
+from mnemos.fileio import parse_json, write_atomic
 
 # The GPT-2 pre-tokenizer pattern (the same string as OpenAI's encoder.py and Hugging
 # Face's ByteLevel pre-tokenizer). Alternatives are tried in order, so " hello" is one
@@ -396,8 +396,8 @@ class BPETokenizer:
         except OSError as e:
             raise TokenizerError(f"cannot read tokenizer file {path}: {e.strerror}") from None
         try:
-            data = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            data = parse_json(raw)
+        except ValueError as e:
             raise TokenizerError(f"{path} is not valid JSON (corrupt or truncated file): {e}") from None
         return cls.from_dict(data, str(path))
 

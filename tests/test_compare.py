@@ -247,13 +247,37 @@ def test_cli_prints_the_table_json_report_and_plot(tmp_path, capsys):
     (["--report", "."], "is a folder"),
     (["--plot", "no/such/dir/p.txt"], "does not exist"),
     (["missing"], "does not exist"),
+    (["loop1"], "does not exist"),  # a symbolic link loop
+    (["--report", "a/metrics.jsonl"], "is inside the run"),
+    (["--plot", "a/notes.txt"], "choose a --plot outside"),
+    (["--report", "train.txt"], "exists and is not an earlier comparison"),
+    (["--report", "x.md", "--plot", "./x.md"], "name the same file"),
 ])
 def test_cli_refuses_hostile_input_in_one_line(tmp_path, capsys, monkeypatch, extra, words):
     from mnemos.cli import main
 
     monkeypatch.chdir(tmp_path)
-    make_run(tmp_path, "a", [step(1, 3.0)])
+    run = make_run(tmp_path, "a", [step(1, 3.0)])
+    (tmp_path / "train.txt").write_text("the user's text")
+    (tmp_path / "loop1").symlink_to("loop2")
+    (tmp_path / "loop2").symlink_to("loop1")
+    files = {p: p.read_bytes() for p in [*run.rglob("*"), tmp_path / "train.txt"] if p.is_file()}
     assert main(["compare", "a", *extra]) == 2
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1
-    assert not list(tmp_path.glob("*.md"))
+    assert not list(tmp_path.rglob("*.md")) and not (run / "notes.txt").exists()
+    assert {p: p.read_bytes() for p in files} == files  # nothing of the user's replaced
+
+
+def test_cli_replaces_its_own_earlier_report_and_plot(tmp_path, capsys):
+    from mnemos.cli import main
+
+    a = make_run(tmp_path, "a", [step(1, 3.0), evaluation(1, 2.9)])
+    outputs = ["--report", str(tmp_path / "c.md"), "--plot", str(tmp_path / "c.txt")]
+    (tmp_path / "c.md").write_text("old")
+    assert main(["compare", str(a), *outputs]) == 2  # not a report: kept
+    assert (tmp_path / "c.md").read_text() == "old"
+    (tmp_path / "c.md").unlink()
+    assert main(["compare", str(a), *outputs]) == 0
+    assert main(["compare", str(a), *outputs, "--x", "time"]) == 0
+    assert "wall time (s)" in (tmp_path / "c.txt").read_text() and "wall time" in (tmp_path / "c.md").read_text()

@@ -26,7 +26,7 @@ from mnemos.config import (AUTO_BUDGET_S, AUTO_PRESET, DEFAULT_PRESET, GROUPS, P
 from mnemos.errors import ConfigError, MnemosError
 from mnemos.paths import RUNS_ROOT, TEST_DATA, TRAIN_DATA
 
-EXIT_OK, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 2, 130
+EXIT_OK, EXIT_USER_ERROR = 0, 2
 EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (`| head`): what a SIGPIPE'd program returns
 # what `timeout`, systemd, docker (TERM), a closed terminal (HUP) and Ctrl+C (INT) send: save, then exit 128 + N
 TEXT_ARGS = ("prompt", "sample_prompt", "token")  # flags holding text (not paths: those may be any bytes)
@@ -403,9 +403,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         for piece in pieces:
             sys.stdout.write(piece.text)
             sys.stdout.flush()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl+C (or TERM, HUP) ends the stream where it is
         print(flush=True)
-        return EXIT_INTERRUPTED
+        return 128 + getattr(exc, "signum", signal.SIGINT)
     print(flush=True)
     return EXIT_OK
 
@@ -676,6 +676,20 @@ def _check_values(args: argparse.Namespace) -> None:
                                   f"byte, at character {exc.start}); pass UTF-8 text") from None
 
 
+class _Signalled(KeyboardInterrupt):
+    """SIGTERM or SIGHUP outside a training loop, raised as an interrupt so that cleanups run
+    (temporary files removed, nothing half-written renamed into place) and the command says
+    so in one line with the signal's exit status, instead of dying silently."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_signalled(signum, frame):
+    raise _Signalled(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a path of undecodable bytes prints escaped, not as a crash
         try:
@@ -686,6 +700,9 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(_glue_negatives(sys.argv[1:] if argv is None else list(argv)))
     except SystemExit as exc:  # --help, --version, or a usage error (already printed)
         return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signals only work there
+    previous = {s: signal.signal(s, _raise_signalled) for s in STOP_SIGNALS if s != signal.SIGINT} \
+        if in_main_thread else {}  # (train's loop installs its own, saving first)
     try:
         _check_values(args)
         return args.handler(args)
@@ -707,6 +724,10 @@ def main(argv: list[str] | None = None) -> int:
         print(one_line(f"mnemos {args.command}: error: {exc.strerror or exc}{where}; check the path, its "
                        f"permissions and free space"), file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print(f"\nmnemos {args.command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(f"\nmnemos {args.command}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum  # 130 Ctrl+C, 143 SIGTERM, 129 SIGHUP
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -376,10 +376,21 @@ class ImportPlan:
 
 
 def plan_import(src: str | os.PathLike) -> ImportPlan:
-    """Read and check a Hugging Face folder's config, tokenizer and weight headers."""
+    """Read and check a Hugging Face folder's config, tokenizer and weight headers.
+
+    The folder's JSON is someone else's: the checks below name what they know to look for,
+    and a value of a type no check foresaw (a normalizer that is a number, a context length
+    that is a string) is still one line, not a traceback."""
+    try:
+        return _plan_import(Path(src))
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError, OverflowError) as exc:
+        raise ImportError_(f"{src}: a file of the folder has values of an unexpected type or shape "
+                           f"({type(exc).__name__}: {str(exc)[:60]}); download the model again") from None
+
+
+def _plan_import(src: Path) -> ImportPlan:
     from mnemos.nn.gpt import param_specs
 
-    src = Path(src)
     if not src.is_dir():
         raise ImportError_(f"{src} is not a folder; pass a Hugging Face model folder (written by save_pretrained)")
     cfg = _read_json(src / "config.json", "model config")

@@ -5,8 +5,9 @@ flag: a new flag is fuzzed without touching this file) with hostile values: huge
 negative, zero, NaN, inf, non-numeric, empty, Unicode, undecodable bytes.
 (b) A mutator damages one file of a run folder (truncate, flip bytes, change JSON types
 and shapes, replace npz arrays, swap two files) and every command that reads a run
-(eval, generate, inspect, export, train --resume) and the app's loading path
-(``load_checkpoint``, what ``mnemos-tui --checkpoint`` calls) must cope.
+(eval, generate, inspect and its views, export, compare, train --resume and --init-from)
+and the app's loading path (``load_checkpoint``, what ``mnemos-tui --checkpoint`` calls)
+must cope; the same mutator damages a Hugging Face folder before ``mnemos import``.
 
 Either way: exit status 0 or 2, no traceback, and a refusal is one line. They run the CLI
 in-process (``main(argv)``) with the available memory pinned at 1 GB (so the memory
@@ -15,6 +16,9 @@ command still computing after ``BUDGET`` forward passes is a valid command doing
 work: it is stopped and counts as accepted). A small sample runs as real processes under
 an address-space limit (RLIMIT_AS), where an allocation that skips the checks would be a
 MemoryError traceback; their timeout is generous: it finds hangs, it does not time speed.
+
+The number of examples is kept modest for the suite; ``MNEMOS_FUZZ_EXAMPLES=2000`` (say)
+multiplies each test's share for a long local hunt.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from mnemos.nn import GPT
 from mnemos.parallel import DataParallel
 
 ROOT = Path(__file__).resolve().parents[1]
+SCALE = int(os.environ.get("MNEMOS_FUZZ_EXAMPLES", "0")) / 60 or 1  # examples: the suite's, or a long hunt's
 BUDGET = 40  # forward passes (or data-parallel steps) one command may run in these tests
 SKIP_COMMANDS = {"data"}  # `data sample` downloads; nothing hostile to feed it offline
 TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--batch-size", "4",
@@ -106,11 +111,16 @@ def assert_well_behaved(argv, rc, err) -> None:
 # --------------------------------------------------------------------------- the project
 
 def _make_project(root: Path) -> None:
+    """train.txt; ``run`` (GPT-2) and ``llama`` (--arch llama, Muon) run folders; ``hf``, ``llama`` exported."""
     rng = np.random.default_rng(0)
     words = "the king is dead long live the queen and all her men ride to the sea".split()
     (root / "train.txt").write_text("\n".join(" ".join(rng.choice(words, 9)) for _ in range(120)) + "\n")
-    rc, _, err = run_cli(["train", "--data", str(root / "train.txt"), "--out", str(root / "run"), *TINY])
-    assert rc == 0, err
+    for argv in (["train", "--data", str(root / "train.txt"), "--out", str(root / "run"), *TINY],
+                 ["train", "--data", str(root / "train.txt"), "--out", str(root / "llama"), *TINY, "--arch", "llama",
+                  "--optimizer", "muon"],
+                 ["export", "--checkpoint", str(root / "llama"), "--format", "hf", "--out", str(root / "hf")]):
+        rc, _, err = run_cli(argv)
+        assert rc == 0, (argv, err)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +137,8 @@ def _workdir(project: Path):
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         shutil.copy(project / "train.txt", tmp / "train.txt")
-        shutil.copytree(project / "run", tmp / "run", symlinks=True)
+        for folder in ("run", "llama", "hf"):
+            shutil.copytree(project / folder, tmp / folder, symlinks=True)
         os.chdir(tmp)
         try:
             yield tmp
@@ -155,7 +166,7 @@ def _required(parser) -> list[str]:
             argv += ["--data", "train.txt"]  # eval's default test file is not in the project: score ours
         if isinstance(a, argparse._HelpAction) or not (a.required or not a.option_strings):
             continue
-        value = ("run" if a.dest in ("checkpoint", "resume", "src", "runs") else "train.txt" if "data" in a.dest
+        value = ("hf" if a.dest == "src" else "run" if a.dest in ("checkpoint", "resume", "runs") else "train.txt" if "data" in a.dest
                  else "out-dir" if a.dest == "out" else a.choices and next(iter(a.choices)) or "run")
         argv += [value, value] if not a.option_strings else [a.option_strings[-1], value]
     return argv
@@ -187,7 +198,7 @@ def command_lines(draw) -> list[str]:
     return argv
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=int(60 * SCALE), deadline=None, suppress_health_check=list(HealthCheck))
 @given(argv=command_lines())
 def test_hostile_command_lines_exit_0_or_2_with_one_line(project, argv):
     with _workdir(project):
@@ -198,8 +209,10 @@ def test_hostile_command_lines_exit_0_or_2_with_one_line(project, argv):
 def test_the_generator_reaches_every_command_and_flag():
     """New commands and flags are fuzzed without editing this file."""
     commands = _commands()
-    assert {"train", "eval", "generate", "export", "inspect"} <= set(commands)
-    assert {"--block-size", "--grad-clip", "--workers"} <= {a.option_strings[-1] for a in _flags(commands["train"])}
+    assert {"train", "eval", "generate", "export", "import", "inspect", "compare"} <= set(commands)
+    assert {"--block-size", "--grad-clip", "--workers", "--init-from", "--time-budget", "--arch", "--optimizer"} <= {
+        a.option_strings[-1] for a in _flags(commands["train"])}
+    assert "--view" in {a.option_strings[-1] for a in _flags(commands["inspect"])}
 
 
 # the allocation paths, as real processes under an address-space limit (a MemoryError
@@ -270,7 +283,7 @@ def _npz_mutation(path: Path, rng: random.Random) -> None:
             zf.writestr(n, data)
 
 
-def mutate(run: Path, seed: int, file: str) -> str:
+def mutate(run: Path, seed: int, file: str, files: list[str] | None = None) -> str:
     """Damage ``file`` of ``run`` in one of several ways (chosen by ``seed``); returns how."""
     rng = random.Random(seed)
     path = run / file
@@ -288,10 +301,17 @@ def mutate(run: Path, seed: int, file: str) -> str:
         _npz_mutation(path, rng)
     elif how == "structure" and file.endswith(".json"):
         path.write_text(json.dumps(_json_mutation(json.loads(data), rng)))
+    elif how == "structure" and file.endswith(".safetensors"):  # a header that lies about shapes and offsets
+        (n,) = np.frombuffer(data[:8], dtype="<u8")
+        header = _json_mutation(json.loads(data[8:8 + int(n)]), rng)
+        raw = json.dumps(header).encode()
+        path.write_bytes(len(raw).to_bytes(8, "little") + raw + data[8 + int(n):])
+    elif how == "structure" and file == "merges.txt":
+        path.write_bytes(data + b"\n" + bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40))))
     elif how == "structure":  # metrics.jsonl: a row of another shape
         path.write_text(json.dumps(_json_mutation({"step": 1, "loss": 2.0}, rng)) + "\n", encoding="utf-8")
     elif how == "swap":
-        other = run / rng.choice([f for f in RUN_FILES if f != file])
+        other = run / rng.choice([f for f in (files or RUN_FILES) if f != file])
         tmp = run / ".swap"
         path.rename(tmp)
         other.rename(path)
@@ -309,12 +329,18 @@ READERS = [
     ["eval", "--checkpoint", "run", "--data", "train.txt", "--json"],
     ["generate", "--checkpoint", "run", "--max-new-tokens", "5", "--seed", "1"],
     ["inspect", "--checkpoint", "run", "--prompt", "the king"],
-    ["export", "--checkpoint", "run", "--format", "hf", "--out", "hf"],
+    *[["inspect", "--checkpoint", "run", "--prompt", "the king", "--view", view]
+      for view in ("lens", "heads", "loss", "attribution")],
+    ["export", "--checkpoint", "run", "--format", "hf", "--out", "out-hf"],
+    ["compare", "run", "llama", "--report", "c.md"],
     ["train", "--resume", "run", "--max-steps", "4", "--json"],
+    ["train", "--data", "train.txt", "--init-from", "run", "--out", "ft", "--max-steps", "1", "--eval-interval", "1",
+     "--eval-steps", "1", "--batch-size", "2", "--workers", "1", "--sample-tokens", "2"],
 ]
+HF_FILES = ["config.json", "model.safetensors", "tokenizer.json", "vocab.json", "merges.txt", "generation_config.json"]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=int(25 * SCALE), deadline=None, suppress_health_check=list(HealthCheck))
 @given(file=st.sampled_from(RUN_FILES), seed=st.integers(0, 2 ** 32))
 def test_a_damaged_run_folder_is_refused_in_one_line_by_every_reader(project, file, seed):
     with _workdir(project) as cwd:
@@ -322,9 +348,21 @@ def test_a_damaged_run_folder_is_refused_in_one_line_by_every_reader(project, fi
         for argv in READERS:
             rc, out, err = run_cli(argv)
             assert_well_behaved([*argv, f"({file}: {how})"], rc, err)
-            shutil.rmtree(cwd / "hf", ignore_errors=True)
+            shutil.rmtree(cwd / "out-hf", ignore_errors=True)
+            shutil.rmtree(cwd / "ft", ignore_errors=True)
         with _bounded():  # the app's path: mnemos-tui --checkpoint loads with load_checkpoint
             try:
                 load_checkpoint(cwd / "run")
             except MnemosError as exc:
                 assert "\n" not in str(exc)
+
+
+@settings(max_examples=int(20 * SCALE), deadline=None, suppress_health_check=list(HealthCheck))
+@given(file=st.sampled_from(HF_FILES), seed=st.integers(0, 2 ** 32))
+def test_a_damaged_hugging_face_folder_is_refused_in_one_line_by_import(project, file, seed):
+    with _workdir(project) as cwd:
+        how = mutate(cwd / "hf", seed, file, HF_FILES)
+        rc, out, err = run_cli(["import", "--from", "hf", "--out", "imported"])
+        assert_well_behaved(["import", f"({file}: {how})"], rc, err)
+        if rc == 2:  # refused: nothing half-written is left behind
+            assert not (cwd / "imported").exists() or not any((cwd / "imported").iterdir())

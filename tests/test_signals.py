@@ -113,3 +113,27 @@ def test_closing_the_terminal_saves_the_run_and_exits_129(proj):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 128 + signal.SIGHUP
     assert load_checkpoint(proj / "run").state["step"] > 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_outside_training_says_so_in_one_line_and_writes_nothing(proj, capsys, monkeypatch, signum):
+    """import, export, eval, compare: TERM or HUP in the middle of writing is an interrupt
+    (cleanups run, the half-written file is not renamed into place), one line, 128 + N."""
+    from mnemos import fileio
+
+    assert main(["train", "--data", "train.txt", "--out", "run", "--max-steps", "1", *TINY]) == 0
+    real_write = fileio.write_atomic
+
+    def write_then_signal(path, write):
+        def signalled(f):
+            write(f)
+            os.kill(os.getpid(), signum)  # delivered at the next bytecode: before the rename
+        real_write(path, signalled)
+
+    monkeypatch.setattr(fileio, "write_atomic", write_then_signal)
+    capsys.readouterr()
+    assert main(["compare", "run", "--report", "c.md"]) == 128 + signum
+    err = capsys.readouterr().err
+    assert err.strip() == f"mnemos compare: interrupted ({signal.Signals(signum).name})"
+    assert sorted(p.name for p in proj.iterdir()) == [".cache", "run", "train.txt"]  # no report, no temporary file
+    assert signal.getsignal(signum) is signal.SIG_DFL  # the handler is put back

@@ -26,9 +26,6 @@ def guide_text() -> str:
 class GuideScreen(ModalScreen[None]):
     """The guide, scrollable, with its table of contents (Esc closes)."""
 
-    DEFAULT_CSS = """
-    GuideScreen > MarkdownViewer { width: 95%; height: 90%; border: round $primary; background: $surface; }
-    """
     BINDINGS = [Binding("escape,q", "dismiss", "Close guide")]
 
     def compose(self) -> ComposeResult:

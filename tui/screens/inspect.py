@@ -43,18 +43,6 @@ LOADED_BYTES = 8192  # how much of the training file ctrl+t shows in the Tokens 
 
 class InspectScreen(MnemosScreen):
     SUB_TITLE = "Inspect"
-    DEFAULT_CSS = """
-    InspectScreen #inspect-bar { height: auto; }
-    InspectScreen #inspect-checkpoint { width: 36; }
-    InspectScreen #inspect-prompt { width: 1fr; }
-    InspectScreen #inspect-prompt-label { color: $text-muted; }
-    InspectScreen #inspect-status { height: auto; padding: 0 1; color: $text-muted; }
-    InspectScreen #inspect-tabs { height: 1fr; }
-    InspectScreen #inspect-tabs ContentSwitcher { height: 1fr; }
-    InspectScreen TabPane { padding: 0; height: 1fr; }
-    InspectScreen #token-details, InspectScreen #component-details { width: 1fr; }
-    InspectScreen #token-pane, InspectScreen #anatomy-tree { width: 1fr; }
-    """
     AUTO_FOCUS = "TokenStrip"  # focused as the screen is composed: no key typed after F7 is lost
     BINDINGS = [
         PROMPT_KEY,

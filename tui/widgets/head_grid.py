@@ -114,9 +114,6 @@ class HeadGrid(DataTable):
 class HeadMapDialog(ModalScreen[None]):
     """One head's attention map on the random sequence it was scored on."""
 
-    DEFAULT_CSS = """
-    HeadMapDialog > ScrollableContainer { width: 95%; height: 90%; border: round $primary; background: $surface; }
-    """
     BINDINGS = [Binding("escape", "dismiss", "Close")]
 
     def __init__(self, scores: HeadScores, tokenizer, layer: int, head: int) -> None:

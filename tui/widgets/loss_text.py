@@ -93,11 +93,6 @@ class LossText(Widget):
 class LossTextDialog(ModalScreen[None]):
     """The test file (its first tokens) or a typed text, coloured by loss, over any screen."""
 
-    DEFAULT_CSS = """
-    LossTextDialog > Vertical { width: 95%; height: 95%; border: round $primary; background: $surface; }
-    LossTextDialog #loss-text-input { margin: 0 1; }
-    LossTextDialog #loss-text-status { padding: 0 1; color: $text-muted; }
-    """
     BINDINGS = [Binding("escape", "dismiss", "Close")]
 
     def __init__(self, model, tokenizer, source: str, text: str) -> None:

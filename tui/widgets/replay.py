@@ -125,9 +125,6 @@ def _value(label: str, value: float | None) -> str:
 class ReplayDialog(ModalScreen[None]):
     """The replay over any screen (the Train screen opens it during a run)."""
 
-    DEFAULT_CSS = """
-    ReplayDialog > VerticalScroll { width: 90%; height: 80%; border: round $primary; background: $surface; }
-    """
     BINDINGS = [Binding("escape", "dismiss", "Close")]
 
     def __init__(self, frames: list[ReplayFrame]) -> None:

@@ -661,11 +661,16 @@ def _glue_negatives(argv: list[str]) -> list[str]:
 def _check_values(args: argparse.Namespace) -> None:
     """What no flag may hold, checked before any command runs: an infinite or NaN float
     (whatever the flag: new flags are covered), and text that is not valid Unicode (a
-    command line in another encoding arrives with lone surrogates)."""
+    command line in another encoding arrives with lone surrogates), a path with a NUL
+    character (no file system takes one; ``main([...])`` and the app can pass one)."""
     for name, value in vars(args).items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, list) and not value:  # argparse reads `--flag=--` as an empty list
             raise ConfigError(f"{flag} needs a value, got '--'")
+        for path in (value if isinstance(value, list) else [value]) if name not in TEXT_ARGS else ():
+            if isinstance(path, str) and "\x00" in path:
+                raise ConfigError(f"{flag} {path!r} holds a NUL character, which no file name can; give the path "
+                                  f"without it")
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{flag} must be a finite number, got {value}")
         if isinstance(value, str) and name in TEXT_ARGS:

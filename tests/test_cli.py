@@ -393,3 +393,19 @@ def test_preset_auto_says_why_then_trains_what_it_chose(proj, capsys, fast_machi
                               "--max-steps", "1", "--workers", "1")
     assert code == 0, err
     assert "auto: 1.5 min at" in out  # a budget without a preset: auto, sized to that budget
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--data", "tr\x00ain.txt", "--max-steps", "1"],
+    ["train", "--data", "train.txt", "--out", "o\x00ut", "--max-steps", "1"],
+    ["eval", "--checkpoint", "ru\x00n"],
+    ["compare", "a", "b\x00"],
+    ["export", "--checkpoint", "run", "--format", "hf", "--out", "e\x00x"],
+    ["import", "--from", "h\x00f", "--out", "x"],
+])
+def test_a_path_with_a_nul_character_is_one_line(proj, capsys, argv):
+    """No file system takes a NUL in a name; os.stat raised ValueError (a traceback)."""
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert "holds a NUL character" in err and err.count("\n") == 1
+    assert sorted(p.name for p in proj.iterdir()) == ["test.txt", "train.txt"]

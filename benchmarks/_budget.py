@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from mnemos.autosize import TRAIN_SHARE  # noqa: E402
+from mnemos.autosize import TRAIN_SHARE, recipe_tokens_per_s  # noqa: E402
 from mnemos.calibrate import Calibration, SpeedModel  # noqa: E402
 from mnemos.config import ModelConfig, TrainConfig  # noqa: E402
 from mnemos.evaluate import evaluate  # noqa: E402
@@ -73,11 +73,13 @@ def speed_model(workers: int) -> SpeedModel:
 def run_arm(train_file: Path, model: dict, train: dict, budget_s: float, speed: SpeedModel, workers: int,
             seed: int = 1337) -> dict:
     """Train ``model`` / ``train`` (dicts of config fields) for the steps ``speed`` predicts fit
-    in ``budget_s`` (less the share auto leaves for evaluations), then score the validation file.
+    in ``budget_s`` (less the share auto leaves for evaluations; Muon's per-step Newton-Schulz
+    FLOPs counted), then score the validation file.
     The learning rate decays over exactly those steps (what ``--time-budget`` does)."""
     shape = ModelConfig(vocab_size=train["tokenizer_vocab"] + 1, **model)
     batch = train["batch_size"]
-    steps = max(2, int(speed.tokens_per_s(shape) * budget_s * TRAIN_SHARE / (batch * shape.block_size)))
+    tokens_per_s = recipe_tokens_per_s(speed, shape, batch * shape.block_size, train.get("optimizer", "adamw"))
+    steps = max(2, int(tokens_per_s * budget_s * TRAIN_SHARE / (batch * shape.block_size)))
     cfg = TrainConfig(**{**train, "max_steps": steps, "time_budget": None, "eval_interval": steps, "eval_steps": 2,
                          "sample_tokens": 0, "workers": workers, "seed": seed,
                          "warmup_steps": min(train.get("warmup_steps", 100), steps // 2)})

@@ -42,10 +42,38 @@ BASE_LR, BASE_WIDTH = 2e-3, 128  # peak learning rate at n_embd 128, scaled by 1
 TRAIN_SHARE = 0.92  # of the budget after preparation: the rest evaluates and saves
 EVALS = 10  # evaluations in a run
 PREP_S_PER_MB = 0.6  # seconds of tokenizer training + encoding per MB (this project's BPE on 2 cores)
+ARCH, OPTIMIZER = "gpt2", "adamw"  # the recipe the 5-minute measurements favour (docs/auto.md)
+RECIPE_REASON = "measured at 5 minutes against llama and muon, docs/auto.md"
 
 
 class Speed(Protocol):
+    flops_per_s: float
+
     def tokens_per_s(self, cfg: ModelConfig) -> float: ...
+
+
+def newton_schulz_flops(cfg: ModelConfig) -> float:
+    """FLOPs of one Muon step's Newton-Schulz iterations (``mnemos.muon``) on ``cfg``'s hidden
+    matrices: per matrix ``m x n`` (``m <= n``), each of the five iterations costs
+    ``X X^T`` (2 m^2 n), ``A^2`` (2 m^3) and ``B X`` (2 m^2 n). A per-step cost, unlike the
+    per-token training FLOPs the calibration times, so it weighs more at small batches."""
+    from mnemos.muon import NS_STEPS
+
+    C = cfg.n_embd
+    hidden = 2 * cfg.intermediate_size if cfg.arch == "llama" else 4 * C  # SwiGLU's gate and up are one matrix
+    mlp_in, mlp_out = (hidden, cfg.intermediate_size) if cfg.arch == "llama" else (hidden, hidden)
+    shapes = ((C, 3 * C), (C, C), (C, mlp_in), (mlp_out, C))
+    per_layer = sum(4 * min(r, c) ** 2 * max(r, c) + 2 * min(r, c) ** 3 for r, c in shapes)
+    return float(NS_STEPS * cfg.n_layer * per_layer)
+
+
+def recipe_tokens_per_s(speed: Speed, cfg: ModelConfig, tokens_per_step: int, optimizer: str = "adamw") -> float:
+    """``speed``'s tokens per second for ``cfg`` (timed with AdamW), less the time Muon's
+    Newton-Schulz iterations add to every step of ``tokens_per_step`` tokens."""
+    tps = speed.tokens_per_s(cfg)
+    if optimizer != "muon":
+        return tps
+    return 1.0 / (1.0 / tps + newton_schulz_flops(cfg) / (speed.flops_per_s * tokens_per_step))
 
 
 @dataclass(frozen=True)
@@ -142,6 +170,7 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
     and everything else is chosen around them."""
     fixed = dict(fixed or {})
     reasons = []
+    arch, optimizer = fixed.get("arch", ARCH), fixed.get("optimizer", OPTIMIZER)
     vocab = fixed.get("tokenizer_vocab", BASE_VOCAB)
     if vocab != BASE_VOCAB and vocab not in stats.bytes_per_token:  # a size that was not measured
         stats = dataclasses.replace(stats, bytes_per_token={**stats.bytes_per_token,
@@ -151,13 +180,20 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
         n_layer, n_embd = fixed.get("n_layer", n_layer), fixed.get("n_embd", n_embd)
         vocab = fixed.get("tokenizer_vocab") or _vocab_for(stats)
         return ModelConfig(vocab_size=vocab + 1, n_layer=n_layer, n_head=fixed.get("n_head", _heads(n_embd)),
-                           n_embd=n_embd, block_size=fixed.get("block_size", _block_size(stats.tokens(vocab))))
+                           n_embd=n_embd, block_size=fixed.get("block_size", _block_size(stats.tokens(vocab))),
+                           arch=arch)
+
+    def batch_for(cfg):
+        return fixed.get("batch_size", max(1, TOKENS_PER_STEP // cfg.block_size))
+
+    def tokens_per_s(cfg):
+        return recipe_tokens_per_s(speed, cfg, batch_for(cfg) * cfg.block_size, optimizer)
 
     def prep_s(cfg):
         return PREP_S_PER_MB * stats.n_bytes / 1e6 * (cfg.vocab_size - 1 > BASE_VOCAB)
 
     def score(cfg):
-        seen = speed.tokens_per_s(cfg) * max(0.0, (budget_s - prep_s(cfg)) * TRAIN_SHARE)
+        seen = tokens_per_s(cfg) * max(0.0, (budget_s - prep_s(cfg)) * TRAIN_SHARE)
         ratio = effective_tokens(seen, stats.tokens(cfg.vocab_size - 1)) / block_params(cfg.n_layer, cfg.n_embd)
         return abs(math.log(max(ratio, 1e-9) / TOKENS_PER_PARAM))
 
@@ -168,7 +204,7 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
                    _vocab_reason(stats, vocab))
     unique = stats.tokens(vocab)
     train_s = max(0.0, (budget_s - prep_s(cfg)) * TRAIN_SHARE)
-    tps = speed.tokens_per_s(cfg)
+    tps = tokens_per_s(cfg)
     seen = tps * train_s
     epochs = seen / unique
     n_params = block_params(cfg.n_layer, cfg.n_embd)
@@ -179,7 +215,7 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
                    f"(target ~{TOKENS_PER_PARAM:.0f}, fitted in docs/auto.md; repeats of the text count less)")
     reasons.append(f"context {block} tokens" + (": given" if "block_size" in fixed else
                                                  " (64 for a text too short for many windows of 128)"))
-    batch = fixed.get("batch_size", max(1, TOKENS_PER_STEP // block))
+    batch = batch_for(cfg)
     steps = max(1, int(seen // (batch * block)))
     reasons.append(f"batch {batch} x {block} tokens a step: ~{steps:,} steps in the budget")
     lr = fixed.get("lr", round(BASE_LR * math.sqrt(BASE_WIDTH / cfg.n_embd), 6))
@@ -192,9 +228,11 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
     else:
         dropout, why = _dropout(epochs)
         reasons.append(why)
-    reasons.append("architecture gpt2, optimizer adamw: the recipe measured so far")
-    model = dict(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=block, dropout=dropout)
-    train = dict(tokenizer_vocab=vocab, batch_size=batch, lr=lr, min_lr=round(lr / 10, 7), warmup_steps=warmup,
+    reasons.append(f"architecture {arch}" + (": given" if "arch" in fixed else "") + f", optimizer {optimizer}"
+                   + (": given" if "optimizer" in fixed else "") + f" ({RECIPE_REASON})")
+    model = dict(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=block, dropout=dropout,
+                 arch=arch)
+    train = dict(tokenizer_vocab=vocab, optimizer=optimizer, batch_size=batch, lr=lr, min_lr=round(lr / 10, 7), warmup_steps=warmup,
                  max_steps=None, time_budget=float(budget_s), eval_interval=max(1, steps // EVALS), eval_steps=10)
     return AutoChoice(model, train, reasons, int(seen), epochs, steps)
 

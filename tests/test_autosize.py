@@ -165,3 +165,29 @@ def autosize_flops(cfg):
     from mnemos.calibrate import flops_per_token
 
     return flops_per_token(cfg)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_newton_schulz_flops_count_the_muon_stacks_of_the_built_model(arch):
+    from mnemos.muon import NS_STEPS, hidden_matrices
+    from mnemos.nn import GPT
+
+    cfg = ModelConfig(vocab_size=65, n_layer=2, n_head=2, n_embd=64, block_size=16, arch=arch)
+    params = GPT(cfg, seed=0).params
+    shapes = [params.shapes[n] for n in hidden_matrices(params)]
+    expected = sum(NS_STEPS * (4 * min(s) ** 2 * max(s) + 2 * min(s) ** 3) for s in shapes)
+    assert autosize.newton_schulz_flops(cfg) == expected
+
+
+def test_muon_costs_time_per_step_and_a_given_recipe_is_kept():
+    fixed = {"n_layer": 4, "n_embd": 128, "batch_size": 8}
+    adamw = choose(stats(5_000_000), 300, FAST, fixed)
+    muon = choose(stats(5_000_000), 300, FAST, {**fixed, "optimizer": "muon", "arch": "llama"})
+    assert (muon.train["optimizer"], muon.model["arch"]) == ("muon", "llama")
+    configs(muon)
+    cfg = ModelConfig(vocab_size=adamw.train["tokenizer_vocab"] + 1, n_layer=4, n_head=4, n_embd=128, block_size=128,
+                      arch="llama")
+    step_s = 8 * 128 / FAST.tokens_per_s(cfg)
+    ns_s = autosize.newton_schulz_flops(cfg) / FAST.flops_per_s
+    assert muon.tokens_seen / adamw.tokens_seen == pytest.approx(step_s / (step_s + ns_s), rel=1e-3)
+    assert "optimizer muon: given" in muon.reasons[-1] and "architecture llama: given" in muon.reasons[-1]

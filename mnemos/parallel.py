@@ -73,6 +73,33 @@ _ADVICE = "resume from the last checkpoint, with --workers 1 if it happens again
 _ALIGN = 64  # bytes: every shared array starts on a cache line
 
 
+def set_blas_threads(n: int) -> int | None:
+    """Set this process's BLAS threads to ``n`` (OpenBLAS, as NumPy's wheels bundle it, found
+    among the loaded libraries) and return the previous count; None, changing nothing, where
+    no OpenBLAS is loaded (another BLAS, or no ``/proc``)."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+            libs = {line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line}
+    except OSError:
+        return None
+    for lib in sorted(libs):
+        try:
+            dll = ctypes.CDLL(lib)
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", ""):
+                get = getattr(dll, f"{prefix}_get_num_threads{suffix}", None)
+                set_ = getattr(dll, f"{prefix}_set_num_threads{suffix}", None)
+                if get is not None and set_ is not None:
+                    before = int(get())
+                    set_(ctypes.c_int(n))
+                    return before
+    return None
+
+
 def blas_kernel_env(environ=os.environ, cpuinfo: str | None = None) -> dict[str, str]:
     """``{"OPENBLAS_CORETYPE": "Haswell"}`` for the workers on an AMD Zen 4 CPU, else ``{}``.
 
@@ -242,6 +269,14 @@ class DataParallel:
     :meth:`close`), so it stays the one source of truth; ``max_batch`` bounds the rows of a
     micro-batch; ``seed`` derives the workers' dropout generators. Use as a context
     manager or call :meth:`close`; garbage collection and interpreter exit close it too.
+
+    While it is open the parent's BLAS runs one thread, as the workers' do: the parent's
+    own work between steps (evaluation, the sample, the optimizer) is small, and on a
+    machine busier than its cores two BLAS threads spin against the workers and each other
+    (a forward pass of the 2-layer 64-wide model at batch 16 x 128, at load 10 on 2 cores:
+    0.23-1.0 s with two threads, 0.04-0.15 s with one). A time budget plans with the
+    evaluation's measured time, so an evaluation that varied 2-10x made budgeted runs end
+    early or late.
     """
 
     def __init__(self, model, workers: int, max_batch: int, seed: int = 0):
@@ -272,6 +307,7 @@ class DataParallel:
         except BaseException:
             self.close()
             raise
+        self._blas_threads = set_blas_threads(1)  # (put back on close)
 
     # ---------------------------------------------------------------- the work
 
@@ -371,6 +407,8 @@ class DataParallel:
         if self._closed:
             return
         self._closed = True
+        if getattr(self, "_blas_threads", None):
+            set_blas_threads(self._blas_threads)
         params = self.model.params
         if params.data is self._data:  # the model gets private buffers again
             self.model.rebind_params(np.empty_like(params.data), np.empty_like(params.grad))

@@ -35,7 +35,7 @@ import numpy as np
 
 from mnemos import data as data_mod
 from mnemos.backend import get_array_module
-from mnemos.budget import format_duration, steps_that_fit
+from mnemos.budget import FINAL_MARGIN, format_duration, steps_that_fit
 from mnemos.checkpoint import (is_checkpoint, load_checkpoint, read_config, read_metrics, refuse_inside_run,
                                save_checkpoint)
 from mnemos.config import ModelConfig, TrainConfig, init_from_configs, resumed_configs
@@ -745,7 +745,7 @@ class Trainer:
 
     def _too_short(self) -> str:
         budget, used = self.train_cfg.time_budget, self.budget_used_s
-        need = self._seconds_per_step() + self._eval_s + self._save_s
+        need = self._seconds_per_step() + FINAL_MARGIN * (self._eval_s + self._save_s)  # as steps_that_fit sets aside
         return (f"a time budget of {budget:g} s is too short: {used:.1f} s went on preparation and one step with "
                 f"the final evaluation and save needs about {need:.1f} s more; give at least "
                 f"{math.ceil(used + need) + 1}s")

@@ -7,6 +7,7 @@ knows exactly how much "time" everything took and never waits for wall time.
 
 import dataclasses
 import json
+import re
 import threading
 import time
 
@@ -172,6 +173,10 @@ def test_a_budget_too_short_for_one_step_is_one_clear_error(text_file, tmp_path,
     message = [e for e in events if e.kind == "error"][0].message
     assert "time budget of 2.5 s is too short" in message and "give at least" in message and "\n" not in message
     assert not (tmp_path / "run" / "config.json").exists()
+    suggested = float(re.search(r"give at least (\d+)s", message).group(1))
+    for budget, reason in ((suggested, "finished"), (suggested - 2, "error")):  # the suggestion is what one step needs
+        cfg = dataclasses.replace(TRAIN, time_budget=budget)
+        assert run(text_file, tmp_path / f"run{budget:g}", clock, cfg)[2].reason == reason, budget
 
 
 def test_preparation_before_the_trainer_counts_against_the_budget(text_file, tmp_path, clock):

@@ -377,3 +377,17 @@ def test_workers_ignore_term_and_hup_the_parent_decides():
         assert np.isfinite(dp.loss_and_grad(x, y))
     finally:
         dp.close()
+
+
+def test_the_parent_runs_one_blas_thread_while_the_workers_live():
+    """Its evaluations then take steady times on a machine busier than its cores (see DataParallel)."""
+    before = parallel.set_blas_threads(3)
+    if before is None:
+        pytest.skip("no OpenBLAS loaded in this process")
+    try:
+        dp = DataParallel(GPT(CFG), 2, max_batch=2)
+        assert parallel.set_blas_threads(1) == 1
+        dp.close()
+        assert parallel.set_blas_threads(3) == 3  # put back
+    finally:
+        parallel.set_blas_threads(before)

@@ -496,12 +496,13 @@ class Trainer:
         return float(np.median(self._save_times)) if self._save_times else self._save_guess
 
     def _seconds_per_step(self) -> float:
-        """Measured: the median of the last 21 steps (it follows a machine that slows down
-        within ten steps, and ignores a step or two held up by something else); else a
-        resumed run's saved figure, else three forward passes of the baseline evaluation's
-        (a step is a forward and a backward)."""
+        """Measured: the higher of the medians of the last 21 and the last 3 steps (it
+        follows a machine that slows down within two steps, one that speeds up within ten,
+        and ignores a single step held up by something else: a budget errs on the side of
+        not overrunning); else a resumed run's saved figure, else three forward passes of
+        the baseline evaluation's (a step is a forward and a backward)."""
         if self._step_times:
-            return float(np.median(self._step_times))
+            return float(max(np.median(self._step_times), np.median(list(self._step_times)[-3:])))
         if self._step_s:
             return float(self._step_s)
         return 3.0 * self.train_cfg.grad_accum * self._forward_s

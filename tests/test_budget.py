@@ -292,3 +292,19 @@ def test_an_evaluation_far_slower_than_measured_does_not_cut_the_schedule(text_f
     steps = [e for e in events if e.kind == "step"]
     assert 0.95 * 60 <= used <= 60 and done.step > 150
     assert steps[-1].lr < TRAIN.min_lr + 0.01 * (TRAIN.lr - TRAIN.min_lr)  # still decayed
+
+
+@pytest.mark.parametrize("at_step, factor", [(150, 3.0), (165, 4.0), (170, 2.0)])
+def test_a_slow_down_in_the_last_steps_still_ends_decayed(text_file, tmp_path, clock, at_step, factor):
+    """The seconds per step follow a slow-down within two steps (the median of the last
+    three, when higher than that of the last 21): the horizon shrinks at once, the final
+    evaluation is set aside at the new speed, and the last step is still near min_lr."""
+    def slow_down(e, trainer):
+        if e.kind == "step" and e.step == at_step:
+            clock.batch_s = 0.25 * factor
+
+    trainer, events, done, used = run(text_file, tmp_path / "run", clock, on_event=slow_down)
+    steps = [e for e in events if e.kind == "step"]
+    # the step that slowed down was planned at the old speed: at most its own excess over (0.75 s of 60)
+    assert done.reason == "finished" and 0.95 * 60 <= used <= 60 + 0.25 * (factor - 1)
+    assert steps[-1].lr < TRAIN.min_lr + 0.05 * (TRAIN.lr - TRAIN.min_lr), [(e.step, e.lr) for e in steps[-5:]]

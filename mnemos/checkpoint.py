@@ -40,7 +40,7 @@ import numpy as np
 import mnemos
 from mnemos.config import ModelConfig, TrainConfig
 from mnemos.errors import CheckpointError, ConfigError, MnemosError
-from mnemos.fileio import read_jsonl
+from mnemos.fileio import NotRegularFile, open_regular, read_jsonl
 from mnemos.memory import check_fits, inference_estimate
 from mnemos.paths import RUNS_ROOT
 from mnemos.runlock import RunLock
@@ -309,8 +309,7 @@ def _snapshot(run: Path, names: tuple[str, ...], limits: dict[str, int] | None =
             try:
                 out = {}
                 for name in names:
-                    opener = (lambda p, flags: os.open(p, flags, dir_fd=dfd)) if dfd is not None else None
-                    with open(name if dfd is not None else run / name, "rb", opener=opener) as f:
+                    with open_regular(name, dfd) if dfd is not None else open_regular(run / name) as f:
                         _check_size(run / name, os.fstat(f.fileno()).st_size, {**MAX_BYTES, **(limits or {})})
                         out[name] = f.read()
                 return out
@@ -320,6 +319,9 @@ def _snapshot(run: Path, names: tuple[str, ...], limits: dict[str, int] | None =
             except PermissionError:
                 raise CheckpointError(f"{run / name} cannot be read (permission denied); fix its permissions"
                                       ) from None
+            except NotRegularFile as exc:
+                raise CheckpointError(f"{run / name} is {exc.strerror}; it is not a Mnemos checkpoint file, "
+                                      f"use another checkpoint") from None
             except FileNotFoundError:
                 same = dfd is None or (run.exists() and os.stat(run).st_ino == os.fstat(dfd).st_ino)
                 if same:  # really missing, not swapped away

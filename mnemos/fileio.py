@@ -14,9 +14,11 @@ rows it could hold fit in memory (:func:`mnemos.memory.check_file_read`).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -36,6 +38,29 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+class NotRegularFile(OSError):
+    """A path that is a FIFO, a device or a socket, not a regular file: reading it could
+    block forever or never end."""
+
+
+def open_regular(path: str | os.PathLike, dir_fd: int | None = None) -> BinaryIO:
+    """``open(path, "rb")`` that never blocks on a FIFO: the file is opened non-blocking
+    and anything but a regular file raises :class:`NotRegularFile` (``strerror`` says so)
+    or ``IsADirectoryError``, before a byte is read."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0), dir_fd=dir_fd)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(errno.EINVAL, "not a regular file (a pipe, a device or a socket)", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
         raise
 
 
@@ -59,11 +84,12 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     from mnemos.memory import check_file_read
 
     try:
-        f = open(path, "rb")
+        f = open_regular(path)  # a FIFO in its place is refused, not waited on
     except FileNotFoundError:
         return []
-    except OSError as exc:  # a folder in its place, no permission
-        raise CheckpointError(f"cannot read {path} ({type(exc).__name__}); move it aside and try again") from None
+    except OSError as exc:  # a folder or a FIFO in its place, no permission
+        raise CheckpointError(f"cannot read {path} ({exc.strerror or type(exc).__name__}); move it aside and try "
+                              f"again") from None
     rows = []
     with f:
         check_file_read(Path(path), os.fstat(f.fileno()).st_size)

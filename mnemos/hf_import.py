@@ -33,7 +33,7 @@ import numpy as np
 from mnemos.config import ModelConfig, TrainConfig
 from mnemos.errors import ImportError_, MnemosError, TokenizerError
 from mnemos.export import bytes_to_unicode, llama_names, mnemos_name
-from mnemos.fileio import parse_json
+from mnemos.fileio import open_regular, parse_json
 from mnemos.memory import FLOAT, HEADROOM, available_bytes, format_bytes, inference_estimate
 from mnemos.safetensors_io import TensorInfo, read_header, read_tensor
 
@@ -58,11 +58,18 @@ class ImportReport:
 # --------------------------------------------------------------------------- folder
 
 
+def _read_limited(path: Path, what: str, limit: int) -> bytes:
+    """The bytes of a regular file (a FIFO is refused, not waited on) of at most ``limit`` bytes."""
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise ImportError_(f"{path} is {size:,} bytes, too large for a {what}; is it the right file?")
+        return f.read(limit)
+
+
 def _read_json(path: Path, what: str, limit: int = MAX_CONFIG_BYTES) -> dict:
     try:
-        if path.stat().st_size > limit:
-            raise ImportError_(f"{path} is {path.stat().st_size:,} bytes, too large for a {what}; is it the right file?")
-        obj = parse_json(path.read_bytes())
+        obj = parse_json(_read_limited(path, what, limit))
     except FileNotFoundError:
         raise ImportError_(f"{path.parent} has no {path.name}; pass a Hugging Face model folder "
                            f"(written by save_pretrained)") from None
@@ -155,7 +162,7 @@ def _hf_tokenizer_parts(src: Path) -> tuple[dict[str, int], list[tuple[str, str]
         raise ImportError_(f"{src} has no tokenizer (tokenizer.json, or vocab.json and merges.txt); copy the "
                            f"model's tokenizer files into it")
     try:
-        lines = merges_path.read_text(encoding="utf-8").splitlines()
+        lines = _read_limited(merges_path, "merges file", MAX_TOKENIZER_BYTES).decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise ImportError_(f"cannot read {merges_path} ({type(exc).__name__}); download it again") from None
     merges = [ln for ln in lines if ln and not ln.startswith("#version")]

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mnemos.errors import CheckpointError
-from mnemos.fileio import parse_json
+from mnemos.fileio import open_regular, parse_json
 
 MAX_HEADER = 100 << 20  # bytes; the safetensors library's own limit
 _ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
@@ -47,8 +47,8 @@ def read_header(path: str | os.PathLike) -> dict[str, TensorInfo]:
     """
     path = Path(path)
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
+        with open_regular(path) as f:  # a FIFO is refused, not waited on
+            size = os.fstat(f.fileno()).st_size
             head = f.read(8)
             if len(head) < 8:
                 raise ValueError("shorter than its 8-byte header size")

@@ -36,7 +36,7 @@ import regex
 
 from mnemos.bpe_train import BYTE_VOCAB, Progress, count_chunks, learn_merges
 from mnemos.errors import TokenizerError
-from mnemos.fileio import parse_json, write_atomic
+from mnemos.fileio import open_regular, parse_json, write_atomic
 
 # The GPT-2 pre-tokenizer pattern (the same string as OpenAI's encoder.py and Hugging
 # Face's ByteLevel pre-tokenizer). Alternatives are tried in order, so " hello" is one
@@ -390,7 +390,8 @@ class BPETokenizer:
     def load(cls, path: str | os.PathLike) -> BPETokenizer:
         """Read a file written by ``save``; anything else raises a one-line TokenizerError."""
         try:
-            raw = Path(path).read_bytes()
+            with open_regular(path) as f:
+                raw = f.read()
         except FileNotFoundError:
             raise TokenizerError(f"tokenizer file not found: {path}") from None
         except OSError as e:

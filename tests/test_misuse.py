@@ -213,3 +213,19 @@ def test_negative_values_reach_their_check_not_argparse(trained, capsys, flag, v
     _, err = one_line(capsys, "train", "--data", str(trained / "train.txt"), "--out", str(trained / "neg"),
                       flag, value)
     assert words in err and "expected one argument" not in err
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs")
+@pytest.mark.parametrize("name", ["metrics.jsonl", "state.json", "model.npz", "tokenizer.json"])
+def test_a_pipe_in_a_run_folder_is_one_line_not_a_hang(trained, capsys, name):
+    """A FIFO in place of a run's file blocked `open()` forever (TERM did not end it)."""
+    import shutil
+
+    run = trained / f"fifo-{name}"
+    shutil.copytree(trained / "run", run)
+    (run / name).unlink()
+    os.mkfifo(run / name)
+    argv = (["compare", str(run), str(trained / "run")] if name == "metrics.jsonl"
+            else ["generate", "--checkpoint", str(run), "--prompt", "the", "--max-new-tokens", "1"])
+    _, err = one_line(capsys, *argv)
+    assert "not a regular file" in err or "cannot be read" in err

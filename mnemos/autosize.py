@@ -11,9 +11,9 @@ the same choice, and tests can give it any:
 
 It walks a ladder of shapes and picks the one whose tokens seen in the budget, discounted
 for repeats of a small text (Muennighoff et al. 2023: repeated tokens are worth less and
-less), are closest to ``TOKENS_PER_PARAM`` per parameter (Hoffmann et al. 2022 found ~20
-compute-optimal; the constant here is fitted to ``benchmarks/auto_sweep.py``, see
-docs/auto.md). Vocabulary, context, batch, learning rate, warmup and dropout follow from
+less), are closest to a target number per parameter (Hoffmann et al. 2022 found ~20
+compute-optimal; the target here falls with the compute, fitted to ``benchmarks/auto_sweep.py``
+at 60 s and 5 minutes, see docs/auto.md). Vocabulary, context, batch, learning rate, warmup and dropout follow from
 the text and that choice. Every choice comes with one line saying why. Settings the user
 gave (``fixed``) are kept and the rest is chosen around them.
 """
@@ -30,14 +30,17 @@ from typing import Protocol
 from mnemos.config import BASE_VOCAB, ModelConfig
 
 VOCABS = (512, 1024, 2048)  # candidate BPE sizes (the byte tokens included)
-TOKENS_PER_VOCAB_ENTRY = 500  # the largest vocabulary whose entries each get this many training tokens
+TOKENS_PER_VOCAB_ENTRY = 1000  # the largest vocabulary whose entries each get this many training tokens
 LADDER = (  # (n_layer, n_embd), heads of 32 dimensions, smallest first
     (2, 64), (3, 96), (4, 128), (4, 160), (5, 192), (6, 256), (8, 320), (8, 384), (10, 512),
 )
 HEAD_DIM = 32
-TOKENS_PER_PARAM = 40.0  # target tokens seen (effective) per block parameter (fitted: docs/auto.md)
+# Target tokens seen (effective) per block parameter, fitted in docs/auto.md: 40 at the compute of
+# the 60-second sweep (55 s of training at 160 GFLOP/s), 10 at the 5-minute one's (276 s at 178
+# GFLOP/s), log-linear in the compute between them and held outside (longer budgets not measured).
+TOKENS_PER_PARAM = ((8.8e12, 40.0), (4.9e13, 10.0))  # (training FLOPs of the machine, target)
 REPEAT_HALF_LIFE = 15.0  # R* of Muennighoff et al.: repeats beyond ~15 epochs add almost nothing
-TOKENS_PER_STEP = 2048  # batch x block
+TOKENS_PER_STEP = 1024  # batch x block (8 x 128: the 5-minute measurements, docs/auto.md)
 BASE_LR, BASE_WIDTH = 2e-3, 128  # peak learning rate at n_embd 128, scaled by 1/sqrt(width)
 TRAIN_SHARE = 0.92  # of the budget after preparation: the rest evaluates and saves
 EVALS = 10  # evaluations in a run
@@ -126,6 +129,16 @@ def effective_tokens(seen: float, unique: float) -> float:
     return unique * (1.0 + REPEAT_HALF_LIFE * (1.0 - math.exp(-repeats / REPEAT_HALF_LIFE)))
 
 
+def target_tokens_per_param(flops: float) -> float:
+    """The tokens per parameter the shape is chosen for, given the training FLOPs the machine
+    can do in the budget: ``TOKENS_PER_PARAM``'s two fitted points, log-linear between them,
+    held beyond. Fewer tokens per parameter as compute grows (a larger share of it goes to
+    the model: Kaplan et al. 2020's N ~ C^0.73; at these tiny sizes the measured fall is steeper)."""
+    (c0, r0), (c1, r1) = TOKENS_PER_PARAM
+    x = min(1.0, max(0.0, math.log(max(flops, 1.0) / c0) / math.log(c1 / c0)))
+    return r0 * (r1 / r0) ** x
+
+
 def block_params(n_layer: int, n_embd: int) -> int:
     """Weights in the Transformer blocks (the embeddings are lookups, not compute)."""
     return 12 * n_layer * n_embd * n_embd
@@ -193,9 +206,10 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
         return PREP_S_PER_MB * stats.n_bytes / 1e6 * (cfg.vocab_size - 1 > BASE_VOCAB)
 
     def score(cfg):
-        seen = tokens_per_s(cfg) * max(0.0, (budget_s - prep_s(cfg)) * TRAIN_SHARE)
+        train_s = max(0.0, (budget_s - prep_s(cfg)) * TRAIN_SHARE)
+        seen = tokens_per_s(cfg) * train_s
         ratio = effective_tokens(seen, stats.tokens(cfg.vocab_size - 1)) / block_params(cfg.n_layer, cfg.n_embd)
-        return abs(math.log(max(ratio, 1e-9) / TOKENS_PER_PARAM))
+        return abs(math.log(max(ratio, 1e-9) / target_tokens_per_param(speed.flops_per_s * train_s)))
 
     candidates = list(dict.fromkeys(shape(L, C) for L, C in LADDER))  # a fixed width or depth repeats shapes
     cfg = min(candidates, key=score)  # ties: the smaller (earlier) shape
@@ -212,7 +226,8 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
                    f"sees ~{_count(seen)} tokens after ~{prep_s(cfg):.0f} s of preparation")
     reasons.append(f"model {cfg.n_layer} layers x {cfg.n_embd} wide, {cfg.n_head} heads: {_count(n_params)} block "
                    f"parameters, ~{effective_tokens(seen, unique) / n_params:.0f} effective tokens each "
-                   f"(target ~{TOKENS_PER_PARAM:.0f}, fitted in docs/auto.md; repeats of the text count less)")
+                   f"(target ~{target_tokens_per_param(speed.flops_per_s * train_s):.0f} for this much compute, "
+                   f"fitted in docs/auto.md; repeats of the text count less)")
     reasons.append(f"context {block} tokens" + (": given" if "block_size" in fixed else
                                                  " (64 for a text too short for many windows of 128)"))
     batch = batch_for(cfg)

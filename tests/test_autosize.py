@@ -49,9 +49,10 @@ def test_the_chosen_shape_is_the_ladder_rung_nearest_the_tokens_per_parameter_ta
     def distance(L, C):
         vocab = choice.train["tokenizer_vocab"]
         cfg = ModelConfig(vocab_size=vocab + 1, n_layer=L, n_head=C // 32, n_embd=C, block_size=128)
-        seen = FAST.tokens_per_s(cfg) * (600 - 0.6 * 50) * autosize.TRAIN_SHARE
+        train_s = (600 - 0.6 * 50) * autosize.TRAIN_SHARE
+        seen = FAST.tokens_per_s(cfg) * train_s
         return abs(math.log(effective_tokens(seen, text.tokens(vocab)) / block_params(L, C)
-                            / autosize.TOKENS_PER_PARAM))
+                            / autosize.target_tokens_per_param(FAST.flops_per_s * train_s)))
 
     best = min(autosize.LADDER, key=lambda rung: distance(*rung))
     assert (choice.model["n_layer"], choice.model["n_embd"]) == best
@@ -75,8 +76,10 @@ def test_the_vocabulary_grows_with_the_text():
 def test_dropout_follows_the_epochs():
     big = choose(stats(200_000_000), 120, FAST)
     assert big.epochs < 1 and big.model["dropout"] == 0.0
-    mid = choose(stats(5_000_000), 300, FAST)
-    assert 2 < mid.epochs <= 8 and mid.model["dropout"] == 0.1
+    chosen = [choose(stats(n), 300, FAST) for n in (300_000, 1_000_000, 2_000_000, 5_000_000)]
+    assert [c.model["dropout"] for c in chosen] == [0.0 if c.epochs <= 4 else 0.1 if c.epochs <= 16 else 0.2
+                                                    for c in chosen]
+    assert {c.model["dropout"] for c in chosen} >= {0.1, 0.2}
 
 
 def test_the_settings_a_user_gives_are_kept_and_the_rest_chosen_around_them():
@@ -146,7 +149,7 @@ def test_plan_measures_the_file_and_caches_the_machine(tmp_path):
         return 1e12 / autosize_flops(cfg)  # a 1 TFLOP/s machine
 
     choice = plan(data, 60, workers=3, calibration=Calibration(tmp_path / "cache", workers=3, timer=timer))
-    assert timed == [(L, C, 16, 3) for L, C in autosize.PROBES]
+    assert timed == [(L, C, autosize.TOKENS_PER_STEP // 128, 3) for L, C in autosize.PROBES]
     again = plan(data, 60, workers=3, calibration=Calibration(tmp_path / "cache", workers=3, timer=timer))
     assert len(timed) == 3 and (again.model, again.train) == (choice.model, choice.train)  # from the cache
     cached = json.loads((tmp_path / "cache" / "calibration-v1.json").read_text())

@@ -84,10 +84,10 @@ def setup(corpus: Path, workdir: Path):
 
 
 def bench_mnemos(tok, model, prompt: str, run: Path, repeat: int) -> dict[str, float]:
-    from tui.widgets.anatomy import component_label
-    from tui.widgets.next_token import bars, summary
-    from tui.widgets.replay import loss_strip
-    from tui.widgets.token_view import merge_tree_renderable
+    from mnemos_tui.widgets.anatomy import component_label
+    from mnemos_tui.widgets.next_token import bars, summary
+    from mnemos_tui.widgets.replay import loss_strip
+    from mnemos_tui.widgets.token_view import merge_tree_renderable
 
     ids = tok.encode(prompt)
     assert len(ids) == PROMPT_TOKENS, len(ids)
@@ -177,7 +177,7 @@ def bench_tui(workdir: Path, prompt: str, repeat: int) -> dict[str, float]:
 
     from textual.worker import WorkerCancelled
 
-    from tui.app import MnemosApp
+    from mnemos_tui.app import MnemosApp
 
     async def workers_done(app) -> None:
         """A worker superseded by a newer one of its group ends cancelled: by design."""

@@ -81,7 +81,7 @@ def bare_run(root: Path, steps: int, workers: int, name: str) -> float:
 
 async def app_run(root: Path, steps: int, workers: int, presses: int = 0) -> tuple[float, list[float]]:
     """Train in the headless app; optionally measure key latency while it trains."""
-    from tui.app import MnemosApp
+    from mnemos_tui.app import MnemosApp
 
     app = MnemosApp(root=root, start="train")
     latencies: list[float] = []

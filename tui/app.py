@@ -25,10 +25,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widget import Widget
 
-from tui.bridge import EngineEvents
-from tui.screens.base import MnemosScreen
-from tui.session import TrainingSession
-from tui.workspace import Workspace
+from mnemos_tui.bridge import EngineEvents
+from mnemos_tui.screens.base import MnemosScreen
+from mnemos_tui.session import TrainingSession
+from mnemos_tui.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -48,17 +48,17 @@ class ScreenEntry:
 
 SCREENS: tuple[ScreenEntry, ...] = (
     ScreenEntry("datasets", "f2", "Datasets", "Browse text files, choose training and testing files",
-                "tui.screens.datasets:DatasetsScreen"),
+                "mnemos_tui.screens.datasets:DatasetsScreen"),
     ScreenEntry("train", "f3", "Train", "Hyperparameters, start / pause / stop training, live loss",
-                "tui.screens.train:TrainScreen"),
+                "mnemos_tui.screens.train:TrainScreen"),
     ScreenEntry("evaluate", "f4", "Evaluate", "Loss, perplexity and bits per byte of a checkpoint",
-                "tui.screens.evaluate:EvaluateScreen"),
+                "mnemos_tui.screens.evaluate:EvaluateScreen"),
     ScreenEntry("generate", "f5", "Generate", "Chat with a trained checkpoint",
-                "tui.screens.generate:GenerateScreen"),
+                "mnemos_tui.screens.generate:GenerateScreen"),
     ScreenEntry("checkpoints", "f6", "Checkpoints", "List, inspect and delete saved runs",
-                "tui.screens.checkpoints:CheckpointsScreen"),
+                "mnemos_tui.screens.checkpoints:CheckpointsScreen"),
     ScreenEntry("inspect", "f7", "Inspect", "See inside a model: tokens, next-token odds, attention, anatomy, replay",
-                "tui.screens.inspect:InspectScreen"),
+                "mnemos_tui.screens.inspect:InspectScreen"),
 )
 
 
@@ -123,13 +123,13 @@ class MnemosApp(App[None]):
     # -- navigation -----------------------------------------------------------------
 
     def action_help(self) -> None:
-        from tui.screens.help import HelpScreen
+        from mnemos_tui.screens.help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
     def action_guide(self) -> None:
-        from tui.screens.guide import GuideScreen
+        from mnemos_tui.screens.guide import GuideScreen
 
         if not isinstance(self.screen, GuideScreen):
             self.push_screen(GuideScreen())
@@ -183,7 +183,7 @@ class MnemosApp(App[None]):
         if strict or len(self._error_times) > 5:
             super()._handle_exception(error)
             return
-        logging.getLogger("tui").exception("unexpected error", exc_info=error)
+        logging.getLogger("mnemos_tui").exception("unexpected error", exc_info=error)
         failed = _failed_widget(error)
         if failed is not None:
             failed.display = False
@@ -205,7 +205,7 @@ class MnemosApp(App[None]):
         if not self.session.alive:
             self.exit()
             return
-        from tui.screens.dialogs import QuitDialog
+        from mnemos_tui.screens.dialogs import QuitDialog
 
         self.push_screen(QuitDialog(), self._quit_chosen)
 

@@ -21,12 +21,12 @@ from textual.signal import Signal
 from textual.worker import Worker, get_current_worker
 
 from mnemos.events import CheckpointEvent, DoneEvent, Event, StateEvent
-from tui.bridge import EngineEvents, EventBridge
+from mnemos_tui.bridge import EngineEvents, EventBridge
 
 if TYPE_CHECKING:
     from mnemos.config import ModelConfig, TrainConfig
     from mnemos.trainer import Trainer
-    from tui.app import MnemosApp
+    from mnemos_tui.app import MnemosApp
 
 ALIVE = ("starting", "preparing", "running", "paused", "stopping")
 ENDED = {"finished": "finished", "stopped": "stopped", "error": "failed"}  # DoneEvent.reason -> state

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tui.app import SCREENS, MnemosApp, build_parser
+from mnemos_tui.app import SCREENS, MnemosApp, build_parser
 
 from tui_helpers import SIZE, text_of, wait_until
 

@@ -4,7 +4,7 @@ forwards every event, in order, and posts other events at once."""
 from __future__ import annotations
 
 from mnemos.events import CheckpointEvent, EvalEvent, StepEvent
-from tui.bridge import EventBridge
+from mnemos_tui.bridge import EventBridge
 
 
 class Clock:

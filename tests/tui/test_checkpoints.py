@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tui.app import MnemosApp
+from mnemos_tui.app import MnemosApp
 from tui_helpers import FIXED_TIME, SIZE, make_checkpoint, notices, text_of, wait_until
 
 pytestmark = pytest.mark.anyio

@@ -9,7 +9,7 @@ import tarfile
 
 import pytest
 
-from tui.app import MnemosApp
+from mnemos_tui.app import MnemosApp
 from tui_helpers import SIZE, TEXT, notices, text_of, wait_until
 
 pytestmark = pytest.mark.anyio

@@ -57,14 +57,14 @@ def sync(test):
 
 
 def _app(root, start="inspect"):
-    from tui.app import MnemosApp
+    from mnemos_tui.app import MnemosApp
 
     return MnemosApp(root=root, checkpoint=root / "checkpoints" / "run", start=start)
 
 
 async def _inspect_ready(pilot, prompt=PROMPT):
     """The Inspect screen with ``prompt`` run through the model."""
-    from tui.widgets.lens_table import LensTable
+    from mnemos_tui.widgets.lens_table import LensTable
 
     screen = pilot.app.screen
     await wait_until(pilot, lambda: getattr(screen, "ckpt", None) is not None, "the checkpoint to load")
@@ -80,8 +80,8 @@ async def _inspect_ready(pilot, prompt=PROMPT):
 async def test_lens_tab_shows_the_logit_lens_and_enter_explains_a_row(root):
     from mnemos.attribution import direct_logit_attribution
     from mnemos.lens import logit_lens
-    from tui.widgets.attribution_chart import AttributionChart
-    from tui.widgets.lens_table import LensTable
+    from mnemos_tui.widgets.attribution_chart import AttributionChart
+    from mnemos_tui.widgets.lens_table import LensTable
 
     app = _app(root)
     async with app.run_test(size=SMALL) as pilot:
@@ -112,8 +112,8 @@ async def test_lens_tab_shows_the_logit_lens_and_enter_explains_a_row(root):
 @sync
 async def test_heads_tab_scores_every_head_and_opens_its_attention_map(root):
     from mnemos.heads import head_scores
-    from tui.widgets.attention_map import AttentionMap
-    from tui.widgets.head_grid import HeadGrid, HeadMapDialog
+    from mnemos_tui.widgets.attention_map import AttentionMap
+    from mnemos_tui.widgets.head_grid import HeadGrid, HeadMapDialog
 
     app = _app(root)
     async with app.run_test(size=SMALL) as pilot:
@@ -149,7 +149,7 @@ async def test_heads_tab_scores_every_head_and_opens_its_attention_map(root):
 async def test_evaluate_colours_the_test_text_by_loss(root):
     from mnemos.checkpoint import load_checkpoint
     from mnemos.token_loss import token_losses
-    from tui.widgets.loss_text import LossText, LossTextDialog
+    from mnemos_tui.widgets.loss_text import LossText, LossTextDialog
 
     app = _app(root, start="evaluate")
     async with app.run_test(size=SMALL) as pilot:
@@ -174,9 +174,9 @@ async def test_evaluate_colours_the_test_text_by_loss(root):
 
 @sync
 async def test_train_screen_draws_the_induction_bump_and_the_replay_shows_it(root):
-    from tui.bridge import EngineEvents
-    from tui.widgets.induction_strip import InductionStrip
-    from tui.widgets.replay import ReplayDialog, ReplayView
+    from mnemos_tui.bridge import EngineEvents
+    from mnemos_tui.widgets.induction_strip import InductionStrip
+    from mnemos_tui.widgets.replay import ReplayDialog, ReplayView
 
     app = _app(root, start="train")
     async with app.run_test(size=SMALL) as pilot:
@@ -227,7 +227,7 @@ def test_attribution_tab_80x24(root, snap_compare):
 
 
 def test_text_by_loss_80x24(root, snap_compare):
-    from tui.widgets.loss_text import LossText
+    from mnemos_tui.widgets.loss_text import LossText
 
     async def open_it(pilot):
         await pilot.pause()
@@ -240,7 +240,7 @@ def test_text_by_loss_80x24(root, snap_compare):
 
 
 def test_train_induction_strip_80x24(root, snap_compare, monkeypatch):
-    from tui.bridge import EngineEvents
+    from mnemos_tui.bridge import EngineEvents
 
     monkeypatch.setattr("mnemos.config.default_workers", lambda: 2)
 
@@ -265,10 +265,10 @@ async def test_the_inspect_views_on_a_llama_checkpoint(tmp_path):
     from mnemos.heads import head_scores
     from mnemos.lens import logit_lens
     from mnemos.optim import AdamW
-    from tui.app import MnemosApp
-    from tui.widgets.attribution_chart import AttributionChart
-    from tui.widgets.head_grid import HeadGrid
-    from tui.widgets.lens_table import LensTable
+    from mnemos_tui.app import MnemosApp
+    from mnemos_tui.widgets.attribution_chart import AttributionChart
+    from mnemos_tui.widgets.head_grid import HeadGrid
+    from mnemos_tui.widgets.lens_table import LensTable
 
     tok = BPETokenizer.train(TEXT, 280)
     cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=2, n_head=2, n_embd=32, block_size=32, arch="llama",
@@ -292,7 +292,7 @@ async def test_the_inspect_views_on_a_llama_checkpoint(tmp_path):
 
 
 def test_replay_with_the_induction_bump_80x24(root, snap_compare):
-    from tui.widgets.replay import ReplayView
+    from mnemos_tui.widgets.replay import ReplayView
 
     async def replay(pilot):
         view = pilot.app.screen.query_one(ReplayView)
@@ -307,8 +307,8 @@ def test_replay_with_the_induction_bump_80x24(root, snap_compare):
 async def test_a_context_too_short_for_head_scores_says_so(tmp_path):
     from mnemos.checkpoint import save_checkpoint
     from mnemos.optim import AdamW
-    from tui.app import MnemosApp
-    from tui.widgets.head_grid import HeadGrid
+    from mnemos_tui.app import MnemosApp
+    from mnemos_tui.widgets.head_grid import HeadGrid
 
     tok = BPETokenizer()
     cfg = ModelConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=1, n_embd=8, block_size=3)

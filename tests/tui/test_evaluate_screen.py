@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mnemos.evaluate import evaluate_checkpoint
-from tui.app import MnemosApp
+from mnemos_tui.app import MnemosApp
 from tui_helpers import SIZE, notices, wait_until
 
 pytestmark = pytest.mark.anyio

@@ -9,7 +9,7 @@ import pytest
 
 from mnemos.checkpoint import load_checkpoint
 from mnemos.generate import Generator
-from tui.app import MnemosApp
+from mnemos_tui.app import MnemosApp
 from tui_helpers import SIZE, notices, text_of, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -115,7 +115,7 @@ async def test_without_a_checkpoint_the_screen_says_what_to_do(workspace):
 
 
 async def test_a_checkpoint_outside_the_checkpoints_folder_is_listed_and_chosen(workspace, tmp_path):
-    from tui.widgets.checkpoint_select import CheckpointSelect
+    from mnemos_tui.widgets.checkpoint_select import CheckpointSelect
     from tui_helpers import make_checkpoint
 
     make_checkpoint(workspace)  # one run under the workspace's checkpoints/

@@ -64,7 +64,7 @@ def _text(renderable) -> str:
 
 
 def _app(root):
-    from tui.app import MnemosApp
+    from mnemos_tui.app import MnemosApp
 
     return MnemosApp(root=root, checkpoint=root / "checkpoints" / "run", start="inspect")
 
@@ -100,7 +100,7 @@ async def _settle(app, pilot):
 
 @sync
 async def test_tokens_view_follows_the_cursor_and_the_prompt(root):
-    from tui.widgets.token_view import TokenDetails, TokenStrip
+    from mnemos_tui.widgets.token_view import TokenDetails, TokenStrip
 
     app = _app(root)
     async with app.run_test(size=SIZE) as pilot:
@@ -136,7 +136,7 @@ async def test_tokens_view_follows_the_cursor_and_the_prompt(root):
 
 @sync
 async def test_next_token_keys_reshape_the_distribution(root):
-    from tui.widgets.next_token import NextTokenPanel
+    from mnemos_tui.widgets.next_token import NextTokenPanel
 
     app = _app(root)
     async with app.run_test(size=SIZE) as pilot:
@@ -170,7 +170,7 @@ async def test_next_token_keys_reshape_the_distribution(root):
 
 @sync
 async def test_attention_map_walks_layers_heads_and_queries(root):
-    from tui.widgets.attention_map import AttentionMap
+    from mnemos_tui.widgets.attention_map import AttentionMap
 
     app = _app(root)
     async with app.run_test(size=SIZE) as pilot:
@@ -202,8 +202,8 @@ async def test_attention_map_walks_layers_heads_and_queries(root):
 
 @sync
 async def test_anatomy_and_replay(root):
-    from tui.widgets.anatomy import AnatomyTree, ComponentDetails
-    from tui.widgets.replay import ReplayView
+    from mnemos_tui.widgets.anatomy import AnatomyTree, ComponentDetails
+    from mnemos_tui.widgets.replay import ReplayView
 
     app = _app(root)
     async with app.run_test(size=SIZE) as pilot:
@@ -231,7 +231,7 @@ async def test_anatomy_and_replay(root):
 
 @sync
 async def test_no_checkpoint_says_what_to_do(tmp_path):
-    from tui.app import MnemosApp
+    from mnemos_tui.app import MnemosApp
 
     app = MnemosApp(root=tmp_path, start="inspect")
     async with app.run_test(size=SIZE) as pilot:
@@ -251,8 +251,8 @@ def test_inspect_screen_snapshot(root, snap_compare):
 
 @sync
 async def test_generate_screen_shows_the_odds_of_each_generated_token(root):
-    from tui.app import MnemosApp
-    from tui.widgets.next_token import StepInspector
+    from mnemos_tui.app import MnemosApp
+    from mnemos_tui.widgets.next_token import StepInspector
 
     app = MnemosApp(root=root, checkpoint=root / "checkpoints" / "run", start="generate")
     async with app.run_test(size=SIZE) as pilot:
@@ -288,8 +288,8 @@ async def test_generate_screen_shows_the_odds_of_each_generated_token(root):
 @sync
 async def test_train_screen_opens_the_learning_replay(root):
     from mnemos.inspect import replay_frames
-    from tui.app import MnemosApp
-    from tui.widgets.replay import ReplayDialog, ReplayView
+    from mnemos_tui.app import MnemosApp
+    from mnemos_tui.widgets.replay import ReplayDialog, ReplayView
 
     app = MnemosApp(root=root, checkpoint=root / "checkpoints" / "run", start="train")
     async with app.run_test(size=SIZE) as pilot:
@@ -311,7 +311,7 @@ async def test_train_screen_opens_the_learning_replay(root):
 async def test_the_guide_opens_from_help_and_from_inspect(root):
     from textual.widgets import MarkdownViewer
 
-    from tui.screens.guide import GUIDE, GuideScreen
+    from mnemos_tui.screens.guide import GUIDE, GuideScreen
 
     app = _app(root)
     async with app.run_test(size=SIZE) as pilot:

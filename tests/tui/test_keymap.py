@@ -16,10 +16,10 @@ from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.widget import Widget
 
-import tui.screens
-import tui.widgets
-from tui.app import SCREENS, MnemosApp
-from tui.screens.compare import CompareScreen
+import mnemos_tui.screens
+import mnemos_tui.widgets
+from mnemos_tui.app import SCREENS, MnemosApp
+from mnemos_tui.screens.compare import CompareScreen
 from test_checkpoints import with_metrics
 from tui_helpers import make_checkpoint, wait_until
 
@@ -34,7 +34,7 @@ def _classes_with_bindings() -> list[type]:
     """The app, its screens and every widget of tui/ with BINDINGS (dialogs excepted:
     a modal dialog takes every key while it is open and shows its own buttons)."""
     found: list[type] = [MnemosApp]
-    for package in (tui.screens, tui.widgets):
+    for package in (mnemos_tui.screens, mnemos_tui.widgets):
         for module_info in pkgutil.iter_modules(package.__path__):
             module = importlib.import_module(f"{package.__name__}.{module_info.name}")
             for _name, cls in inspect.getmembers(module, inspect.isclass):
@@ -96,7 +96,7 @@ async def test_every_action_is_in_the_command_palette(workspace):
 
 
 async def test_help_lists_each_key_once_per_screen(workspace):
-    from tui.screens.help import HelpScreen, _binding_rows
+    from mnemos_tui.screens.help import HelpScreen, _binding_rows
 
     app = MnemosApp(root=workspace, start="datasets")
     async with app.run_test() as pilot:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from test_snapshots import settle, two_cores  # noqa: F401  (two_cores: an autouse fixture)
-from tui.app import MnemosApp
+from mnemos_tui.app import MnemosApp
 from tui_helpers import make_checkpoint, wait_until
 
 SIZES = [(80, 24), (120, 40)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from test_checkpoints import with_metrics
-from tui.app import MnemosApp
+from mnemos_tui.app import MnemosApp
 from tui_helpers import make_checkpoint, wait_until
 
 

@@ -19,17 +19,16 @@ from pathlib import Path
 
 import pytest
 
-import tui
 from tui_helpers import TEXT
 
 APP = "env -u PYTHONPATH mnemos-tui"  # the installed command, as a user runs it
 
 
 def installed_tui(tmp_path: Path) -> Path:
-    """The folder the installed ``mnemos-tui`` imports its ``tui`` package from."""
+    """The folder the installed ``mnemos-tui`` imports its ``mnemos_tui`` package from."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    found = subprocess.run([sys.executable, "-c", "import tui; print(tui.__file__)"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True)
+    found = subprocess.run([sys.executable, "-c", "import mnemos_tui; print(mnemos_tui.__file__)"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True)
     return Path(found.stdout.strip()).parent.resolve() if found.returncode == 0 else Path("(not importable)")
 
 
@@ -37,7 +36,7 @@ def installed_tui(tmp_path: Path) -> Path:
 def installed_is_this_checkout(tmp_path):
     if shutil.which("tmux") is None or shutil.which("mnemos-tui") is None:
         pytest.skip("needs tmux and the installed mnemos-tui (pip install -e .)")
-    here = Path(tui.__file__).parent.resolve()
+    here = (Path(__file__).parents[2] / "tui").resolve()  # this checkout's app folder
     if installed_tui(tmp_path) != here:
         pytest.skip(f"the installed mnemos-tui runs {installed_tui(tmp_path)}, not this checkout's {here} "
                     f"(pip install -e . here to test it)")

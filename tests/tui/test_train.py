@@ -10,8 +10,8 @@ import pytest
 
 from mnemos.checkpoint import checkpoint_info, list_checkpoints
 from mnemos.config import ModelConfig
-from tui.app import MnemosApp
-from tui.widgets.hparam_form import HyperparamForm
+from mnemos_tui.app import MnemosApp
+from mnemos_tui.widgets.hparam_form import HyperparamForm
 from tui_helpers import SIZE, notices, text_of, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -302,7 +302,7 @@ async def test_a_resumed_run_shows_its_history_and_progress_before_the_first_new
 
 
 def test_engine_messages_name_the_forms_fields_not_flags():
-    from tui.session import app_words
+    from mnemos_tui.session import app_words
 
     assert app_words("shorter than one context window; use a smaller --block-size") == \
         "shorter than one context window; use a smaller block-size"
@@ -373,7 +373,7 @@ async def test_log_scale_survives_any_number_of_redraws_and_screen_switches(work
 
 
 async def test_a_widget_that_fails_to_draw_is_hidden_and_the_run_goes_on(workspace, monkeypatch):
-    from tui.widgets.train_stats import TrainStats
+    from mnemos_tui.widgets.train_stats import TrainStats
 
     def broken(self):
         raise RuntimeError("cannot draw")
@@ -395,7 +395,7 @@ async def test_a_widget_that_fails_to_draw_is_hidden_and_the_run_goes_on(workspa
 
 
 async def test_an_unexpected_error_while_training_saves_the_run_and_is_shown(workspace, monkeypatch):
-    from tui.screens.train import TrainScreen
+    from mnemos_tui.screens.train import TrainScreen
 
     def broken(self, event):
         raise RuntimeError("broken step display")
@@ -447,7 +447,7 @@ async def test_a_time_budget_in_the_form_reaches_the_run_and_its_progress(worksp
 async def test_auto_is_the_default_and_fills_the_form_for_the_training_file_saying_why(workspace):
     from mnemos.autosize import plan
     from mnemos.calibrate import Calibration
-    from tui.widgets.auto_plan import AutoPlan
+    from mnemos_tui.widgets.auto_plan import AutoPlan
 
     app = MnemosApp(root=workspace)
     async with app.run_test(size=SIZE) as pilot:

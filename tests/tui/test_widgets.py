@@ -12,7 +12,7 @@ from mnemos.config import ModelConfig, configs_from
 from mnemos.errors import ConfigError
 from mnemos.budget import format_duration as duration
 from mnemos.textfmt import bar
-from tui.widgets.loss_plot import bin_means
+from mnemos_tui.widgets.loss_plot import bin_means
 
 
 def test_bin_means_averages_consecutive_points_and_keeps_short_series():
@@ -45,7 +45,7 @@ def test_one_duration_and_one_bar_for_the_cli_and_the_app():
 async def test_sampling_form_parses_blank_as_off_and_refuses_bad_values():
     from textual.app import App
 
-    from tui.widgets.sampling_form import SamplingForm
+    from mnemos_tui.widgets.sampling_form import SamplingForm
 
     class Host(App):
         def compose(self):
@@ -67,7 +67,7 @@ async def test_sampling_form_parses_blank_as_off_and_refuses_bad_values():
 
 
 def test_step_ticks_are_whole_round_numbers_inside_the_range():
-    from tui.widgets.loss_plot import step_ticks
+    from mnemos_tui.widgets.loss_plot import step_ticks
 
     assert step_ticks(0, 100) == [0, 20, 40, 60, 80, 100]
     assert step_ticks(751.0, 800.0) == [760, 770, 780, 790, 800]
@@ -82,7 +82,7 @@ def test_step_ticks_are_whole_round_numbers_inside_the_range():
 def test_token_details_count_merge_levels_in_the_singular_and_plural():
     from mnemos.inspect import merge_tree, tokenize_view
     from mnemos.tokenizer import BPETokenizer
-    from tui.widgets.token_view import TokenDetails
+    from mnemos_tui.widgets.token_view import TokenDetails
     from tui_helpers import text_of
 
     tok = BPETokenizer.train("aaaa " * 50, 259)  # aa, aaaa, then " aaaa"
@@ -102,7 +102,7 @@ def test_system_usage_counts_a_child_process_and_a_folders_files(tmp_path):
     import subprocess
     import sys
 
-    from tui.widgets.system_row import folder_size, process_tree, usage
+    from mnemos_tui.widgets.system_row import folder_size, process_tree, usage
 
     alone = usage(os.getpid())
     child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(50_000_000); time.sleep(30)"])
@@ -125,7 +125,7 @@ def test_system_usage_counts_a_child_process_and_a_folders_files(tmp_path):
 def test_train_stats_columns_stay_put_when_the_numbers_change_width():
     from rich.console import Console
 
-    from tui.widgets.train_stats import TrainStats
+    from mnemos_tui.widgets.train_stats import TrainStats
 
     def columns(values: dict) -> list[int]:
         stats = TrainStats()

@@ -1,1 +1,1 @@
-"""One module per screen. The app's screen list (``tui.app.SCREENS``) names them."""
+"""One module per screen. The app's screen list (``mnemos_tui.app.SCREENS``) names them."""

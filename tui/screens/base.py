@@ -10,11 +10,11 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Header
 
-from tui.widgets.key_footer import KeyFooter
+from mnemos_tui.widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:
-    from tui.app import MnemosApp
-    from tui.workspace import Workspace
+    from mnemos_tui.app import MnemosApp
+    from mnemos_tui.workspace import Workspace
 
 
 # ctrl+f on every screen with a checkpoint list (Evaluate, Generate, Inspect). Keys that move
@@ -51,13 +51,13 @@ class MnemosScreen(Screen):
         """ctrl+f: to the screen's checkpoint list (screens with one bind CHECKPOINT_KEY).
         ``set_focus`` at once, not ``focus()`` (which waits its turn behind keys already
         typed): so are the other "go to" keys."""
-        from tui.widgets.checkpoint_select import CheckpointSelect
+        from mnemos_tui.widgets.checkpoint_select import CheckpointSelect
 
         self.set_focus(self.query_one(CheckpointSelect))
 
     @property
     def mnemos(self) -> "MnemosApp":
-        from tui.app import MnemosApp
+        from mnemos_tui.app import MnemosApp
 
         return cast(MnemosApp, self.app)
 

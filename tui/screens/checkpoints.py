@@ -18,10 +18,10 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Static
 
 from mnemos.budget import format_duration
-from tui.screens.base import MnemosScreen
-from tui.screens.compare import CompareScreen
-from tui.screens.import_dialog import ImportDialog
-from tui.widgets.file_info import human_bytes
+from mnemos_tui.screens.base import MnemosScreen
+from mnemos_tui.screens.compare import CompareScreen
+from mnemos_tui.screens.import_dialog import ImportDialog
+from mnemos_tui.widgets.file_info import human_bytes
 
 
 class CheckpointsScreen(MnemosScreen):
@@ -165,7 +165,7 @@ class CheckpointsScreen(MnemosScreen):
             self.notify(f"{info.name} is training in another process ({_holder_words(holder)}): stop it there "
                         f"before deleting it", severity="error")
             return
-        from tui.screens.dialogs import ConfirmDialog
+        from mnemos_tui.screens.dialogs import ConfirmDialog
 
         def confirmed(yes: bool | None) -> None:
             if not yes:

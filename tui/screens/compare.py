@@ -16,8 +16,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable
 
-from tui.screens.base import MnemosScreen
-from tui.widgets.compare_plot import ComparePlot, run_color
+from mnemos_tui.screens.base import MnemosScreen
+from mnemos_tui.widgets.compare_plot import ComparePlot, run_color
 
 AXIS_ORDER = ("step", "tokens", "time")
 SMOOTHING_STEPS = (0.0, 0.6, 0.9, 0.99)

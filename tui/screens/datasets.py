@@ -15,9 +15,9 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DirectoryTree, Input, Label, ProgressBar, Static
 from textual.worker import get_current_worker
 
-from tui.screens.base import MnemosScreen
-from tui.session import app_words
-from tui.widgets.file_info import FileInfoPanel
+from mnemos_tui.screens.base import MnemosScreen
+from mnemos_tui.session import app_words
+from mnemos_tui.widgets.file_info import FileInfoPanel
 
 
 class DataTree(DirectoryTree):
@@ -182,7 +182,7 @@ class DatasetsScreen(MnemosScreen):
         if not existing:
             self.fetch_sample(force=False)
             return
-        from tui.screens.dialogs import ConfirmDialog
+        from mnemos_tui.screens.dialogs import ConfirmDialog
 
         names = " and ".join(ws.show(p) for p in existing)
         self.app.push_screen(ConfirmDialog(f"Replace {names} with the sample corpus?", yes="Replace"),

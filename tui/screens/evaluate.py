@@ -15,9 +15,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Input, Label, ProgressBar, Select, Static
 from textual.worker import get_current_worker
 
-from tui.screens.base import CHECKPOINT_KEY, MnemosScreen
-from tui.widgets.checkpoint_select import CheckpointSelect
-from tui.widgets.report_table import ReportTable
+from mnemos_tui.screens.base import CHECKPOINT_KEY, MnemosScreen
+from mnemos_tui.widgets.checkpoint_select import CheckpointSelect
+from mnemos_tui.widgets.report_table import ReportTable
 
 
 class EvaluateScreen(MnemosScreen):
@@ -193,7 +193,7 @@ class EvaluateScreen(MnemosScreen):
     def open_loss_text(self, path: Path, data: Path) -> None:
         from mnemos.checkpoint import load_checkpoint
         from mnemos.data import read_text
-        from tui.widgets.loss_text import LossTextDialog
+        from mnemos_tui.widgets.loss_text import LossTextDialog
 
         try:
             ckpt, text = load_checkpoint(path), read_text(data)

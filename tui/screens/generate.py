@@ -19,11 +19,11 @@ from textual.message import Message
 from textual.widgets import Input, Label, Select
 from textual.worker import get_current_worker
 
-from tui.screens.base import CHECKPOINT_KEY, PROMPT_KEY, MnemosScreen
-from tui.widgets.chat_log import ChatLog, Turn
-from tui.widgets.checkpoint_select import CheckpointSelect
-from tui.widgets.next_token import StepInspector
-from tui.widgets.sampling_form import SamplingForm
+from mnemos_tui.screens.base import CHECKPOINT_KEY, PROMPT_KEY, MnemosScreen
+from mnemos_tui.widgets.chat_log import ChatLog, Turn
+from mnemos_tui.widgets.checkpoint_select import CheckpointSelect
+from mnemos_tui.widgets.next_token import StepInspector
+from mnemos_tui.widgets.sampling_form import SamplingForm
 
 POST_INTERVAL = 0.05  # seconds between UI updates while streaming
 
@@ -225,7 +225,7 @@ class GenerateScreen(MnemosScreen):
         chat = self.query_one(ChatLog)
         if not chat.turns:
             return
-        from tui.screens.dialogs import ConfirmDialog
+        from mnemos_tui.screens.dialogs import ConfirmDialog
 
         self.app.push_screen(ConfirmDialog("Clear this chat and start a new one? (ctrl+s saves it first)",
                                            yes="Clear"), lambda yes: chat.clear() if yes else None)

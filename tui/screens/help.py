@@ -56,7 +56,7 @@ class HelpScreen(ModalScreen[None]):
                 Binding("g", "guide", "How it works: the guide")]
 
     def compose(self) -> ComposeResult:
-        from tui.app import SCREENS
+        from mnemos_tui.app import SCREENS
 
         with VerticalScroll(id="help-body") as scroll:
             scroll.border_title = "Keys (Esc closes, g opens the guide: how the model works)"
@@ -71,7 +71,7 @@ class HelpScreen(ModalScreen[None]):
                 yield Static(self._table(f"{entry.title} ({entry.key.upper()}) — {entry.help}", rows))
 
     def action_guide(self) -> None:
-        from tui.screens.guide import GuideScreen
+        from mnemos_tui.screens.guide import GuideScreen
 
         self.app.push_screen(GuideScreen())
 

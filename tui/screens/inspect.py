@@ -24,16 +24,16 @@ from textual.containers import Horizontal, ScrollableContainer, VerticalScroll
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Label, Select, Static, TabbedContent, TabPane, Tree
 
-from tui.screens.base import CHECKPOINT_KEY, PROMPT_KEY, MnemosScreen
-from tui.widgets.anatomy import AnatomyTree, ComponentDetails
-from tui.widgets.attention_map import AttentionMap
-from tui.widgets.attribution_chart import AttributionChart
-from tui.widgets.checkpoint_select import CheckpointSelect
-from tui.widgets.head_grid import HeadGrid, HeadMapDialog, head_summary
-from tui.widgets.lens_table import LensTable
-from tui.widgets.next_token import NextTokenPanel
-from tui.widgets.replay import ReplayView
-from tui.widgets.token_view import TokenDetails, TokenStrip
+from mnemos_tui.screens.base import CHECKPOINT_KEY, PROMPT_KEY, MnemosScreen
+from mnemos_tui.widgets.anatomy import AnatomyTree, ComponentDetails
+from mnemos_tui.widgets.attention_map import AttentionMap
+from mnemos_tui.widgets.attribution_chart import AttributionChart
+from mnemos_tui.widgets.checkpoint_select import CheckpointSelect
+from mnemos_tui.widgets.head_grid import HeadGrid, HeadMapDialog, head_summary
+from mnemos_tui.widgets.lens_table import LensTable
+from mnemos_tui.widgets.next_token import NextTokenPanel
+from mnemos_tui.widgets.replay import ReplayView
+from mnemos_tui.widgets.token_view import TokenDetails, TokenStrip
 
 DEFAULT_PROMPT = "To be, or not to be, that is the question:"
 TABS = ("tokens", "next", "attention", "anatomy", "replay", "lens", "heads", "attribution")

@@ -1,6 +1,6 @@
 """Train: the hyperparameter form, keyboard control of a run, and its live view.
 
-The run belongs to the app's ``TrainingSession`` (``tui.session``): this screen calls its
+The run belongs to the app's ``TrainingSession`` (``mnemos_tui.session``): this screen calls its
 controls (start, pause, unpause, stop, save now) and draws the batches of events it
 publishes (at most 5 a second): the numbers, the progress bar and the sparkline; the
 loss plot is redrawn at most twice a second. A resumed run shows its history first.
@@ -23,14 +23,14 @@ from mnemos import events as ev
 from mnemos.budget import format_duration
 from mnemos.config import AUTO_BUDGET_S, AUTO_PRESET
 from mnemos.errors import MnemosError
-from tui.screens.base import MnemosScreen
-from tui.session import RunEnded, RunHistory, TrainingSession, app_words
-from tui.widgets.auto_plan import AutoPlan
-from tui.widgets.hparam_form import HyperparamForm
-from tui.widgets.induction_strip import InductionStrip
-from tui.widgets.loss_plot import LossPlot
-from tui.widgets.system_row import SystemRow
-from tui.widgets.train_stats import TrainStats
+from mnemos_tui.screens.base import MnemosScreen
+from mnemos_tui.session import RunEnded, RunHistory, TrainingSession, app_words
+from mnemos_tui.widgets.auto_plan import AutoPlan
+from mnemos_tui.widgets.hparam_form import HyperparamForm
+from mnemos_tui.widgets.induction_strip import InductionStrip
+from mnemos_tui.widgets.loss_plot import LossPlot
+from mnemos_tui.widgets.system_row import SystemRow
+from mnemos_tui.widgets.train_stats import TrainStats
 
 NEW_RUN = "__new__"
 SPARK_POINTS = 120
@@ -223,7 +223,7 @@ class TrainScreen(MnemosScreen):
 
     def action_stop(self) -> None:
         """Stop the run after asking (it saves its last step; resume it from "start from")."""
-        from tui.screens.dialogs import ConfirmDialog
+        from mnemos_tui.screens.dialogs import ConfirmDialog
 
         if not self.session.alive:
             return
@@ -238,7 +238,7 @@ class TrainScreen(MnemosScreen):
     def action_replay(self) -> None:
         """The learning replay: the fixed prompt's sample at every evaluation so far."""
         from mnemos.inspect import replay, replay_frames
-        from tui.widgets.replay import ReplayDialog
+        from mnemos_tui.widgets.replay import ReplayDialog
 
         if self.session.trainer is not None:
             frames = replay_frames(list(self.session.trainer.metrics))

@@ -13,7 +13,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from mnemos.inspect import AttentionView
-from tui.widgets.shades import palette
+from mnemos_tui.widgets.shades import palette
 
 LABEL_WIDTH = 10  # characters of each query label
 KEY_LABEL_ROWS = 3  # key labels are written downwards, this many characters each

@@ -17,8 +17,8 @@ from textual.widgets import DataTable
 
 from mnemos.heads import KINDS, HeadScores
 from mnemos.inspect import AttentionView, token_label
-from tui.widgets.attention_map import AttentionMap
-from tui.widgets.shades import palette, shade
+from mnemos_tui.widgets.attention_map import AttentionMap
+from mnemos_tui.widgets.shades import palette, shade
 
 SCORES = (*KINDS, "entropy")
 NAMES = {"previous_token": "previous token", "duplicate_token": "duplicate token", "induction": "induction",

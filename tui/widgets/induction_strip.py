@@ -13,7 +13,7 @@ from rich.console import Group
 from rich.text import Text
 from textual.widget import Widget
 
-from tui.widgets.replay import spark_strip
+from mnemos_tui.widgets.replay import spark_strip
 
 LABEL = 11
 

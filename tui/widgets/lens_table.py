@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 from mnemos.lens import LensView
-from tui.widgets.shades import palette, shade
+from mnemos_tui.widgets.shades import palette, shade
 
 LABEL = 6  # characters of a predicted token's label in a cell
 SHADES = 12

@@ -309,7 +309,7 @@ def _snapshot(run: Path, names: tuple[str, ...], limits: dict[str, int] | None =
             try:
                 out = {}
                 for name in names:
-                    with open_regular(name, dfd) if dfd is not None else open_regular(run / name) as f:
+                    with open_regular(name if dfd is not None else run / name, dfd) as f:
                         _check_size(run / name, os.fstat(f.fileno()).st_size, {**MAX_BYTES, **(limits or {})})
                         out[name] = f.read()
                 return out

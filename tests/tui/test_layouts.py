@@ -8,7 +8,7 @@ import pytest
 
 from test_snapshots import settle, two_cores  # noqa: F401  (two_cores: an autouse fixture)
 from mnemos_tui.app import MnemosApp
-from tui_helpers import make_checkpoint, wait_until
+from tui_helpers import greedy_reply, make_checkpoint
 
 SIZES = [(80, 24), (120, 40)]
 
@@ -43,14 +43,8 @@ def test_generate_odds_pane_layout(snap_compare, workspace, size):
     make_checkpoint(workspace)
 
     async def reply_and_odds(pilot):
-        app = pilot.app
         await settle(pilot)
-        app.screen.query_one("#s-temperature").value = "0"
-        app.screen.query_one("#s-max_new_tokens").value = "12"
-        app.screen.query_one("#prompt").value = "It is a truth"
-        await pilot.press("enter")
-        chat_log = app.screen.query_one("#chat")
-        await wait_until(pilot, lambda: chat_log.turns and chat_log.turns[0].status != "generating", "the reply")
+        await greedy_reply(pilot, max_new_tokens=12)
         await pilot.press("ctrl+o")
         await settle(pilot)
 

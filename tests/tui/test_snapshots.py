@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from mnemos_tui.app import MnemosApp
-from tui_helpers import SIZE, make_checkpoint, wait_until
+from tui_helpers import SIZE, greedy_reply, make_checkpoint, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -59,12 +59,7 @@ def test_generate_screen_with_a_reply_and_token_boundaries(snap_compare, workspa
     async def chat(pilot):
         app = pilot.app
         await wait_until(pilot, lambda: app.screen.loaded is not None, "the checkpoint to load")
-        app.screen.query_one("#s-temperature").value = "0"
-        app.screen.query_one("#s-max_new_tokens").value = "40"
-        app.screen.query_one("#prompt").value = "It is a truth"
-        await pilot.press("enter")
-        chat_log = app.screen.query_one("#chat")
-        await wait_until(pilot, lambda: chat_log.turns and chat_log.turns[0].status != "generating", "the reply")
+        await greedy_reply(pilot, max_new_tokens=40)
         await pilot.press("ctrl+t")
         await pilot.pause()
 

@@ -45,6 +45,18 @@ async def wait_until(pilot, condition, what: str, limit: float = 60.0) -> None:
         await pilot.pause(0.05)
 
 
+async def greedy_reply(pilot, max_new_tokens: int, prompt: str = "It is a truth") -> None:
+    """On Generate: ask for a greedy (temperature 0) reply of ``max_new_tokens`` to ``prompt``
+    and wait until it has ended."""
+    screen = pilot.app.screen
+    screen.query_one("#s-temperature").value = "0"
+    screen.query_one("#s-max_new_tokens").value = str(max_new_tokens)
+    screen.query_one("#prompt").value = prompt
+    await pilot.press("enter")
+    chat_log = screen.query_one("#chat")
+    await wait_until(pilot, lambda: chat_log.turns and chat_log.turns[0].status != "generating", "the reply")
+
+
 def notices(app) -> str:
     """The text (titles and messages) of the notifications on screen: what a user reads.
     Needs ``app.run_test(notifications=True)`` (Textual's test runs hide them otherwise)."""

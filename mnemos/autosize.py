@@ -30,7 +30,7 @@ from typing import Protocol
 from mnemos.config import BASE_VOCAB, ModelConfig
 
 VOCABS = (512, 1024, 2048)  # candidate BPE sizes (the byte tokens included)
-TOKENS_PER_VOCAB_ENTRY = 1000  # the largest vocabulary whose entries each get this many training tokens
+TOKENS_PER_VOCAB_ENTRY = 500  # the largest vocabulary whose entries each get this many training tokens (docs/auto.md)
 LADDER = (  # (n_layer, n_embd), heads of 32 dimensions, smallest first
     (2, 64), (3, 96), (4, 128), (4, 160), (5, 192), (6, 256), (8, 320), (8, 384), (10, 512),
 )
@@ -40,17 +40,23 @@ HEAD_DIM = 32
 # GFLOP/s), log-linear in the compute between them and held outside (longer budgets not measured).
 TOKENS_PER_PARAM = ((8.8e12, 40.0), (4.9e13, 10.0))  # (training FLOPs of the machine, target)
 REPEAT_HALF_LIFE = 15.0  # R* of Muennighoff et al.: repeats beyond ~15 epochs add almost nothing
-TOKENS_PER_STEP = 1024  # batch x block (8 x 128: the 5-minute measurements, docs/auto.md)
-BASE_LR, BASE_WIDTH = 2e-3, 128  # peak learning rate at n_embd 128, scaled by 1/sqrt(width)
+# Per optimizer, from the 5-minute measurements (docs/auto.md): tokens a step (batch x block) and
+# the peak learning rate at n_embd BASE_WIDTH, scaled by 1/sqrt(width). Muon learns more per step
+# than AdamW, and its Newton-Schulz cost is per step, so it takes steps twice as large.
+TOKENS_PER_STEP = {"adamw": 1024, "muon": 2048, "sgd": 1024}
+BASE_LR, BASE_WIDTH = {"adamw": 2e-3, "muon": 4e-3, "sgd": 2e-3}, 128
+PROBE_TOKENS = 1024  # tokens a step of the calibration's timed steps (8 x 128)
 TRAIN_SHARE = 0.92  # of the budget after preparation: the rest evaluates and saves
 EVALS = 10  # evaluations in a run
 PREP_S_PER_MB = 0.6  # seconds of tokenizer training + encoding per MB (this project's BPE on 2 cores)
-ARCH, OPTIMIZER = "llama", "adamw"  # the recipe the 5-minute measurements favour (docs/auto.md)
-RECIPE_REASON = "llama beat gpt2 by 4.7% at 5 minutes with fewer steps, docs/auto.md; muon not yet measured"
+ARCH, OPTIMIZER = "llama", "muon"  # the recipe the 5-minute measurements favour (docs/auto.md)
+RECIPE_REASON = ("at 5 minutes on Shakespeare llama beat gpt2 by 5%, and muon at 16 x 128 tokens a step beat "
+                 "adamw by 1%, docs/auto.md")
 
 
 class Speed(Protocol):
     flops_per_s: float
+    workers: int
 
     def tokens_per_s(self, cfg: ModelConfig) -> float: ...
 
@@ -72,11 +78,14 @@ def newton_schulz_flops(cfg: ModelConfig) -> float:
 
 def recipe_tokens_per_s(speed: Speed, cfg: ModelConfig, tokens_per_step: int, optimizer: str = "adamw") -> float:
     """``speed``'s tokens per second for ``cfg`` (timed with AdamW), less the time Muon's
-    Newton-Schulz iterations add to every step of ``tokens_per_step`` tokens."""
+    Newton-Schulz iterations add to every step of ``tokens_per_step`` tokens. They run in the
+    main process while the workers wait, on one core's share of the calibrated FLOP rate
+    (measured at 4 x 128: 20 ms a step, against 27 ms predicted so and 13 ms at the full rate)."""
     tps = speed.tokens_per_s(cfg)
     if optimizer != "muon":
         return tps
-    return 1.0 / (1.0 / tps + newton_schulz_flops(cfg) / (speed.flops_per_s * tokens_per_step))
+    ns_rate = speed.flops_per_s / max(1, speed.workers)
+    return 1.0 / (1.0 / tps + newton_schulz_flops(cfg) / (ns_rate * tokens_per_step))
 
 
 @dataclass(frozen=True)
@@ -169,8 +178,11 @@ def _block_size(tokens: int) -> int:
     return 128 if tokens >= 200 * 128 else 64
 
 
+DROPOUT_FROM = 8.0  # repeats of the text before dropout starts (docs/auto.md: 4.2 repeats trained best without)
+
+
 def _dropout(epochs: float) -> tuple[float, str]:
-    if epochs <= 4:
+    if epochs <= DROPOUT_FROM:
         return 0.0, f"dropout 0: the text will be seen {epochs:.1f} times, too few to overfit"
     if epochs <= 16:
         return 0.1, f"dropout 0.1: the text will be seen {epochs:.1f} times"
@@ -197,7 +209,7 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
                            arch=arch)
 
     def batch_for(cfg):
-        return fixed.get("batch_size", max(1, TOKENS_PER_STEP // cfg.block_size))
+        return fixed.get("batch_size", max(1, TOKENS_PER_STEP[optimizer] // cfg.block_size))
 
     def tokens_per_s(cfg):
         return recipe_tokens_per_s(speed, cfg, batch_for(cfg) * cfg.block_size, optimizer)
@@ -232,11 +244,14 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
                                                  " (64 for a text too short for many windows of 128)"))
     batch = batch_for(cfg)
     steps = max(1, int(seen // (batch * block)))
-    reasons.append(f"batch {batch} x {block} tokens a step: ~{steps:,} steps in the budget")
-    lr = fixed.get("lr", round(BASE_LR * math.sqrt(BASE_WIDTH / cfg.n_embd), 6))
-    reasons.append(f"learning rate {lr:g} (peak; {BASE_LR:g} at width {BASE_WIDTH}, / sqrt(width) above)")
-    warmup = fixed.get("warmup_steps", min(200, max(10, steps // 50)))
-    reasons.append(f"warmup {warmup} steps (2% of the run), then cosine decay to a tenth")
+    reasons.append(f"batch {batch} x {block} tokens a step" + (" (muon: larger steps spread its per-step cost)"
+                   if optimizer == "muon" and "batch_size" not in fixed else "") + f": ~{steps:,} steps in the budget")
+    base_lr = BASE_LR.get(optimizer, BASE_LR["adamw"])
+    lr = fixed.get("lr", round(base_lr * math.sqrt(BASE_WIDTH / cfg.n_embd), 6))
+    reasons.append(f"learning rate {lr:g} (peak; {base_lr:g} at width {BASE_WIDTH} for {optimizer}, "
+                   f"/ sqrt(width) above)")
+    warmup = fixed.get("warmup_steps", min(200, max(10, steps // 20)))
+    reasons.append(f"warmup {warmup} steps (5% of the run, at most 200), then cosine decay to a tenth")
     if "dropout" in fixed:
         dropout = fixed["dropout"]
         reasons.append(f"dropout {dropout:g}: given")
@@ -283,7 +298,7 @@ def plan(data: str | os.PathLike, budget_s: float, workers: int = 1, device: str
         calibration = Calibration(cache, workers=workers, device=device)
     vocab = fixed.get("tokenizer_vocab", 1024) if fixed else 1024
     probes = [(ModelConfig(vocab_size=vocab + 1, n_layer=L, n_head=_heads(C), n_embd=C, block_size=128),
-               TOKENS_PER_STEP // 128) for L, C in PROBES]
+               PROBE_TOKENS // 128) for L, C in PROBES]
     return choose(stats, budget_s, calibration.model(probes, limit_for(budget_s)), fixed)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mnemos import autosize
-from mnemos.autosize import AutoChoice, TextStats, block_params, choose, effective_tokens, measure_text, plan
+from mnemos.autosize import DROPOUT_FROM, AutoChoice, TextStats, block_params, choose, effective_tokens, measure_text, plan
 from mnemos.calibrate import Calibration, SpeedModel
 from mnemos.config import ModelConfig, TrainConfig
 from mnemos.tokenizer import BPETokenizer
@@ -44,7 +44,7 @@ def test_more_time_or_a_faster_machine_never_gives_a_smaller_model():
 
 def test_the_chosen_shape_is_the_ladder_rung_nearest_the_tokens_per_parameter_target():
     text = stats(50_000_000)
-    choice = choose(text, 600, FAST)  # much text: no repeats, so plain tokens per parameter
+    choice = choose(text, 600, FAST, {"optimizer": "adamw"})  # much text: no repeats, so plain tokens per parameter
 
     def distance(L, C):
         vocab = choice.train["tokenizer_vocab"]
@@ -77,7 +77,7 @@ def test_dropout_follows_the_epochs():
     big = choose(stats(200_000_000), 120, FAST)
     assert big.epochs < 1 and big.model["dropout"] == 0.0
     chosen = [choose(stats(n), 300, FAST) for n in (300_000, 1_000_000, 2_000_000, 5_000_000)]
-    assert [c.model["dropout"] for c in chosen] == [0.0 if c.epochs <= 4 else 0.1 if c.epochs <= 16 else 0.2
+    assert [c.model["dropout"] for c in chosen] == [0.0 if c.epochs <= DROPOUT_FROM else 0.1 if c.epochs <= 16 else 0.2
                                                     for c in chosen]
     assert {c.model["dropout"] for c in chosen} >= {0.1, 0.2}
 
@@ -149,7 +149,7 @@ def test_plan_measures_the_file_and_caches_the_machine(tmp_path):
         return 1e12 / autosize_flops(cfg)  # a 1 TFLOP/s machine
 
     choice = plan(data, 60, workers=3, calibration=Calibration(tmp_path / "cache", workers=3, timer=timer))
-    assert timed == [(L, C, autosize.TOKENS_PER_STEP // 128, 3) for L, C in autosize.PROBES]
+    assert timed == [(L, C, autosize.PROBE_TOKENS // 128, 3) for L, C in autosize.PROBES]
     again = plan(data, 60, workers=3, calibration=Calibration(tmp_path / "cache", workers=3, timer=timer))
     assert len(timed) == 3 and (again.model, again.train) == (choice.model, choice.train)  # from the cache
     cached = json.loads((tmp_path / "cache" / "calibration-v1.json").read_text())
@@ -182,15 +182,26 @@ def test_newton_schulz_flops_count_the_muon_stacks_of_the_built_model(arch):
     assert autosize.newton_schulz_flops(cfg) == expected
 
 
-def test_muon_costs_time_per_step_and_a_given_recipe_is_kept():
+@pytest.mark.parametrize("workers", [1, 2])
+def test_muon_costs_time_per_step_and_a_given_recipe_is_kept(workers):
+    speed = SpeedModel(0.0, 160e9, workers)
     fixed = {"n_layer": 4, "n_embd": 128, "batch_size": 8}
-    adamw = choose(stats(5_000_000), 300, FAST, fixed)
-    muon = choose(stats(5_000_000), 300, FAST, {**fixed, "optimizer": "muon", "arch": "llama"})
+    adamw = choose(stats(5_000_000), 300, speed, {**fixed, "optimizer": "adamw"})
+    muon = choose(stats(5_000_000), 300, speed, {**fixed, "optimizer": "muon", "arch": "llama"})
     assert (muon.train["optimizer"], muon.model["arch"]) == ("muon", "llama")
     configs(muon)
     cfg = ModelConfig(vocab_size=adamw.train["tokenizer_vocab"] + 1, n_layer=4, n_head=4, n_embd=128, block_size=128,
                       arch="llama")
-    step_s = 8 * 128 / FAST.tokens_per_s(cfg)
-    ns_s = autosize.newton_schulz_flops(cfg) / FAST.flops_per_s
+    step_s = 8 * 128 / speed.tokens_per_s(cfg)
+    ns_s = autosize.newton_schulz_flops(cfg) / (speed.flops_per_s / workers)  # in the main process, one core's share
     assert muon.tokens_seen / adamw.tokens_seen == pytest.approx(step_s / (step_s + ns_s), rel=1e-3)
     assert "optimizer muon: given" in muon.reasons[-1] and "architecture llama: given" in muon.reasons[-1]
+
+
+def test_auto_takes_muon_with_larger_steps_and_its_own_learning_rate():
+    default, adamw = (choose(stats(5_000_000), 300, FAST, fixed) for fixed in ({}, {"optimizer": "adamw"}))
+    assert (default.train["optimizer"], default.model["arch"]) == (autosize.OPTIMIZER, autosize.ARCH) == ("muon", "llama")
+    assert default.model["n_embd"] == adamw.model["n_embd"] == 128  # the shape the measurements were made at
+    assert default.train["batch_size"] * default.model["block_size"] == 2 * adamw.train["batch_size"] * 128
+    assert default.train["lr"] == 2 * adamw.train["lr"] == 0.004
+    assert "larger steps" in next(line for line in default.reasons if line.startswith("batch"))

@@ -262,8 +262,9 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
                    + (": given" if "optimizer" in fixed else "") + f" ({RECIPE_REASON})")
     model = dict(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=block, dropout=dropout,
                  arch=arch)
-    train = dict(tokenizer_vocab=vocab, optimizer=optimizer, batch_size=batch, lr=lr, min_lr=round(lr / 10, 7), warmup_steps=warmup,
-                 max_steps=None, time_budget=float(budget_s), eval_interval=max(1, steps // EVALS), eval_steps=10)
+    train = dict(tokenizer_vocab=vocab, optimizer=optimizer, batch_size=batch, lr=lr, min_lr=round(lr / 10, 7),
+                 warmup_steps=warmup, max_steps=None, time_budget=float(budget_s),
+                 eval_interval=max(1, steps // EVALS), eval_steps=10)
     return AutoChoice(model, train, reasons, int(seen), epochs, steps)
 
 

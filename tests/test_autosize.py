@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from mnemos import autosize
-from mnemos.autosize import DROPOUT_FROM, AutoChoice, TextStats, block_params, choose, effective_tokens, measure_text, plan
+from mnemos.autosize import (DROPOUT_FROM, AutoChoice, TextStats, block_params, choose, effective_tokens, measure_text,
+                             plan)
 from mnemos.calibrate import Calibration, SpeedModel
 from mnemos.config import ModelConfig, TrainConfig
 from mnemos.tokenizer import BPETokenizer
@@ -200,7 +201,8 @@ def test_muon_costs_time_per_step_and_a_given_recipe_is_kept(workers):
 
 def test_auto_takes_muon_with_larger_steps_and_its_own_learning_rate():
     default, adamw = (choose(stats(5_000_000), 300, FAST, fixed) for fixed in ({}, {"optimizer": "adamw"}))
-    assert (default.train["optimizer"], default.model["arch"]) == (autosize.OPTIMIZER, autosize.ARCH) == ("muon", "llama")
+    recipe = (default.train["optimizer"], default.model["arch"])
+    assert recipe == (autosize.OPTIMIZER, autosize.ARCH) == ("muon", "llama")
     assert default.model["n_embd"] == adamw.model["n_embd"] == 128  # the shape the measurements were made at
     assert default.train["batch_size"] * default.model["block_size"] == 2 * adamw.train["batch_size"] * 128
     assert default.train["lr"] == 2 * adamw.train["lr"] == 0.004

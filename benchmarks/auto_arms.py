@@ -1,0 +1,87 @@
+"""The arms of docs/auto.md's second 5-minute round: the rule's neighbours, one at a time.
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/auto_arms.py shakespeare A_llama_adamw,Q_v2048_muon_b16_lr4
+    SEED=7 OPENBLAS_NUM_THREADS=1 python benchmarks/auto_arms.py shakespeare Q_v2048_muon_b16_lr4
+
+Unlike ``time_budget.py``, whose arms take their steps from one calibrated speed model, each
+arm here names the tokens per second its steps come from: whole training steps of that shape,
+optimizer and batch timed on the unloaded 2-core machine with 2 workers (2026-12-04 14:27,
+load 0.8), so that Muon's Newton-Schulz cost and Llama's speed are what they were measured
+to be. Steps = tokens/s x 300 s x 0.92 / tokens a step. An arm trains in one process, one
+worker, for exactly those steps (the schedule decays over them), so two can run at once
+without changing the result; it prints one JSON line with the validation bits per byte
+(``_budget.py``'s corpora and held-out text, scored by ``mnemos.evaluate``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _budget import corpora
+
+from mnemos.autosize import TRAIN_SHARE
+from mnemos.config import ModelConfig, TrainConfig
+from mnemos.evaluate import evaluate
+from mnemos.trainer import Trainer
+
+BUDGET_S = 300.0
+
+
+def arm(L, C, B, tokens_per_s, arch="llama", opt="adamw", lr=2e-3, min_frac=0.1, vocab=1024, T=128, dropout=0.0,
+        warmup=200):
+    """(model fields, train fields, steps) of one arm."""
+    steps = int(tokens_per_s * BUDGET_S * TRAIN_SHARE / (B * T))
+    return (dict(n_layer=L, n_head=C // 32, n_embd=C, block_size=T, dropout=dropout, arch=arch),
+            dict(tokenizer_vocab=vocab, batch_size=B, lr=lr, min_lr=lr * min_frac, warmup_steps=warmup, optimizer=opt),
+            steps)
+
+
+# tokens/s: measured (4 x 128 at 8 x 128 and 16 x 128 tokens a step, BPE 1024), or the speed model
+# pinned at that machine's (178.45 GFLOP/s + 3.74 us/token) where no shape was timed
+ARMS = {
+    "A_llama_adamw": arm(4, 128, 8, 26329),
+    "B_llama_muon_b8": arm(4, 128, 8, 17199, opt="muon"),
+    "C_llama_muon_b16": arm(4, 128, 16, 20962, opt="muon"),
+    "D_llama_adamw_lr4": arm(4, 128, 8, 26329, lr=4e-3),
+    "F_llama_adamw_min0": arm(4, 128, 8, 26329, min_frac=0.0),
+    "G_llama_muon_b16_lr4": arm(4, 128, 16, 20962, opt="muon", lr=4e-3),
+    "I_llama_adamw_lr3_min0": arm(4, 128, 8, 26329, lr=3e-3, min_frac=0.0),
+    "J_4x160_adamw": arm(4, 160, 8, 18753, lr=0.001789),
+    "P_T256": arm(4, 128, 4, 25000, T=256),
+    "Q_v2048": arm(4, 128, 8, 23830, vocab=2048),
+    "Q_v4096": arm(4, 128, 8, 20000, vocab=4096),
+    "Q_v2048_min0": arm(4, 128, 8, 23830, vocab=2048, min_frac=0.0),
+    "Q_v2048_muon_b16_lr4": arm(4, 128, 16, 19500, vocab=2048, opt="muon", lr=4e-3),
+    "FR_auto": arm(4, 128, 8, 23830, vocab=2048),
+    "S_small": arm(4, 128, 12, 29858, arch="gpt2", lr=1e-3, vocab=512, T=64, warmup=100),
+    "K_rule_muon": arm(2, 64, 16, 110985, opt="muon", lr=0.005657, vocab=256, dropout=0.2),
+}
+
+
+def main() -> None:
+    corpus, names = sys.argv[1], sys.argv[2].split(",")
+    path = corpora([corpus])[corpus]
+    val_file = path.parent / "val.txt"
+    seed = int(os.environ.get("SEED", 1337))
+    for name in names:
+        model, train, steps = ARMS[name]
+        shape = ModelConfig(vocab_size=train["tokenizer_vocab"] + 1, **model)
+        cfg = TrainConfig(**{**train, "max_steps": steps, "time_budget": None, "eval_interval": steps,
+                             "eval_steps": 2, "sample_tokens": 0, "workers": 1, "seed": seed,
+                             "warmup_steps": min(train["warmup_steps"], steps // 2)})
+        t0 = time.time()
+        with tempfile.TemporaryDirectory() as out:
+            trainer = Trainer.new(shape, cfg, path, val_data=val_file, out_dir=Path(out) / "run")
+            done = trainer.run()
+        report = evaluate(trainer.model, trainer.tokenizer, val_file.read_text("utf-8"))
+        print(json.dumps(dict(arm=name, corpus=corpus, seed=seed, bpb=report.bits_per_byte, steps=done.step,
+                              reason=done.reason, wall=time.time() - t0, model=model, train=train)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -70,15 +70,17 @@ def speed_model(workers: int) -> SpeedModel:
         return Calibration(tmp, workers=workers).model(PROBES)
 
 
-def run_arm(train_file: Path, model: dict, train: dict, budget_s: float, speed: SpeedModel, workers: int,
-            seed: int = 1337) -> dict:
+def run_arm(train_file: Path, model: dict, train: dict, budget_s: float, speed: SpeedModel | None, workers: int,
+            seed: int = 1337, tokens_per_s: float | None = None) -> dict:
     """Train ``model`` / ``train`` (dicts of config fields) for the steps ``speed`` predicts fit
     in ``budget_s`` (less the share auto leaves for evaluations; Muon's per-step Newton-Schulz
-    FLOPs counted), then score the validation file.
+    FLOPs counted), or that ``tokens_per_s`` (a speed measured for this very recipe) fits,
+    then score the validation file.
     The learning rate decays over exactly those steps (what ``--time-budget`` does)."""
     shape = ModelConfig(vocab_size=train["tokenizer_vocab"] + 1, **model)
     batch = train["batch_size"]
-    tokens_per_s = recipe_tokens_per_s(speed, shape, batch * shape.block_size, train.get("optimizer", "adamw"))
+    if tokens_per_s is None:
+        tokens_per_s = recipe_tokens_per_s(speed, shape, batch * shape.block_size, train.get("optimizer", "adamw"))
     steps = max(2, int(tokens_per_s * budget_s * TRAIN_SHARE / (batch * shape.block_size)))
     cfg = TrainConfig(**{**train, "max_steps": steps, "time_budget": None, "eval_interval": steps, "eval_steps": 2,
                          "sample_tokens": 0, "workers": workers, "seed": seed,

@@ -18,27 +18,19 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-from _budget import corpora
-
-from mnemos.autosize import TRAIN_SHARE
-from mnemos.config import ModelConfig, TrainConfig
-from mnemos.evaluate import evaluate
-from mnemos.trainer import Trainer
+from _budget import corpora, run_arm
 
 BUDGET_S = 300.0
 
 
 def arm(L, C, B, tokens_per_s, arch="llama", opt="adamw", lr=2e-3, min_frac=0.1, vocab=1024, T=128, dropout=0.0,
         warmup=200):
-    """(model fields, train fields, steps) of one arm."""
-    steps = int(tokens_per_s * BUDGET_S * TRAIN_SHARE / (B * T))
+    """(model fields, train fields, tokens per second) of one arm."""
     return (dict(n_layer=L, n_head=C // 32, n_embd=C, block_size=T, dropout=dropout, arch=arch),
             dict(tokenizer_vocab=vocab, batch_size=B, lr=lr, min_lr=lr * min_frac, warmup_steps=warmup, optimizer=opt),
-            steps)
+            tokens_per_s)
 
 
 # tokens/s: measured (4 x 128 at 8 x 128 and 16 x 128 tokens a step, BPE 1024), or the speed model
@@ -66,21 +58,12 @@ ARMS = {
 def main() -> None:
     corpus, names = sys.argv[1], sys.argv[2].split(",")
     path = corpora([corpus])[corpus]
-    val_file = path.parent / "val.txt"
     seed = int(os.environ.get("SEED", 1337))
     for name in names:
-        model, train, steps = ARMS[name]
-        shape = ModelConfig(vocab_size=train["tokenizer_vocab"] + 1, **model)
-        cfg = TrainConfig(**{**train, "max_steps": steps, "time_budget": None, "eval_interval": steps,
-                             "eval_steps": 2, "sample_tokens": 0, "workers": 1, "seed": seed,
-                             "warmup_steps": min(train["warmup_steps"], steps // 2)})
+        model, train, tokens_per_s = ARMS[name]
         t0 = time.time()
-        with tempfile.TemporaryDirectory() as out:
-            trainer = Trainer.new(shape, cfg, path, val_data=val_file, out_dir=Path(out) / "run")
-            done = trainer.run()
-        report = evaluate(trainer.model, trainer.tokenizer, val_file.read_text("utf-8"))
-        print(json.dumps(dict(arm=name, corpus=corpus, seed=seed, bpb=report.bits_per_byte, steps=done.step,
-                              reason=done.reason, wall=time.time() - t0, model=model, train=train)), flush=True)
+        result = run_arm(path, model, train, BUDGET_S, None, workers=1, seed=seed, tokens_per_s=tokens_per_s)
+        print(json.dumps(dict(arm=name, corpus=corpus, seed=seed, wall=time.time() - t0, **result)), flush=True)
 
 
 if __name__ == "__main__":

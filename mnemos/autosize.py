@@ -40,6 +40,7 @@ HEAD_DIM = 32
 # GFLOP/s), log-linear in the compute between them and held outside (longer budgets not measured).
 TOKENS_PER_PARAM = ((8.8e12, 40.0), (4.9e13, 10.0))  # (training FLOPs of the machine, target)
 REPEAT_HALF_LIFE = 15.0  # R* of Muennighoff et al.: repeats beyond ~15 epochs add almost nothing
+DROPOUT_FROM = 8.0  # repeats of the text before dropout starts (docs/auto.md: 4.2 repeats trained best without)
 # Per optimizer, from the 5-minute measurements (docs/auto.md): tokens a step (batch x block) and
 # the peak learning rate at n_embd BASE_WIDTH, scaled by 1/sqrt(width). Muon learns more per step
 # than AdamW, and its Newton-Schulz cost is per step, so it takes steps twice as large.
@@ -178,9 +179,6 @@ def _block_size(tokens: int) -> int:
     return 128 if tokens >= 200 * 128 else 64
 
 
-DROPOUT_FROM = 8.0  # repeats of the text before dropout starts (docs/auto.md: 4.2 repeats trained best without)
-
-
 def _dropout(epochs: float) -> tuple[float, str]:
     if epochs <= DROPOUT_FROM:
         return 0.0, f"dropout 0: the text will be seen {epochs:.1f} times, too few to overfit"
@@ -246,7 +244,7 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
     steps = max(1, int(seen // (batch * block)))
     reasons.append(f"batch {batch} x {block} tokens a step" + (" (muon: larger steps spread its per-step cost)"
                    if optimizer == "muon" and "batch_size" not in fixed else "") + f": ~{steps:,} steps in the budget")
-    base_lr = BASE_LR.get(optimizer, BASE_LR["adamw"])
+    base_lr = BASE_LR[optimizer]
     lr = fixed.get("lr", round(base_lr * math.sqrt(BASE_WIDTH / cfg.n_embd), 6))
     reasons.append(f"learning rate {lr:g} (peak; {base_lr:g} at width {BASE_WIDTH} for {optimizer}, "
                    f"/ sqrt(width) above)")

@@ -61,9 +61,6 @@ class SpeedModel:
     def tokens_per_s(self, cfg: ModelConfig) -> float:
         return 1.0 / (self.overhead_s + flops_per_token(cfg) / self.flops_per_s)
 
-    def to_dict(self) -> dict:
-        return {"overhead_s": self.overhead_s, "flops_per_s": self.flops_per_s}
-
 
 def speed_model(points: list[tuple[ModelConfig, float]]) -> SpeedModel:
     """Least-squares fit of seconds per token against flops per token over measured
@@ -168,18 +165,16 @@ class Calibration:
 
     def tokens_per_s(self, cfg: ModelConfig, batch: int) -> float:
         """This machine's training speed at ``cfg`` and ``batch``, from the cache or timed now."""
-        data = self._load()
-        table = data.setdefault(self.key, {})
-        if not isinstance(table, dict):  # an edited cache
-            table = data[self.key] = {}
-        key = shape_key(cfg, batch)
-        value = table.get(key)
-        if not isinstance(value, (int, float)) or not value > 0:
-            value = self.timer(cfg, batch, self.workers, device=self.device)
+        value = self.cached(cfg, batch)
+        if value is None:
+            value = float(self.timer(cfg, batch, self.workers, device=self.device))
             self.measured += 1
-            table[key] = value
+            data = self._load()
+            if not isinstance(data.get(self.key), dict):  # never measured here, or an edited cache
+                data[self.key] = {}
+            data[self.key][shape_key(cfg, batch)] = value
             self._store(data)
-        return float(value)
+        return value
 
     def model(self, shapes: list[tuple[ModelConfig, int]], limit_s: float | None = None) -> SpeedModel:
         """The speed model fitted to these ``(shape, batch)`` measurements, taken cheapest

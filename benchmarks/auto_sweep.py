@@ -87,7 +87,7 @@ def main() -> None:
     arms = (args.arms or ",".join(ARMS if args.full else REDUCED_ARMS)).split(",")
     files = corpora(names)
     load = os.getloadavg()[0]
-    speed = SpeedModel(args.overhead_us * 1e-6, args.gflops * 1e9, args.workers) if args.gflops else speed_model(args.workers)
+    speed = SpeedModel(args.overhead_us * 1e-6, args.gflops * 1e9) if args.gflops else speed_model(args.workers)
     print(f"auto_sweep {time.strftime('%Y-%m-%d %H:%M')} UTC, {os.cpu_count()} cores, workers {args.workers}, "
           f"load {load:.1f}; speed model {speed.flops_per_s / 1e9:.0f} GFLOP/s + {speed.overhead_s * 1e6:.2f} us/token",
           flush=True)

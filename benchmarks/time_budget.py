@@ -48,7 +48,7 @@ def main() -> None:
     TORCH_THREADS[0] = args.torch_threads
     arms = args.arms.split(",")
     files = corpora(args.corpora.split(","))
-    speed = SpeedModel(args.overhead_us * 1e-6, args.gflops * 1e9, args.workers) if args.gflops else speed_model(args.workers)
+    speed = SpeedModel(args.overhead_us * 1e-6, args.gflops * 1e9) if args.gflops else speed_model(args.workers)
     torch_speed = args.torch_tokens_per_s or (torch_tokens_per_s() if "torch" in arms else 0.0)
     print(f"time_budget {time.strftime('%Y-%m-%d %H:%M')} UTC, {os.cpu_count()} cores, Mnemos workers "
           f"{args.workers}, budget {args.budget:.0f} s, load {os.getloadavg()[0]:.1f}; Mnemos "

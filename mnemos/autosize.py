@@ -41,23 +41,20 @@ HEAD_DIM = 32
 TOKENS_PER_PARAM = ((8.8e12, 40.0), (4.9e13, 10.0))  # (training FLOPs of the machine, target)
 REPEAT_HALF_LIFE = 15.0  # R* of Muennighoff et al.: repeats beyond ~15 epochs add almost nothing
 DROPOUT_FROM = 8.0  # repeats of the text before dropout starts (docs/auto.md: 4.2 repeats trained best without)
-# Per optimizer, from the 5-minute measurements (docs/auto.md): tokens a step (batch x block) and
-# the peak learning rate at n_embd BASE_WIDTH, scaled by 1/sqrt(width). Muon learns more per step
-# than AdamW, and its Newton-Schulz cost is per step, so it takes steps twice as large.
-TOKENS_PER_STEP = {"adamw": 1024, "muon": 2048, "sgd": 1024}
+# From the 5-minute measurements (docs/auto.md): tokens a step (batch x block), and per optimizer
+# the peak learning rate at n_embd BASE_WIDTH, scaled by 1/sqrt(width).
+TOKENS_PER_STEP = 1024
 BASE_LR, BASE_WIDTH = {"adamw": 2e-3, "muon": 4e-3, "sgd": 2e-3}, 128
 PROBE_TOKENS = 1024  # tokens a step of the calibration's timed steps (8 x 128)
 TRAIN_SHARE = 0.92  # of the budget after preparation: the rest evaluates and saves
 EVALS = 10  # evaluations in a run
 PREP_S_PER_MB = 0.6  # seconds of tokenizer training + encoding per MB (this project's BPE on 2 cores)
 ARCH, OPTIMIZER = "llama", "muon"  # the recipe the 5-minute measurements favour (docs/auto.md)
-RECIPE_REASON = ("at 5 minutes on Shakespeare llama beat gpt2 by 5%, and muon at 16 x 128 tokens a step beat "
-                 "adamw by 1%, docs/auto.md")
+RECIPE_REASON = "at 5 minutes on Shakespeare llama beat gpt2 by 5%, and muon beat adamw by 1%, docs/auto.md"
 
 
 class Speed(Protocol):
     flops_per_s: float
-    workers: int
 
     def tokens_per_s(self, cfg: ModelConfig) -> float: ...
 
@@ -79,14 +76,13 @@ def newton_schulz_flops(cfg: ModelConfig) -> float:
 
 def recipe_tokens_per_s(speed: Speed, cfg: ModelConfig, tokens_per_step: int, optimizer: str = "adamw") -> float:
     """``speed``'s tokens per second for ``cfg`` (timed with AdamW), less the time Muon's
-    Newton-Schulz iterations add to every step of ``tokens_per_step`` tokens. They run in the
-    main process while the workers wait, on one core's share of the calibrated FLOP rate
-    (measured at 4 x 128: 20 ms a step, against 27 ms predicted so and 13 ms at the full rate)."""
+    Newton-Schulz iterations add to every step of ``tokens_per_step`` tokens, at the calibrated
+    FLOP rate: they run in the main process while the workers wait, a share of the matrices on
+    each core (measured at 4 x 128, vocabulary 2049: 12 ms a step, 13 ms predicted)."""
     tps = speed.tokens_per_s(cfg)
     if optimizer != "muon":
         return tps
-    ns_rate = speed.flops_per_s / max(1, speed.workers)
-    return 1.0 / (1.0 / tps + newton_schulz_flops(cfg) / (ns_rate * tokens_per_step))
+    return 1.0 / (1.0 / tps + newton_schulz_flops(cfg) / (speed.flops_per_s * tokens_per_step))
 
 
 @dataclass(frozen=True)
@@ -207,7 +203,7 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
                            arch=arch)
 
     def batch_for(cfg):
-        return fixed.get("batch_size", max(1, TOKENS_PER_STEP[optimizer] // cfg.block_size))
+        return fixed.get("batch_size", max(1, TOKENS_PER_STEP // cfg.block_size))
 
     def tokens_per_s(cfg):
         return recipe_tokens_per_s(speed, cfg, batch_for(cfg) * cfg.block_size, optimizer)
@@ -242,8 +238,7 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
                                                  " (64 for a text too short for many windows of 128)"))
     batch = batch_for(cfg)
     steps = max(1, int(seen // (batch * block)))
-    reasons.append(f"batch {batch} x {block} tokens a step" + (" (muon: larger steps spread its per-step cost)"
-                   if optimizer == "muon" and "batch_size" not in fixed else "") + f": ~{steps:,} steps in the budget")
+    reasons.append(f"batch {batch} x {block} tokens a step: ~{steps:,} steps in the budget")
     base_lr = BASE_LR[optimizer]
     lr = fixed.get("lr", round(base_lr * math.sqrt(BASE_WIDTH / cfg.n_embd), 6))
     reasons.append(f"learning rate {lr:g} (peak; {base_lr:g} at width {BASE_WIDTH} for {optimizer}, "

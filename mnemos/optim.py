@@ -43,23 +43,25 @@ _MIN_CHUNK = 1 << 17  # elements: below this, handing a chunk to a thread costs 
 _pool: ThreadPoolExecutor | None = None
 
 
-def run_chunked(fn, size: int) -> None:
+def run_chunked(fn, size: int, min_chunk: int = _MIN_CHUNK, align: int = 16) -> None:
     """Call ``fn(lo, hi)`` over ``[0, size)`` split into contiguous chunks, one per core
-    (at most 4, each at least ``_MIN_CHUNK`` elements), the first ones on helper threads.
+    (at most 4, each at least ``min_chunk`` items, starting on multiples of ``align``),
+    the first ones on helper threads.
 
     For elementwise passes over the flat buffers: NumPy releases the GIL inside its
     loops, so the chunks run on all cores, while NumPy alone would run them on one
     (measured: docs/measurements.md). Each element
     sees the same operations either way, so the result is bit-identical to one pass.
+    Muon runs its per-matrix work this way too, a chunk of matrices per core.
     """
     global _pool
-    n = max(1, min(os.cpu_count() or 1, 4, size // _MIN_CHUNK))
+    n = max(1, min(os.cpu_count() or 1, 4, size // min_chunk))
     if n == 1:
         fn(0, size)
         return
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="mnemos-optim")
-    bounds = [size * i // n // 16 * 16 for i in range(n)] + [size]  # chunks start on 64 bytes
+    bounds = [size * i // n // align * align for i in range(n)] + [size]  # float32: 16 = 64 bytes
     futures = [_pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(n - 1)]
     fn(bounds[-2], bounds[-1])
     for f in futures:

@@ -17,6 +17,8 @@ model code, and gives each a contiguous share of the batch's rows. Per micro-bat
    returns the batch's mean loss. Clipping and AdamW then run in the parent on the
    summed gradient, exactly as with one process.
 
+Evaluation batches are shared the same way, forward only (:meth:`DataParallel.loss`).
+
 The result equals one process on the whole batch up to float32 rounding (the mean loss
 of the batch is the share-weighted mean of the shares' mean losses, and likewise its
 gradient). Dropout masks come from a generator that each worker re-seeds per micro-batch
@@ -197,7 +199,8 @@ def _worker_main(sock_fd: int, mem_fd: int) -> None:
 
 def _serve(conn, buf, layout: _Layout, config: dict, seed: int, rank: int, parent_pid: int) -> None:
     """Build the model on the shared buffers, then answer ``("step", lo, hi, B, T, key,
-    scale)`` messages until told to stop or orphaned."""
+    scale)`` (forward and backward) and ``("loss", lo, hi, B, T)`` (forward only, for
+    evaluation) messages until told to stop or orphaned."""
     from mnemos.config import ModelConfig
     from mnemos.nn import GPT, ParamStore, param_specs
 
@@ -215,10 +218,14 @@ def _serve(conn, buf, layout: _Layout, config: dict, seed: int, rank: int, paren
         msg = conn.recv()
         if msg[0] == "stop":
             return
-        _, lo, hi, B, T, key, scale = msg
+        kind, lo, hi, B, T = msg[:5]
         try:
             x = xs[:B * T].reshape(B, T)[lo:hi]
             y = ys[:B * T].reshape(B, T)[lo:hi]
+            if kind == "loss":
+                conn.send(("ok", float(model.forward(x, y, train=False)[1])))
+                continue
+            key, scale = msg[5:]
             if cfg.dropout > 0:
                 model.rng.bit_generator.state = np.random.PCG64([seed, 3, *key, rank]).state
             _, loss = model.forward(x, y, train=True)
@@ -317,6 +324,18 @@ class DataParallel:
         (write it there with ``accumulate=False``) and return the mean loss, like
         ``forward(x, y, train=True)`` + ``backward(scale, accumulate)`` on the model.
         ``key`` (step, micro-batch) seeds the workers' dropout masks."""
+        loss, shares = self._share_out(x, y, ("step", tuple(int(k) for k in key), float(scale)))
+        self._sum_grads([self._grads[w.rank] for w, _, _ in shares], accumulate)
+        return loss
+
+    def loss(self, x: np.ndarray, y: np.ndarray) -> float:
+        """The mean loss over the batch without dropout, like ``forward(x, y, train=False)``
+        on the model: an evaluation batch, its rows shared by the workers."""
+        return self._share_out(x, y, ("loss",))[0]
+
+    def _share_out(self, x: np.ndarray, y: np.ndarray, kind: tuple) -> tuple[float, list]:
+        """Send each worker its rows of the batch with the message ``kind``; return the
+        batch's mean loss (the share-weighted mean of theirs) and the shares."""
         if self._closed:
             raise WorkerError("the data-parallel workers were stopped; start a new run")
         B, T = x.shape
@@ -327,13 +346,12 @@ class DataParallel:
         shares = [(w, lo, hi) for w, (lo, hi) in zip(self._workers, split_rows(B, self.workers)) if hi > lo]
         try:
             for w, lo, hi in shares:
-                self._send(w, ("step", lo, hi, B, T, tuple(int(k) for k in key), float(scale)))
+                self._send(w, (kind[0], lo, hi, B, T, *kind[1:]))
             losses = [self._receive(w)[1] for w, _, _ in shares]
         except BaseException:
             self.close()  # a half-finished step leaves the workers in an unknown state
             raise
-        self._sum_grads([self._grads[w.rank] for w, _, _ in shares], accumulate)
-        return sum((hi - lo) / B * loss for (_, lo, hi), loss in zip(shares, losses))
+        return sum((hi - lo) / B * loss for (_, lo, hi), loss in zip(shares, losses)), shares
 
     def _sum_grads(self, grads: list, accumulate: bool) -> None:
         """``model.params.grad (+)= grads[0] + grads[1] + ...``, always in this order

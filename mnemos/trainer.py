@@ -537,7 +537,8 @@ class Trainer:
             if i and self._past_deadline():  # a budgeted run's last seconds: fewer batches, not an overrun
                 break
             x, y = data_mod.get_batch(tokens, cfg.batch_size, self.model_cfg.block_size, rng)
-            losses.append(float(self.model.forward(x, y, train=False)[1]))
+            losses.append(self.parallel.loss(x, y) if self.parallel is not None
+                          else float(self.model.forward(x, y, train=False)[1]))
         self._forward_s = (self._clock() - t0) / len(losses)
         return float(np.mean(losses))
 

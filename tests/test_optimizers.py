@@ -97,6 +97,27 @@ def test_muon_steps_match_the_pytorch_reference(arch):
     assert opt.t == 3
 
 
+@pytest.mark.parametrize("cores", [2, 3, 4])
+def test_muon_on_several_cores_is_bit_identical_to_one(monkeypatch, cores):
+    """Each core takes a chunk of every stack of matrices; a matrix's arithmetic is the same
+    whichever chunk it is in, so the weights and momentum match one core's bit for bit."""
+    cfg = ModelConfig(vocab_size=40, n_layer=4, n_head=2, n_embd=24, block_size=8, arch="llama")
+    grads = random_grads(GPT(cfg, seed=1), 3)
+    results = []
+    for n_cores in (1, cores):
+        monkeypatch.setattr("mnemos.optim.os.cpu_count", lambda n=n_cores: n)
+        model = GPT(cfg, seed=1)
+        opt = Muon(model.params, lr=3e-3)
+        for g in grads:
+            for n in model.params.names:
+                model.params.grad_view(n)[...] = g[n]
+            opt.step()
+        results.append((model.params.data.copy(), opt.momentum.copy()))
+    assert max(len(s.names) for s in opt._stacks) >= cores  # some stack really was split
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
 def test_the_orthogonalised_update_has_singular_values_near_one():
     """NS5 maps each singular value s of U / ||U||_F through f(s) = a s + b s^3 + c s^5
     five times; every s in [0.0015, 1] lands in [0.68, 1.21]."""

@@ -41,9 +41,10 @@ HEAD_DIM = 32
 TOKENS_PER_PARAM = ((8.8e12, 40.0), (4.9e13, 10.0))  # (training FLOPs of the machine, target)
 REPEAT_HALF_LIFE = 15.0  # R* of Muennighoff et al.: repeats beyond ~15 epochs add almost nothing
 DROPOUT_FROM = 8.0  # repeats of the text before dropout starts (docs/auto.md: 4.2 repeats trained best without)
-# From the 5-minute measurements (docs/auto.md): tokens a step (batch x block), and per optimizer
-# the peak learning rate at n_embd BASE_WIDTH, scaled by 1/sqrt(width).
-TOKENS_PER_STEP = 1024
+# Per optimizer, from the 5-minute measurements (docs/auto.md): tokens a step (batch x block) and
+# the peak learning rate at n_embd BASE_WIDTH, scaled by 1/sqrt(width). Muon's Newton-Schulz cost
+# is per step, so it takes steps twice as large: as good on Shakespeare, more tokens a second.
+TOKENS_PER_STEP = {"adamw": 1024, "muon": 2048, "sgd": 1024}
 BASE_LR, BASE_WIDTH = {"adamw": 2e-3, "muon": 4e-3, "sgd": 2e-3}, 128
 PROBE_TOKENS = 1024  # tokens a step of the calibration's timed steps (8 x 128)
 TRAIN_SHARE = 0.92  # of the budget after preparation: the rest evaluates and saves
@@ -203,7 +204,7 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
                            arch=arch)
 
     def batch_for(cfg):
-        return fixed.get("batch_size", max(1, TOKENS_PER_STEP // cfg.block_size))
+        return fixed.get("batch_size", max(1, TOKENS_PER_STEP[optimizer] // cfg.block_size))
 
     def tokens_per_s(cfg):
         return recipe_tokens_per_s(speed, cfg, batch_for(cfg) * cfg.block_size, optimizer)
@@ -238,7 +239,8 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
                                                  " (64 for a text too short for many windows of 128)"))
     batch = batch_for(cfg)
     steps = max(1, int(seen // (batch * block)))
-    reasons.append(f"batch {batch} x {block} tokens a step: ~{steps:,} steps in the budget")
+    reasons.append(f"batch {batch} x {block} tokens a step" + (" (muon: larger steps spread its per-step cost)"
+                   if optimizer == "muon" and "batch_size" not in fixed else "") + f": ~{steps:,} steps in the budget")
     base_lr = BASE_LR[optimizer]
     lr = fixed.get("lr", round(base_lr * math.sqrt(BASE_WIDTH / cfg.n_embd), 6))
     reasons.append(f"learning rate {lr:g} (peak; {base_lr:g} at width {BASE_WIDTH} for {optimizer}, "

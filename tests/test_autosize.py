@@ -198,11 +198,12 @@ def test_muon_costs_time_per_step_and_a_given_recipe_is_kept():
     assert "optimizer muon: given" in muon.reasons[-1] and "architecture llama: given" in muon.reasons[-1]
 
 
-def test_auto_takes_muon_with_its_own_learning_rate():
+def test_auto_takes_muon_with_larger_steps_and_its_own_learning_rate():
     default, adamw = (choose(stats(5_000_000), 300, FAST, fixed) for fixed in ({}, {"optimizer": "adamw"}))
     recipe = (default.train["optimizer"], default.model["arch"])
     assert recipe == (autosize.OPTIMIZER, autosize.ARCH) == ("muon", "llama")
     assert default.model["n_embd"] == adamw.model["n_embd"] == 128  # the shape the measurements were made at
-    assert default.train["batch_size"] * default.model["block_size"] == adamw.train["batch_size"] * 128 == 1024
+    assert default.train["batch_size"] * default.model["block_size"] == 2 * adamw.train["batch_size"] * 128 == 2048
     assert default.train["lr"] == 2 * adamw.train["lr"] == 0.004
+    assert "larger steps" in next(line for line in default.reasons if line.startswith("batch"))
     assert "muon beat adamw" in default.reasons[-1]

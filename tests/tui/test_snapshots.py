@@ -24,6 +24,9 @@ async def settle(pilot) -> None:
     short = lambda: [w for w in pilot.app.workers if w.group in ("inspect", "load", "auto-plan") and not w.is_finished]
     await pilot.pause()
     await wait_until(pilot, lambda: not short(), "file inspection and checkpoint loading")
+    for widget in pilot.app.screen.query("*"):  # a cursor stays shown: a busy machine's snapshot could catch it off
+        if hasattr(widget, "cursor_blink"):
+            widget.cursor_blink = False
     await pilot.pause(0.2)
 
 

@@ -252,7 +252,8 @@ class ProgressPrinter:
         best = "n/a" if e.best_val_loss is None else f"{e.best_val_loss:.4f}"
         warning = f"; warning: {e.warning}" if e.warning else ""
         self._say(f"done ({e.reason}) at step {e.step} in {format_duration(e.elapsed_s)}: loss {loss}, "
-                  f"best val loss {best}; checkpoint {e.checkpoint}{warning}")
+                  f"best val loss {best}; " + (f"checkpoint {e.checkpoint}" if e.checkpoint else "no checkpoint")
+                  + warning)
         if e.checkpoint and e.reason != "error":
             more = f"; continue with `mnemos train --resume {e.checkpoint}`" if e.reason == "stopped" else ""
             self._say(f"next: `mnemos generate --checkpoint {e.checkpoint}`, "

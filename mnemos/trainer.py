@@ -597,7 +597,7 @@ class Trainer:
         self._eval_steps.append((t1 - t0) / self._seconds_per_step())
         self._sample_times.append(self._clock() - t1)
         if save:
-            self._save_checkpoint("best" if is_best else "latest", is_best)
+            self._save_checkpoint("best" if is_best else "latest", is_best, val_loss)
 
     def _bytes_per_token(self, tokens: np.ndarray) -> float:
         """UTF-8 bytes per token of ``tokens``: what turns their loss in nats per token
@@ -613,7 +613,16 @@ class Trainer:
                 "batch_rng": self.batch_rng.bit_generator.state, "dropout_rng": self.model.rng.bit_generator.state,
                 **self._fingerprints}
 
-    def _save_checkpoint(self, reason: str, is_best: bool = False) -> None:
+    def _save_checkpoint(self, reason: str, is_best: bool = False, val_loss: float | None = None) -> None:
+        """Save the run, unless it has diverged (weights or the validation loss ``val_loss`` no
+        longer finite): then the last checkpoint stays the good one it is, and the run says so."""
+        xp = getattr(self.model, "xp", np)
+        why = ("the weights are no longer finite" if not bool(xp.isfinite(self.model.params.data).all()) else
+               f"the validation loss is {val_loss}" if val_loss is not None and not math.isfinite(val_loss) else None)
+        if why:
+            kept = f"{self.last_good} keeps step {self._saved_step}" if self.last_good else "nothing was saved yet"
+            self._say("save", f"not saved at step {self.step}: {why}; {kept}")
+            return
         t0 = self._clock()
         path = save_checkpoint(self.out_dir, self.model, self.tokenizer, self.model_cfg, self.train_cfg,
                                self.optimizer, self._state_dict(), metrics=self.metrics,
@@ -638,9 +647,16 @@ class Trainer:
 
     def run(self) -> DoneEvent:
         """Prepare, then train until ``max_steps`` or ``stop()``; returns the DoneEvent
-        (also sent to the callback). User errors become an ErrorEvent, not an exception."""
+        (also sent to the callback). User errors become an ErrorEvent, not an exception.
+        NumPy's overflow warnings are silenced: a loss or gradient that stops being finite is
+        caught and explained by the divergence check (``mnemos.divergence``), and a warning
+        printed mid-run would only garble the terminal (the app's screen)."""
         if self.state != "idle":
             raise RuntimeError("a Trainer runs once; make a new one (Trainer.from_checkpoint) to continue")
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return self._run()
+
+    def _run(self) -> DoneEvent:
         self._t_start = self._clock()
         reason, loss = "finished", None
         try:

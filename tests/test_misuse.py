@@ -2,6 +2,7 @@
 one clear line (or a warning that keeps the result)."""
 
 import json
+import warnings
 import os
 
 import numpy as np
@@ -140,6 +141,28 @@ def test_a_diverging_run_warns_in_an_event_and_the_final_line_and_saves_no_best(
     assert events[-1]["event"] == "done" and events[-1]["warning"] == warnings[0]["message"]
     assert not any(e["is_best"] for e in events if e["event"] == "eval" and e["step"] > warnings[0]["step"])
     assert not (tmp_path / "run" / "best").exists()
+
+
+def test_a_run_whose_loss_turns_nan_keeps_its_last_good_checkpoint_and_prints_no_numpy_warnings(tmp_path, capsys):
+    """Found by tests/test_fuzz.py: --lr 1e20 overflowed in the first step; NumPy printed its
+    RuntimeWarnings, and the next evaluation saved the useless weights as the checkpoint that
+    the error then called "the last good" one."""
+    rng = np.random.default_rng(1)
+    (tmp_path / "t.txt").write_text("".join(rng.choice(list("abcdefgh \n"), 4000)))
+    run = tmp_path / "run"
+    base = ["train", "--data", str(tmp_path / "t.txt"), "--out", str(run), *TINY[:-8], "--workers", "1",
+            "--sample-tokens", "0", "--vocab-size", "256", "--eval-interval", "2"]
+    assert main([*base, "--max-steps", "4", "--lr", "1e-3"]) == 0  # a good run, saved at step 4
+    good = (run / "model.npz").read_bytes()
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning from NumPy would fail the run
+        main(["train", "--resume", str(run), "--max-steps", "12", "--lr", "1e20", "--min-lr", "1e20",
+              "--eval-interval", "1"])
+    out, err = capsys.readouterr()
+    assert f"not saved at step 5: the validation loss is nan; {run} keeps step 4" in out
+    assert f"the last good checkpoint is {run} (step 4)" in err and "Warning" not in out + err
+    assert (run / "model.npz").read_bytes() == good
 
 
 @pytest.mark.parametrize("argv, words", [

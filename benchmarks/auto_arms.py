@@ -52,6 +52,12 @@ ARMS = {
     "FR_auto": arm(4, 128, 8, 23830, vocab=2048),
     "S_small": arm(4, 128, 12, 29858, arch="gpt2", lr=1e-3, vocab=512, T=64, warmup=100),
     "K_rule_muon": arm(2, 64, 16, 110985, opt="muon", lr=0.005657, vocab=256, dropout=0.2),
+    # third round (Newton-Schulz on every core): 16 x 128 at the 2,633 steps of the fastest real run,
+    # the others at speeds measured (8 x 128) or scaled by FLOPs (5 x 128); warmup 5% of the steps.
+    # Muon's update twice as large was this R_base with mnemos.muon.RMS_MATCH set to 0.4.
+    "R_base": arm(4, 128, 16, 19545, opt="muon", lr=4e-3, vocab=2048, warmup=131),
+    "R_b8": arm(4, 128, 8, 17000, opt="muon", lr=4e-3, vocab=2048, warmup=229),
+    "R_5x128": arm(5, 128, 16, 16200, opt="muon", lr=4e-3, vocab=2048, warmup=109),
 }
 
 

@@ -437,7 +437,7 @@ async def test_a_time_budget_in_the_form_reaches_the_run_and_its_progress(worksp
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: state(app) == "finished", "the run to finish")
         await pilot.pause()
-        assert "of the 5:00 time budget left" in text_of(app.screen.query_one("#train-phase"))
+        assert "/5:00 left" in text_of(app.screen.query_one("#train-phase"))
         saved = checkpoint_info(app.session.trainer.out_dir).train_config
         assert saved["time_budget"] == 300 and saved["optimizer"] == "muon"
         form.set_values({"time_budget": 90.0, "max_steps": None})

@@ -341,10 +341,9 @@ class TrainScreen(MnemosScreen):
         bar.update(total=e.max_steps, progress=e.step)
         budgeted = e.time_budget_s is not None  # max_steps is then the planned last step, re-estimated as it goes
         total = f"~{e.max_steps:,}" if budgeted and e.step < e.max_steps else f"{e.max_steps:,}"  # exact at the end
-        phase = f"step {e.step:,} of {total}"
-        if budgeted:
-            phase += (f" · {format_duration(e.budget_left_s)} of the {format_duration(e.time_budget_s)} "
-                      f"time budget left")
+        phase = f"step {e.step:,}/{total}"
+        if budgeted:  # short enough to fit beside the bar at 120 columns
+            phase += f" · {format_duration(e.budget_left_s)}/{format_duration(e.time_budget_s)} left"
         # fixed size (1fr x 1): no new layout needed, several times a second
         self.query_one("#train-phase", Label).update(phase, layout=False)
         self.query_one(TrainStats).set(

@@ -12,8 +12,10 @@ import argparse
 import asyncio
 import importlib
 import logging
+import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -29,6 +31,9 @@ from mnemos_tui.bridge import EngineEvents
 from mnemos_tui.screens.base import MnemosScreen
 from mnemos_tui.session import TrainingSession
 from mnemos_tui.workspace import Workspace
+
+
+EXIT_GRACE_S = 5.0  # after TERM or HUP: how long the app may take to end once its run is saved
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,7 @@ class MnemosApp(App[None]):
                                     "train" if data is not None else "datasets")
         self.session = TrainingSession(self)  # the one training run, which screens observe
         self.stopped_by: int | None = None  # the signal (TERM, HUP) that ended the app, if one did
+        self.hard_exit = None  # os._exit where the app is the process (main), for _exit_if_stuck
         self.strict_errors: bool | None = None  # None: unexpected errors end the app only when headless
         self._error_times: list[float] = []
 
@@ -115,10 +121,22 @@ class MnemosApp(App[None]):
         """SIGTERM / SIGHUP: save the running run (as "save and quit" does), then exit with
         128 + the signal's number (see ``main``)."""
         self.stopped_by = signum
+        if self.hard_exit is not None:
+            threading.Thread(target=self._exit_if_stuck, args=(signum,), name="mnemos-signal-exit", daemon=True).start()
         if self.session.alive:
             self.session.quit(save=True)
         else:
             self.exit()
+
+    def _exit_if_stuck(self, signum: int, poll_s: float = 0.1) -> None:
+        """Once the run has saved and stopped, give the app ``EXIT_GRACE_S`` to end, then end
+        the process: after a closed terminal (HUP), Textual's shutdown was seen to wait forever
+        on its input thread (one case spinning two threads at 100% CPU), and TERM could not
+        stop it either, since its handler runs on the loop that was shutting down."""
+        while self.session.alive:
+            time.sleep(poll_s)
+        time.sleep(EXIT_GRACE_S)
+        self.hard_exit(128 + signum)
 
     # -- navigation -----------------------------------------------------------------
 
@@ -250,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     app = MnemosApp(root=args.root, data=args.data, checkpoint=args.checkpoint)
+    app.hard_exit = os._exit  # a process of its own: TERM and HUP may end it if its shutdown hangs
     app.run()
     if app.stopped_by is not None:
         sys.exit(128 + app.stopped_by)

@@ -513,3 +513,25 @@ async def test_sigterm_or_sighup_while_training_saves_then_exits(workspace):
         await wait_until(pilot, lambda: not app.is_running, "the app to exit")
     assert app.stopped_by == signal.SIGHUP and app.session.trainer.state == "done"
     assert checkpoint_info(out_dir).step == app.session.trainer.step > 0
+
+
+def test_after_term_or_hup_a_stuck_shutdown_ends_the_process_once_the_run_is_saved(workspace, monkeypatch):
+    """A closed terminal (HUP) left Textual's shutdown waiting forever on its input thread, so
+    the app ended the process itself once its run was saved (and not before)."""
+    import signal
+
+    import mnemos_tui.app as app_mod
+
+    monkeypatch.setattr(app_mod, "EXIT_GRACE_S", 0.0)
+    app = MnemosApp(root=workspace)
+    states = iter(["running", "stopping", "stopping", "finished"])
+
+    class Session:
+        @property
+        def alive(self):
+            return next(states) != "finished"
+
+    app.session, exits = Session(), []
+    app.hard_exit = exits.append
+    app._exit_if_stuck(signal.SIGHUP, poll_s=0.0)
+    assert exits == [128 + signal.SIGHUP] and next(states, "done") == "done"  # it waited for every state

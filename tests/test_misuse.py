@@ -2,8 +2,8 @@
 one clear line (or a warning that keeps the result)."""
 
 import json
-import warnings
 import os
+import warnings
 
 import numpy as np
 import pytest

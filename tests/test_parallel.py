@@ -91,14 +91,12 @@ def test_loss_and_gradients_equal_one_process(dp3, B):
     assert np.abs(ref_grad).max() > 1e-3  # the comparison is not between zeros
 
 
-
 def test_an_evaluation_batch_shared_by_the_workers_has_one_process_loss_without_dropout():
     model = GPT(DROPOUT_CFG, seed=3)
     with DataParallel(model, 2, max_batch=8, seed=11) as dp:
         for B in (6, 7, 1):  # even shares, uneven, a worker left idle
             x, y = batch(B, seed=20 + B)
             want = float(model.forward(x, y, train=False)[1])  # no dropout when evaluating
-            model.params.grad.fill(0.5)
             assert dp.loss(x, y) == pytest.approx(want, rel=1e-6, abs=1e-6)
             assert dp.loss_and_grad(x, y) != pytest.approx(want, rel=1e-4)  # training's forward drops out
             model.params.grad.fill(0.5)

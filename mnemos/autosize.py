@@ -253,12 +253,17 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
     else:
         dropout, why = _dropout(epochs)
         reasons.append(why)
+    sampling = fixed.get("sampling", "epoch")
+    reasons.append(f"sampling {sampling}: given" if "sampling" in fixed else
+                   f"sampling epoch: every window once per pass over the text (random windows over {epochs:.1f} "
+                   f"passes would never show {math.exp(-epochs):.0%} of it and repeat the rest unevenly)"
+                   if epochs >= 1 else "sampling epoch: no window twice (less than one pass over the text)")
     reasons.append(f"architecture {arch}" + (": given" if "arch" in fixed else "") + f", optimizer {optimizer}"
                    + (": given" if "optimizer" in fixed else "") + f" ({RECIPE_REASON})")
     model = dict(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=block, dropout=dropout,
                  arch=arch)
-    train = dict(tokenizer_vocab=vocab, optimizer=optimizer, batch_size=batch, lr=lr, min_lr=round(lr / 10, 7),
-                 warmup_steps=warmup, max_steps=None, time_budget=float(budget_s),
+    train = dict(tokenizer_vocab=vocab, optimizer=optimizer, sampling=sampling, batch_size=batch, lr=lr,
+                 min_lr=round(lr / 10, 7), warmup_steps=warmup, max_steps=None, time_budget=float(budget_s),
                  eval_interval=max(1, steps // EVALS), eval_steps=10)
     return AutoChoice(model, train, reasons, int(seen), epochs, steps)
 

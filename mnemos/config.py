@@ -25,6 +25,7 @@ from mnemos.errors import ConfigError
 
 BASE_VOCAB = 256  # the 256 byte tokens every tokenizer starts from
 OPTIMIZERS = ("adamw", "muon", "sgd")  # mnemos.optim.make_optimizer builds them
+SAMPLINGS = ("random", "epoch")  # mnemos.data.get_batch, mnemos.data.EpochSampler
 SPECIAL_TOKENS = 1  # <|endoftext|>, on top of the tokenizer's trained vocabulary
 GROUPS = {"model": "model shape", "optimisation": "optimisation", "compute": "compute"}  # key -> CLI title
 
@@ -230,6 +231,9 @@ class TrainConfig:
                                    group="model", shape=True, flag="--vocab-size")
     batch_size: int = setting(12)
     grad_accum: int = setting(1, "micro-batches per step (gradient accumulation)")
+    sampling: str = setting("random", "how training windows are drawn: random (nanoGPT: anywhere, with replacement); "
+                                      "epoch: every window once per pass over the text, in a new order each pass",
+                            choices=SAMPLINGS)
     lr: float = setting(1e-3, "peak learning rate")
     min_lr: float = setting(1e-4, "learning rate at the end of the cosine decay")
     warmup_steps: int = setting(100)

@@ -9,7 +9,8 @@ The path from a user's file to the arrays the model eats:
    file keyed by the file's content hash and the tokenizer's fingerprint, memory-mapped on
    the next run: a second run on the same file starts at once.
 3. :func:`get_batch` draws random windows with a seeded ``np.random.Generator`` (nanoGPT
-   style): ``x`` is a window, ``y`` the same window shifted by one token.
+   style): ``x`` is a window, ``y`` the same window shifted by one token. :class:`EpochSampler`
+   draws them in epochs instead: every window once per pass over the text (``--sampling epoch``).
 
 :func:`inspect_text_file` gives the TUI the numbers (and the problem, if any) of a file
 without raising. (The sample corpus is :mod:`mnemos.sample`'s.)
@@ -364,3 +365,52 @@ def get_batch(tokens: np.ndarray, batch_size: int, block_size: int,
     ix = rng.integers(0, len(tokens) - block_size, size=batch_size)
     windows = np.asarray(tokens[ix[:, None] + np.arange(block_size + 1)], dtype=np.int64)
     return windows[:, :-1], windows[:, 1:]
+
+
+class EpochSampler:
+    """Training windows drawn in epochs: each pass over the text cuts it into ``n`` windows of
+    ``block_size + 1`` tokens, starting at a random offset (so the cuts move from pass to pass),
+    and visits all ``n`` once, in a random order; then the next pass.
+
+    Random windows (:func:`get_batch`) are drawn with replacement: after 3 passes' worth of
+    windows a token has been seen 0 to 8 times (Poisson), about 5% of it not at all. Epochs
+    see every token 3 times. When the text is repeated, that trains a better model (docs/auto.md:
+    Shakespeare, 3.3 passes, 1.4% lower validation bits per byte).
+
+    The sampler holds no generator state: window ``k`` (counted from the start of the run,
+    :attr:`drawn`) is a function of the seed and ``k`` alone, so a checkpoint that stores
+    ``drawn`` resumes it exactly, whatever the batch size afterwards."""
+
+    def __init__(self, tokens: np.ndarray, block_size: int, seed: int, drawn: int = 0):
+        self.tokens, self.block_size, self.seed, self.drawn = tokens, block_size, seed, drawn
+        span = len(tokens) - block_size - 1  # the last start a window may have
+        if span < 0:
+            raise DataError(f"{len(tokens)} tokens are too few for one window of {block_size + 1}")
+        self.n = max(1, span // block_size)  # windows per epoch
+        self._slack = span - (self.n - 1) * block_size  # room left to shift the cuts
+        self._epoch = None  # (epoch, offset, order) of the last epoch drawn from
+
+    def _order(self, epoch: int) -> tuple[int, np.ndarray]:
+        if self._epoch is None or self._epoch[0] != epoch:
+            rng = np.random.default_rng([self.seed, 4, epoch])
+            offset = int(rng.integers(min(self.block_size, self._slack + 1)))
+            self._epoch = (epoch, offset, rng.permutation(self.n))
+        return self._epoch[1], self._epoch[2]
+
+    def starts(self, count: int) -> np.ndarray:
+        """The start offsets of the next ``count`` windows (and counts them drawn)."""
+        k = self.drawn + np.arange(count, dtype=np.int64)
+        self.drawn += count
+        epochs, index = np.divmod(k, self.n)
+        out = np.empty(count, dtype=np.int64)
+        for epoch in np.unique(epochs):  # one, or a few when a batch spans the end of an epoch
+            mask = epochs == epoch
+            offset, order = self._order(int(epoch))
+            out[mask] = offset + order[index[mask]] * self.block_size
+        return out
+
+    def batch(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """``x``, ``y`` as :func:`get_batch` returns them, from the next ``batch_size`` windows."""
+        ix = self.starts(batch_size)
+        windows = np.asarray(self.tokens[ix[:, None] + np.arange(self.block_size + 1)], dtype=np.int64)
+        return windows[:, :-1], windows[:, 1:]

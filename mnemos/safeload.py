@@ -120,6 +120,7 @@ _STATE_FIELDS = {
     "best_val_loss": ("a number or null", lambda v: v is None or _is_number(v)),
     "batch_rng": ("an object", lambda v: isinstance(v, dict)),
     "dropout_rng": ("an object", lambda v: isinstance(v, dict)),
+    "windows_drawn": ("an integer >= 0 or null", lambda v: v is None or (_is_int(v) and 0 <= v <= 10 ** 15)),
     "data": ("a path or null", lambda v: v is None or isinstance(v, str)),
     "val_data": ("a path or null", lambda v: v is None or isinstance(v, str)),
     "tokenizer": ("a fingerprint or null", lambda v: v is None or isinstance(v, str)),

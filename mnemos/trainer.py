@@ -109,6 +109,7 @@ class Trainer:
         self.parallel = None  # mnemos.parallel.DataParallel when workers > 1
         self.train_tokens = self.val_tokens = None
         self.batch_rng = np.random.default_rng(train_cfg.seed)
+        self.sampler: data_mod.EpochSampler | None = None  # --sampling epoch; set up by _prepare()
         self.step = 0
         self.best_val_loss: float | None = None
         self.tokens_seen = 0
@@ -370,6 +371,8 @@ class Trainer:
         if self._init_from is not None:  # where the weights came from, kept through resumes
             self._fingerprints["init_from"] = str(self._init_from.resolve())
         self.optimizer = make_optimizer(cfg, self.model.params)  # AdamW, Muon or SGD
+        if cfg.sampling == "epoch":
+            self.sampler = data_mod.EpochSampler(self.train_tokens, block, cfg.seed)
         # until the first save is timed: the weights and two moments written at ~100 MB/s, fsync included
         self._save_guess = 0.05 + 12 * self.model.num_params() / 1e8
         if self._resume_from is not None:
@@ -414,6 +417,8 @@ class Trainer:
             self.batch_rng.bit_generator.state = s["batch_rng"]
             self.model.rng.bit_generator.state = s["dropout_rng"]
             self.step = int(s["step"])
+            if self.sampler is not None:
+                self.sampler.drawn = int(s.get("windows_drawn") or 0)  # 0: the run drew at random before
         except (KeyError, TypeError, ValueError, OverflowError) as exc:  # e.g. an edited generator state
             raise CheckpointError(f"{ckpt.path}/state.json is incomplete ({str(exc)[:80]}); it cannot be resumed exactly, "
                                   f"start a new run") from None
@@ -457,7 +462,8 @@ class Trainer:
         lr = self._lr()
         loss = 0.0
         for micro in range(cfg.grad_accum):
-            x, y = data_mod.get_batch(self.train_tokens, cfg.batch_size, self.model_cfg.block_size, self.batch_rng)
+            x, y = (self.sampler.batch(cfg.batch_size) if self.sampler is not None else
+                    data_mod.get_batch(self.train_tokens, cfg.batch_size, self.model_cfg.block_size, self.batch_rng))
             loss += self._loss_and_grad(x, y, micro)
         loss /= cfg.grad_accum
         from mnemos.optim import clip_grad_norm
@@ -611,6 +617,7 @@ class Trainer:
                 "step_time_s": self._seconds_per_step() if self._step_times or self._step_s else None,
                 "eval_time_s": self._eval_s, "save_time_s": self._save_s,
                 "batch_rng": self.batch_rng.bit_generator.state, "dropout_rng": self.model.rng.bit_generator.state,
+                "windows_drawn": self.sampler.drawn if self.sampler is not None else None,
                 **self._fingerprints}
 
     def _save_checkpoint(self, reason: str, is_best: bool = False, val_loss: float | None = None) -> None:

@@ -85,10 +85,10 @@ def test_dropout_follows_the_epochs():
 
 def test_the_settings_a_user_gives_are_kept_and_the_rest_chosen_around_them():
     fixed = {"n_layer": 3, "n_embd": 96, "n_head": 4, "tokenizer_vocab": 512, "dropout": 0.05, "lr": 5e-4,
-             "block_size": 32, "batch_size": 7, "warmup_steps": 13}
+             "block_size": 32, "batch_size": 7, "warmup_steps": 13, "sampling": "random"}
     choice = choose(stats(5_000_000), 300, FAST, fixed)
     assert {k: {**choice.model, **choice.train}[k] for k in fixed} == fixed
-    assert sum("given" in line for line in choice.reasons) == 3  # vocabulary, context, dropout
+    assert sum("given" in line for line in choice.reasons) == 4  # vocabulary, context, dropout, sampling
     only_vocab = choose(stats(5_000_000), 300, FAST, {"tokenizer_vocab": 300})  # an unmeasured size: interpolated
     assert only_vocab.train["tokenizer_vocab"] == 300
     configs(only_vocab)
@@ -99,11 +99,21 @@ def test_one_reason_per_choice_with_the_numbers_behind_it():
     text = "\n".join(choice.reasons)
     assert all("\n" not in line for line in choice.reasons)
     for word in ("vocabulary", "tokens/s", "parameters", "context", "batch", "learning rate", "warmup", "dropout",
-                 "architecture", "optimizer"):
+                 "sampling", "architecture", "optimizer"):
         assert word in text
     assert "4.1 MB" in text and "5 min" in text
     seen = choice.tokens_seen
     assert f"{seen / 1e6:.3g}M tokens" in text
+
+
+def test_auto_draws_windows_in_epochs_and_says_what_random_ones_would_miss():
+    repeated = choose(stats(1_000_000), 300, FAST)  # a text seen several times
+    assert repeated.train["sampling"] == "epoch" and repeated.epochs > 1
+    line = next(r for r in repeated.reasons if r.startswith("sampling"))
+    assert f"{math.exp(-repeated.epochs):.0%} of it" in line
+    once = choose(stats(50_000_000), 300, FAST)  # less than one pass
+    assert once.train["sampling"] == "epoch" and once.epochs < 1
+    assert "less than one pass" in next(r for r in once.reasons if r.startswith("sampling"))
 
 
 def test_the_budget_is_spent_on_training_steps():

@@ -4,10 +4,12 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mnemos import data
-from mnemos.data import (FileInfo, check_length, encode_text, get_batch, inspect_text_file, load_tokens, read_text,
-                         split_train_val, train_tokenizer)
+from mnemos.data import (EpochSampler, FileInfo, check_length, encode_text, get_batch, inspect_text_file, load_tokens,
+                         read_text, split_train_val, train_tokenizer)
 from mnemos.errors import DataError
 from mnemos.tokenizer import BPETokenizer
 
@@ -232,6 +234,52 @@ def test_get_batch_is_seeded_and_covers_every_offset():
     x, y = get_batch(tokens, 5000, 5, np.random.default_rng(1))
     assert set(x[:, 0]) == set(range(15))  # every start 0 .. len - block - 1
     assert y.max() == 19
+
+
+def test_epoch_sampler_visits_every_window_once_per_pass():
+    tokens = np.arange(1000, dtype=np.uint16)
+    sampler = EpochSampler(tokens, 16, seed=3)
+    n = sampler.n
+    assert n == (1000 - 17) // 16  # windows of 17 tokens (x and its shifted y) that fit with any offset
+    passes = [sampler.starts(n) for _ in range(4)]
+    for starts in passes:
+        assert len(set(starts)) == n  # no window twice within a pass
+        offsets = starts % 16
+        assert len(set(offsets)) == 1  # one cut of the text per pass: the windows do not overlap
+        assert starts.min() >= 0 and starts.max() <= 1000 - 17
+        assert sorted(starts) == list(offsets[0] + 16 * np.arange(n))  # every window of that cut
+    assert len({tuple(p) for p in passes}) == 4  # a new order each pass
+    assert len({p[0] % 16 for p in passes}) > 1  # and the cuts move
+    x, y = EpochSampler(tokens, 16, seed=3).batch(7)
+    assert x.shape == y.shape == (7, 16) and x.dtype == np.int64
+    np.testing.assert_array_equal(x[:, 0], passes[0][:7])
+    np.testing.assert_array_equal(y, x + 1)
+
+
+def test_epoch_sampler_resumes_from_the_count_alone():
+    tokens = np.arange(300, dtype=np.int32)
+    straight = EpochSampler(tokens, 8, seed=5).starts(200)  # ~5.7 passes of 35 windows
+    pieces = EpochSampler(tokens, 8, seed=5)
+    first = np.concatenate([pieces.starts(k) for k in (3, 50, 1, 46)])  # batch sizes may change
+    resumed = EpochSampler(tokens, 8, seed=5, drawn=pieces.drawn)  # what a checkpoint restores
+    np.testing.assert_array_equal(np.concatenate([first, resumed.starts(100)]), straight)
+    assert not np.array_equal(EpochSampler(tokens, 8, seed=6).starts(200), straight)
+
+
+@given(length=st.integers(1, 400), block=st.integers(1, 64), seed=st.integers(0, 2 ** 32), count=st.integers(1, 300))
+def test_epoch_sampler_windows_always_fit(length, block, seed, count):
+    """Any text at least one window long: every window lies inside it, none twice in a pass."""
+    tokens = np.arange(block + length, dtype=np.int64)
+    sampler = EpochSampler(tokens, block, seed)
+    starts = sampler.starts(count)
+    assert starts.min() >= 0 and starts.max() + block + 1 <= len(tokens)
+    for lo in range(0, count, sampler.n):
+        assert len(set(starts[lo:lo + sampler.n])) == len(starts[lo:lo + sampler.n])
+
+
+def test_epoch_sampler_refuses_a_text_shorter_than_a_window():
+    with pytest.raises(DataError, match="too few"):
+        EpochSampler(np.arange(16), 16, seed=0)
 
 
 def test_split_train_val_is_the_last_tenth():

@@ -104,14 +104,16 @@ def _params(run):
     return ckpt.model.params.data.copy(), ckpt.optimizer_state()
 
 
-def test_resume_is_bit_exact(text_file, tmp_path):
+@pytest.mark.parametrize("sampling", ["random", "epoch"])
+def test_resume_is_bit_exact(text_file, tmp_path, sampling):
     """20 steps, stop, resume, 20 more == 40 straight steps (dropout, grad accumulation
-    and evaluations in between included)."""
-    train(text_file, tmp_path / "straight")
+    and evaluations in between included), whichever way the windows are drawn."""
+    cfg = TrainConfig(**{**TRAIN.to_dict(), "sampling": sampling})
+    train(text_file, tmp_path / "straight", cfg)
 
     holder = {}
     rec = Recorder(lambda e: e.kind == "step" and e.step == 17 and holder["t"].stop())
-    first = Trainer.new(MODEL, TRAIN, text_file, out_dir=tmp_path / "split", callback=rec)
+    first = Trainer.new(MODEL, cfg, text_file, out_dir=tmp_path / "split", callback=rec)
     holder["t"] = first
     done = first.run()
     assert done.reason == "stopped" and done.step == 17
@@ -131,6 +133,16 @@ def test_resume_is_bit_exact(text_file, tmp_path):
     assert opt_a["t"] == opt_b["t"] == 40
     rows = read_metrics(tmp_path / "split")
     assert [r["step"] for r in rows if r["event"] == "step"] == list(range(1, 41))
+
+
+def test_epoch_sampling_trains_on_other_windows_than_random(text_file, tmp_path):
+    """``--sampling epoch`` reaches the batches (the same seed gives other weights) and the
+    checkpoint counts the windows drawn: 40 steps x 2 micro-batches x 4."""
+    train(text_file, tmp_path / "random")
+    train(text_file, tmp_path / "epoch", TrainConfig(**{**TRAIN.to_dict(), "sampling": "epoch"}))
+    assert not np.array_equal(_params(tmp_path / "random")[0], _params(tmp_path / "epoch")[0])
+    assert load_checkpoint(tmp_path / "epoch").state["windows_drawn"] == 320
+    assert load_checkpoint(tmp_path / "random").state["windows_drawn"] is None
 
 
 def test_evaluation_does_not_change_the_training_stream(text_file, tmp_path):

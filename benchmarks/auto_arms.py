@@ -26,10 +26,11 @@ BUDGET_S = 300.0
 
 
 def arm(L, C, B, tokens_per_s, arch="llama", opt="adamw", lr=2e-3, min_frac=0.1, vocab=1024, T=128, dropout=0.0,
-        warmup=200):
+        warmup=200, sampling="random", wd=0.1):
     """(model fields, train fields, tokens per second) of one arm."""
     return (dict(n_layer=L, n_head=C // 32, n_embd=C, block_size=T, dropout=dropout, arch=arch),
-            dict(tokenizer_vocab=vocab, batch_size=B, lr=lr, min_lr=lr * min_frac, warmup_steps=warmup, optimizer=opt),
+            dict(tokenizer_vocab=vocab, batch_size=B, lr=lr, min_lr=lr * min_frac, warmup_steps=warmup, optimizer=opt,
+                 sampling=sampling, weight_decay=wd),
             tokens_per_s)
 
 
@@ -58,6 +59,14 @@ ARMS = {
     "R_base": arm(4, 128, 16, 19545, opt="muon", lr=4e-3, vocab=2048, warmup=131),
     "R_b8": arm(4, 128, 8, 17000, opt="muon", lr=4e-3, vocab=2048, warmup=229),
     "R_5x128": arm(5, 128, 16, 16200, opt="muon", lr=4e-3, vocab=2048, warmup=109),
+    # fourth round: R_base's neighbours in how it trains, not what it is (run with SEED=1337 and SEED=7;
+    # R_base was run again at seed 7)
+    "T_epoch": arm(4, 128, 16, 19545, opt="muon", lr=4e-3, vocab=2048, warmup=131, sampling="epoch"),
+    "T_min0": arm(4, 128, 16, 19545, opt="muon", lr=4e-3, vocab=2048, warmup=131, min_frac=0.0),
+    "T_wd03": arm(4, 128, 16, 19545, opt="muon", lr=4e-3, vocab=2048, warmup=131, wd=0.3),
+    "T_min0_wd03": arm(4, 128, 16, 19545, opt="muon", lr=4e-3, vocab=2048, warmup=131, min_frac=0.0, wd=0.3),
+    "T_all": arm(4, 128, 16, 19545, opt="muon", lr=4e-3, vocab=2048, warmup=131, sampling="epoch", min_frac=0.0,
+                 wd=0.3),
 }
 
 

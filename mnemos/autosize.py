@@ -13,8 +13,8 @@ It walks a ladder of shapes and picks the one whose tokens seen in the budget, d
 for repeats of a small text (Muennighoff et al. 2023: repeated tokens are worth less and
 less), are closest to a target number per parameter (Hoffmann et al. 2022 found ~20
 compute-optimal; the target here falls with the compute, fitted to ``benchmarks/auto_sweep.py``
-at 60 s and 5 minutes, see docs/auto.md). Vocabulary, context, batch, learning rate, warmup and dropout follow from
-the text and that choice. Every choice comes with one line saying why. Settings the user
+at 60 s and 5 minutes, see docs/auto.md). Vocabulary, context, batch, learning rate, warmup, weight decay, dropout
+and sampling follow from the text and that choice. Every choice comes with one line saying why. Settings the user
 gave (``fixed``) are kept and the rest is chosen around them.
 """
 
@@ -46,6 +46,7 @@ DROPOUT_FROM = 8.0  # repeats of the text before dropout starts (docs/auto.md: 4
 # is per step, so it takes steps twice as large: as good on Shakespeare, more tokens a second.
 TOKENS_PER_STEP = {"adamw": 1024, "muon": 2048, "sgd": 1024}
 BASE_LR, BASE_WIDTH = {"adamw": 2e-3, "muon": 4e-3, "sgd": 2e-3}, 128
+WEIGHT_DECAY = 0.3  # three times nanoGPT's 0.1 (with decay to 0: better on Shakespeare, the same on French; docs/auto.md)
 PROBE_TOKENS = 1024  # tokens a step of the calibration's timed steps (8 x 128)
 TRAIN_SHARE = 0.92  # of the budget after preparation: the rest evaluates and saves
 EVALS = 10  # evaluations in a run
@@ -246,7 +247,12 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
     reasons.append(f"learning rate {lr:g} (peak; {base_lr:g} at width {BASE_WIDTH} for {optimizer}, "
                    f"/ sqrt(width) above)")
     warmup = fixed.get("warmup_steps", min(200, max(10, steps // 20)))
-    reasons.append(f"warmup {warmup} steps (5% of the run, at most 200), then cosine decay to a tenth")
+    min_lr = fixed.get("min_lr", 0.0)
+    reasons.append(f"warmup {warmup} steps (5% of the run, at most 200), then cosine decay to "
+                   + (f"{min_lr:g}: given" if "min_lr" in fixed else "0 (better than to a tenth, docs/auto.md)"))
+    weight_decay = fixed.get("weight_decay", WEIGHT_DECAY)
+    reasons.append(f"weight decay {weight_decay:g}: given" if "weight_decay" in fixed else
+                   f"weight decay {weight_decay:g} (nanoGPT's 0.1 measured worse, docs/auto.md)")
     if "dropout" in fixed:
         dropout = fixed["dropout"]
         reasons.append(f"dropout {dropout:g}: given")
@@ -263,7 +269,7 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
     model = dict(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=block, dropout=dropout,
                  arch=arch)
     train = dict(tokenizer_vocab=vocab, optimizer=optimizer, sampling=sampling, batch_size=batch, lr=lr,
-                 min_lr=round(lr / 10, 7), warmup_steps=warmup, max_steps=None, time_budget=float(budget_s),
+                 min_lr=min_lr, weight_decay=weight_decay, warmup_steps=warmup, max_steps=None, time_budget=float(budget_s),
                  eval_interval=max(1, steps // EVALS), eval_steps=10)
     return AutoChoice(model, train, reasons, int(seen), epochs, steps)
 

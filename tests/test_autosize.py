@@ -85,10 +85,11 @@ def test_dropout_follows_the_epochs():
 
 def test_the_settings_a_user_gives_are_kept_and_the_rest_chosen_around_them():
     fixed = {"n_layer": 3, "n_embd": 96, "n_head": 4, "tokenizer_vocab": 512, "dropout": 0.05, "lr": 5e-4,
-             "block_size": 32, "batch_size": 7, "warmup_steps": 13, "sampling": "random"}
+             "block_size": 32, "batch_size": 7, "warmup_steps": 13, "sampling": "random", "min_lr": 5e-5,
+             "weight_decay": 0.0}
     choice = choose(stats(5_000_000), 300, FAST, fixed)
     assert {k: {**choice.model, **choice.train}[k] for k in fixed} == fixed
-    assert sum("given" in line for line in choice.reasons) == 4  # vocabulary, context, dropout, sampling
+    assert sum("given" in line for line in choice.reasons) == 6  # vocabulary, context, min_lr, decay, dropout, sampling
     only_vocab = choose(stats(5_000_000), 300, FAST, {"tokenizer_vocab": 300})  # an unmeasured size: interpolated
     assert only_vocab.train["tokenizer_vocab"] == 300
     configs(only_vocab)
@@ -98,8 +99,8 @@ def test_one_reason_per_choice_with_the_numbers_behind_it():
     choice = choose(stats(4_100_000), 300, FAST)
     text = "\n".join(choice.reasons)
     assert all("\n" not in line for line in choice.reasons)
-    for word in ("vocabulary", "tokens/s", "parameters", "context", "batch", "learning rate", "warmup", "dropout",
-                 "sampling", "architecture", "optimizer"):
+    for word in ("vocabulary", "tokens/s", "parameters", "context", "batch", "learning rate", "warmup", "decay to 0",
+                 "weight decay 0.3", "dropout", "sampling", "architecture", "optimizer"):
         assert word in text
     assert "4.1 MB" in text and "5 min" in text
     seen = choice.tokens_seen

@@ -46,7 +46,7 @@ DROPOUT_FROM = 8.0  # repeats of the text before dropout starts (docs/auto.md: 4
 # is per step, so it takes steps twice as large: as good on Shakespeare, more tokens a second.
 TOKENS_PER_STEP = {"adamw": 1024, "muon": 2048, "sgd": 1024}
 BASE_LR, BASE_WIDTH = {"adamw": 2e-3, "muon": 4e-3, "sgd": 2e-3}, 128
-WEIGHT_DECAY = 0.3  # three times nanoGPT's 0.1 (with decay to 0: better on Shakespeare, the same on French; docs/auto.md)
+WEIGHT_DECAY = 0.3  # nanoGPT's 0.1 x 3 (with decay to 0: better on Shakespeare, the same on French; docs/auto.md)
 PROBE_TOKENS = 1024  # tokens a step of the calibration's timed steps (8 x 128)
 TRAIN_SHARE = 0.92  # of the budget after preparation: the rest evaluates and saves
 EVALS = 10  # evaluations in a run
@@ -269,8 +269,8 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
     model = dict(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=block, dropout=dropout,
                  arch=arch)
     train = dict(tokenizer_vocab=vocab, optimizer=optimizer, sampling=sampling, batch_size=batch, lr=lr,
-                 min_lr=min_lr, weight_decay=weight_decay, warmup_steps=warmup, max_steps=None, time_budget=float(budget_s),
-                 eval_interval=max(1, steps // EVALS), eval_steps=10)
+                 min_lr=min_lr, weight_decay=weight_decay, warmup_steps=warmup, max_steps=None,
+                 time_budget=float(budget_s), eval_interval=max(1, steps // EVALS), eval_steps=10)
     return AutoChoice(model, train, reasons, int(seen), epochs, steps)
 
 

@@ -40,7 +40,7 @@ import numpy as np
 import mnemos
 from mnemos.config import ModelConfig, TrainConfig
 from mnemos.errors import CheckpointError, ConfigError, MnemosError
-from mnemos.fileio import NotRegularFile, open_regular, read_jsonl
+from mnemos.fileio import NotRegularFile, link_loop, open_regular, read_jsonl, why_missing
 from mnemos.memory import check_fits, inference_estimate
 from mnemos.paths import RUNS_ROOT
 from mnemos.runlock import RunLock
@@ -288,7 +288,7 @@ def _check_folder(run: Path) -> None:
                 return
             if not any(run.parent.glob(f".{run.name}.previous-*")):
                 break
-    what = "does not exist" if not run.exists() else "is not a Mnemos checkpoint (no config.json)"
+    what = why_missing(run) if not run.exists() else "is not a Mnemos checkpoint (no config.json)"
     raise CheckpointError(f"{run} {what}; pass a folder written by `mnemos train` (see `mnemos list`)")
 
 
@@ -462,7 +462,10 @@ def enclosing_run(path: str | os.PathLike) -> Path | None:
 
 
 def refuse_inside_run(path: str | os.PathLike, flag: str = "--out") -> None:
-    """:class:`CheckpointError` (one line) if ``path`` (given as ``flag``) lies inside a run folder."""
+    """:class:`CheckpointError` (one line) if ``path`` (given as ``flag``) lies inside a run folder,
+    or is a loop of symbolic links (found now, not when the first file is written there)."""
+    if link_loop(path):
+        raise CheckpointError(f"{path} {why_missing(path)}; choose another {flag} or fix the link")
     run = enclosing_run(path)
     if run is not None:
         raise CheckpointError(f"{path} is inside the run in {run} (its {BEST}/ is that run's best checkpoint): writing "

@@ -40,7 +40,7 @@ import numpy as np
 
 from mnemos.budget import format_duration as duration
 from mnemos.errors import CheckpointError, CompareError
-from mnemos.fileio import read_jsonl
+from mnemos.fileio import read_jsonl, why_missing
 
 AXES = {"step": "step", "tokens": "tokens seen", "time": "wall time (s)"}
 DEFAULT_SMOOTHING = 0.6  # TensorBoard's default
@@ -205,7 +205,7 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
 
     run = Path(path)
     if not run.exists():
-        raise CompareError(f"{run} does not exist; pass run folders (see `mnemos list`)")
+        raise CompareError(f"{run} {why_missing(run)}; pass run folders (see `mnemos list`)")
     if not run.is_dir():
         raise CompareError(f"{run} is a file, not a run folder; pass run folders (see `mnemos list`)")
     try:

@@ -19,7 +19,6 @@ without raising. (The sample corpus is :mod:`mnemos.sample`'s.)
 from __future__ import annotations
 
 import codecs
-import errno
 import hashlib
 import math
 import os
@@ -31,7 +30,7 @@ from typing import Callable
 import numpy as np
 
 from mnemos.errors import DataError, MnemosError
-from mnemos.fileio import write_atomic
+from mnemos.fileio import why_missing, write_atomic
 
 VAL_FRACTION = 0.1  # without --val-data, the last 10% of the training tokens validate
 CACHE_FORMAT = 1  # bump when the cache layout changes; old files are then ignored
@@ -46,15 +45,8 @@ Progress = Callable[[int, int], None]
 
 def _check_path(path: Path) -> None:
     if not path.exists():
-        try:
-            os.stat(path)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise DataError(f"{path} is a loop of symbolic links (one points back to another); point the link "
-                                f"at a real file") from None
         if path.is_symlink():
-            raise DataError(f"{path} is a symbolic link to {os.readlink(path)}, which does not exist; fix or remove "
-                            f"the link") from None
+            raise DataError(f"{path} {why_missing(path)}; point the link at a real file") from None
         raise DataError(f"{path}: no such file; check the path (or run `mnemos data sample` for a sample corpus)")
     if path.is_dir():
         raise DataError(f"{path} is a directory, not a text file; pass a file inside it")

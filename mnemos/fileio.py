@@ -67,6 +67,25 @@ def open_regular(path: str | os.PathLike, dir_fd: int | None = None) -> BinaryIO
 MAX_JSONL_LINE = 1 << 20  # bytes: a longer line of a JSON-lines log is skipped (Mnemos writes < 1 KB)
 
 
+def link_loop(path: str | os.PathLike) -> bool:
+    """``path`` is a symbolic link that leads back to itself (through others or not)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
+
+
+def why_missing(path: str | os.PathLike) -> str:
+    """What to tell a user about a ``path`` that does not exist: a loop of symbolic links,
+    a link to nothing, or nothing there."""
+    if link_loop(path):
+        return "is a loop of symbolic links (one points back to another)"
+    if os.path.islink(path):
+        return f"is a symbolic link to {os.readlink(path)}, which does not exist"
+    return "does not exist"
+
+
 def parse_json(data: bytes | str) -> object:
     """``json.loads`` for untrusted text: every failure is a ``ValueError`` whose message
     names the kind of damage (RecursionError and undecodable bytes included)."""

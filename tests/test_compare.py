@@ -247,7 +247,7 @@ def test_cli_prints_the_table_json_report_and_plot(tmp_path, capsys):
     (["--report", "."], "is a folder"),
     (["--plot", "no/such/dir/p.txt"], "does not exist"),
     (["missing"], "does not exist"),
-    (["loop1"], "does not exist"),  # a symbolic link loop
+    (["loop1"], "is a loop of symbolic links"),
     (["--report", "a/metrics.jsonl"], "is inside the run"),
     (["--plot", "a/notes.txt"], "choose a --plot outside"),
     (["--report", "train.txt"], "exists and is not an earlier comparison"),

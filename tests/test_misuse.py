@@ -106,6 +106,28 @@ def test_symlink_loops_and_dangling_links_say_so(tmp_path):
         read_text(tmp_path / "c")
 
 
+def test_a_loop_of_links_as_a_run_or_an_output_folder_is_one_line_before_any_work(trained, capsys):
+    """Found trying --out on a link loop: it trained, then failed at the first save with "Not a
+    directory ... free some space". Now every command that reads a run or writes a folder says
+    what the path is, at once."""
+    loop = trained / "loop"
+    if not os.path.lexists(loop):
+        loop.symlink_to(loop)
+    run, text = str(trained / "run"), str(trained / "train.txt")
+    for argv in (["train", "--data", text, "--out", str(loop), "--max-steps", "2", *TINY],
+                 ["train", "--data", text, "--out", str(loop / "sub"), "--max-steps", "2", *TINY],
+                 ["train", "--resume", str(loop)],
+                 ["export", "--checkpoint", run, "--format", "hf", "--out", str(loop)],
+                 ["import", "--from", run, "--out", str(loop)],
+                 ["generate", "--checkpoint", str(loop), "--max-new-tokens", "2"],
+                 ["eval", "--checkpoint", str(loop), "--data", text],
+                 ["compare", run, str(loop)]):
+        out, err = one_line(capsys, *argv)
+        assert "is a loop of symbolic links" in err, argv
+        assert "step" not in out  # nothing was trained first
+    assert not (trained / "sub").exists()
+
+
 def test_divergence_is_reported_once_and_a_recovering_spike_is_not():
     watch = DivergenceWatch()
     losses = [5.7, 5.5, 5.0, 4.0, 3.0] + [2.5] * 40

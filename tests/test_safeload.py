@@ -161,6 +161,9 @@ def test_an_edited_tokenizer_is_refused(run):
     ("elapsed_s", [1], "elapsed_s must be a number of seconds"),
     ("batch_rng", 7, "batch_rng must be an object"),
     ("tokens_seen", True, "tokens_seen must be an integer"),
+    ("windows_drawn", -1, "windows_drawn must be an integer >= 0 or null"),
+    ("windows_drawn", 10 ** 30, "windows_drawn must be an integer >= 0 or null"),  # past int64 in the sampler
+    ("windows_drawn", "3", "windows_drawn must be an integer >= 0 or null"),
 ])
 def test_state_json_with_wrong_types_is_refused(run, field, value, words):
     edit_json(run / "state.json", lambda s: s.update({field: value}))

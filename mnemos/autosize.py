@@ -185,6 +185,16 @@ def _dropout(epochs: float) -> tuple[float, str]:
     return 0.2, f"dropout 0.2: the text will be seen {epochs:.0f} times, a small model still memorises it"
 
 
+def _sampling_reason(epochs: float) -> str:
+    if epochs < 1:
+        return "sampling epoch: no window twice (less than one pass over the text)"
+    unseen = math.exp(-epochs)  # random windows: each token's count is Poisson(epochs)
+    passes = f"{epochs:.1f}" if epochs < 10 else f"{epochs:.0f}"
+    return ("sampling epoch: every window once per pass over the text (random windows over " + passes + " passes "
+            + (f"would never show {unseen:.0%} of it and repeat the rest unevenly)" if unseen >= 0.005 else
+               "would show some parts more often than others)"))
+
+
 def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None = None) -> AutoChoice:
     """The configuration for ``stats``' text trained for ``budget_s`` seconds on a machine
     of ``speed``. ``fixed``: ModelConfig / TrainConfig fields the user gave; they are kept
@@ -260,10 +270,7 @@ def choose(stats: TextStats, budget_s: float, speed: Speed, fixed: dict | None =
         dropout, why = _dropout(epochs)
         reasons.append(why)
     sampling = fixed.get("sampling", "epoch")
-    reasons.append(f"sampling {sampling}: given" if "sampling" in fixed else
-                   f"sampling epoch: every window once per pass over the text (random windows over {epochs:.1f} "
-                   f"passes would never show {math.exp(-epochs):.0%} of it and repeat the rest unevenly)"
-                   if epochs >= 1 else "sampling epoch: no window twice (less than one pass over the text)")
+    reasons.append(f"sampling {sampling}: given" if "sampling" in fixed else _sampling_reason(epochs))
     reasons.append(f"architecture {arch}" + (": given" if "arch" in fixed else "") + f", optimizer {optimizer}"
                    + (": given" if "optimizer" in fixed else "") + f" ({RECIPE_REASON})")
     model = dict(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, block_size=block, dropout=dropout,

@@ -108,10 +108,12 @@ def test_one_reason_per_choice_with_the_numbers_behind_it():
 
 
 def test_auto_draws_windows_in_epochs_and_says_what_random_ones_would_miss():
-    repeated = choose(stats(1_000_000), 300, FAST)  # a text seen several times
-    assert repeated.train["sampling"] == "epoch" and repeated.epochs > 1
+    repeated = choose(stats(4_100_000), 300, FAST)  # a text seen a few times (3.8)
+    assert repeated.train["sampling"] == "epoch" and 1 < repeated.epochs < 5
     line = next(r for r in repeated.reasons if r.startswith("sampling"))
     assert f"{math.exp(-repeated.epochs):.0%} of it" in line
+    many = choose(stats(100_000), 300, FAST)  # hundreds of passes: nothing left unseen to speak of
+    assert many.epochs > 50 and "more often than others" in next(r for r in many.reasons if r.startswith("sampling"))
     once = choose(stats(50_000_000), 300, FAST)  # less than one pass
     assert once.train["sampling"] == "epoch" and once.epochs < 1
     assert "less than one pass" in next(r for r in once.reasons if r.startswith("sampling"))

@@ -33,6 +33,13 @@ TEXT_ARGS = ("prompt", "sample_prompt", "token")  # flags holding text (not path
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
+def catch_signals(handler, signals=STOP_SIGNALS) -> dict:
+    """Install ``handler`` for ``signals`` and return the handlers it replaced (to put back).
+    A signal the process was started ignoring stays ignored: under ``nohup`` a closed
+    terminal (HUP) must not stop a run, as with any program."""
+    return {s: signal.signal(s, handler) for s in signals if signal.getsignal(s) is not signal.SIG_IGN}
+
+
 def _stdout_gone() -> None:
     """Point stdout at /dev/null once its reader has gone, so that later writes (and the
     flush at exit) do not fail again."""
@@ -315,7 +322,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer.stop(reason="interrupt")
 
     in_main_thread = threading.current_thread() is threading.main_thread()  # signals only work there
-    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS} if in_main_thread else {}
+    previous = catch_signals(on_signal) if in_main_thread else {}
     try:
         done = trainer.run()
     except KeyboardInterrupt:
@@ -707,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error (already printed)
         return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     in_main_thread = threading.current_thread() is threading.main_thread()  # signals only work there
-    previous = {s: signal.signal(s, _raise_signalled) for s in STOP_SIGNALS if s != signal.SIGINT} \
+    previous = catch_signals(_raise_signalled, [s for s in STOP_SIGNALS if s != signal.SIGINT]) \
         if in_main_thread else {}  # (train's loop installs its own, saving first)
     try:
         _check_values(args)

@@ -34,10 +34,26 @@ def proj(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _train(*argv):
+def _default_signals(ignore=()):
+    """The dispositions a shell gives a command (the suite may run under nohup, which ignores
+    HUP), except ``ignore``: for a child process, before it runs."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN if signum in ignore else signal.SIG_DFL)
+
+
+@pytest.fixture
+def default_signals():
+    """TERM and HUP at their defaults in this process for the test, put back after."""
+    saved = {s: signal.signal(s, signal.SIG_DFL) for s in (signal.SIGTERM, signal.SIGHUP)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+def _train(*argv, ignore=()):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "mnemos", "train", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env, preexec_fn=lambda: _default_signals(ignore))
 
 
 @pytest.mark.parametrize("signum, twice", [(signal.SIGINT, False), (signal.SIGTERM, False),
@@ -102,6 +118,7 @@ def test_closing_the_terminal_saves_the_run_and_exits_129(proj):
 
     pid, fd = pty.fork()
     if pid == 0:  # the child: `mnemos train` on the pseudo-terminal
+        _default_signals()
         os.environ["PYTHONPATH"] = str(ROOT)
         os.execv(sys.executable, [sys.executable, "-m", "mnemos", "train", "--data", "train.txt", "--out", "run",
                                   "--max-steps", "100000", "--eval-interval", "100000", *TINY])
@@ -116,7 +133,8 @@ def test_closing_the_terminal_saves_the_run_and_exits_129(proj):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
-def test_a_signal_outside_training_says_so_in_one_line_and_writes_nothing(proj, capsys, monkeypatch, signum):
+def test_a_signal_outside_training_says_so_in_one_line_and_writes_nothing(proj, capsys, monkeypatch, signum,
+                                                                          default_signals):
     """import, export, eval, compare: TERM or HUP in the middle of writing is an interrupt
     (cleanups run, the half-written file is not renamed into place), one line, 128 + N."""
     from mnemos import fileio
@@ -137,3 +155,44 @@ def test_a_signal_outside_training_says_so_in_one_line_and_writes_nothing(proj, 
     assert err.strip() == f"mnemos compare: interrupted ({signal.Signals(signum).name})"
     assert sorted(p.name for p in proj.iterdir()) == [".cache", "run", "train.txt"]  # no report, no temporary file
     assert signal.getsignal(signum) is signal.SIG_DFL  # the handler is put back
+
+
+def test_a_signal_the_process_was_started_ignoring_stays_ignored(proj, capsys, monkeypatch):
+    """Under `nohup` (HUP ignored) a closed terminal must not stop a run or a command: the
+    first version caught HUP whatever it found, so nohup'd training stopped at the hang-up.
+    The run ignores the HUP and goes on; the TERM after it stops it (143, not 129)."""
+    proc = _train("--data", "train.txt", "--out", "run", "--max-steps", "100000", "--eval-interval", "5",
+                  "--json", *TINY, ignore=(signal.SIGHUP,))
+    steps = []
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event["event"] == "step":
+            steps.append(event["step"])
+            if len(steps) == 3:
+                proc.send_signal(signal.SIGHUP)
+            if len(steps) == 40:  # still training, well after the hang-up
+                proc.send_signal(signal.SIGTERM)
+    proc.stdout.close()
+    proc.stderr.close()
+    assert proc.wait(60) == 128 + signal.SIGTERM and len(steps) >= 40
+    assert load_checkpoint(proj / "run").state["step"] >= 40
+
+    from mnemos import fileio  # and a command outside training, in this process
+    assert main(["train", "--data", "train.txt", "--out", "one", "--max-steps", "1", *TINY]) == 0
+    real_write = fileio.write_atomic
+
+    def write_then_hang_up(path, write):
+        def signalled(f):
+            write(f)
+            os.kill(os.getpid(), signal.SIGHUP)
+        real_write(path, signalled)
+
+    monkeypatch.setattr(fileio, "write_atomic", write_then_hang_up)
+    saved = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        capsys.readouterr()
+        assert main(["compare", "one", "--report", "c.md"]) == 0
+        assert (proj / "c.md").is_file()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, saved)

@@ -113,7 +113,8 @@ class MnemosApp(App[None]):
         try:  # `kill`, systemd (TERM) and a closed terminal (HUP) save a running run, as the CLI does
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGHUP):
-                loop.add_signal_handler(signum, self.stop_signal, signum)
+                if signal.getsignal(signum) is not signal.SIG_IGN:  # ignored (nohup's HUP) stays ignored
+                    loop.add_signal_handler(signum, self.stop_signal, signum)
         except (NotImplementedError, RuntimeError, AttributeError, ValueError):
             pass  # no loop signal handlers here (Windows, or not the main thread)
 

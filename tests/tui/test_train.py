@@ -535,3 +535,23 @@ def test_after_term_or_hup_a_stuck_shutdown_ends_the_process_once_the_run_is_sav
     app.hard_exit = exits.append
     app._exit_if_stuck(signal.SIGHUP, poll_s=0.0)
     assert exits == [128 + signal.SIGHUP] and next(states, "done") == "done"  # it waited for every state
+
+
+@pytest.mark.parametrize("ignored", [False, True])
+async def test_the_app_catches_term_and_hup_unless_started_ignoring_them(workspace, ignored):
+    """Under `nohup` (HUP ignored) a closed terminal must not end the app and its run; TERM
+    and a HUP that is not ignored reach stop_signal through the event loop's handlers."""
+    import signal
+
+    saved = {s: signal.signal(s, signal.SIG_IGN if ignored and s == signal.SIGHUP else signal.SIG_DFL)
+             for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        app = MnemosApp(root=workspace)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            caught = {s: signal.getsignal(s) not in (signal.SIG_DFL, signal.SIG_IGN)
+                      for s in (signal.SIGTERM, signal.SIGHUP)}
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+    assert caught == {signal.SIGTERM: True, signal.SIGHUP: not ignored}

@@ -39,7 +39,7 @@ PROBES = [(ModelConfig(vocab_size=1025, n_layer=2, n_head=2, n_embd=64, block_si
 
 def corpora(names: list[str]) -> dict[str, Path]:
     """``name -> training file`` (a validation file ``val.txt`` lies beside it), made once."""
-    from corpus import french_corpus
+    from corpus import french_corpus, man_corpus
 
     out = {}
     for name in names:
@@ -48,6 +48,8 @@ def corpora(names: list[str]) -> dict[str, Path]:
         if not train.is_file():
             if name.startswith("shakespeare"):
                 text = SHAKESPEARE.read_text("utf-8") if SHAKESPEARE.is_file() else None
+            elif name == "man":
+                text, _ = man_corpus()
             else:
                 text, _ = french_corpus()
             if text is None:

@@ -152,6 +152,34 @@ def french_corpus() -> tuple[str | None, str]:
     return text, f"Debian's French documentation, {len(text.encode()) / 1e6:.1f} MB"
 
 
+def man_corpus(megabytes: float = 10.0) -> tuple[str | None, str]:
+    """``(text, description)``: about ``megabytes`` MB of this machine's English manual pages
+    (``/usr/share/man/man1``-``man8``, pages of at least 500 characters in a shuffle seeded 0), or
+    ``(None, reason)`` without them. Technical English, another style than Shakespeare's: the
+    held-out English stand-in of docs/auto.md's fourth round (the same on every machine with
+    the same packages installed)."""
+    import glob
+    import random
+
+    pages = sorted(glob.glob("/usr/share/man/man[1-8]/*.gz"))
+    random.Random(0).shuffle(pages)
+    parts, size = [], 0
+    for page in pages:
+        if size > megabytes * 1e6:
+            break
+        try:
+            text = _clean(roff_to_text(gzip.decompress(Path(page).read_bytes()).decode("utf-8", "replace")))
+        except (OSError, EOFError):
+            continue
+        if len(text) >= 500:
+            parts.append(text)
+            size += len(text)
+    if not parts:
+        return None, "no English man pages under /usr/share/man"
+    text = "\n\n".join(parts)
+    return text, f"{len(parts):,} English man pages, {len(text.encode()) / 1e6:.1f} MB"
+
+
 def build_corpus(megabytes: float = 20.0) -> tuple[str | None, str]:
     """``(text, description)``: about ``megabytes`` MB of real text, or ``(None, reason)``."""
     parts, names = [], []

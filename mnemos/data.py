@@ -354,8 +354,12 @@ def get_batch(tokens: np.ndarray, batch_size: int, block_size: int,
               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """``batch_size`` random windows of ``block_size`` tokens (nanoGPT's ``get_batch``):
     ``x[b]`` starts at a uniform offset, ``y[b]`` is ``x[b]`` shifted by one. int64."""
-    ix = rng.integers(0, len(tokens) - block_size, size=batch_size)
-    windows = np.asarray(tokens[ix[:, None] + np.arange(block_size + 1)], dtype=np.int64)
+    return _windows(tokens, rng.integers(0, len(tokens) - block_size, size=batch_size), block_size)
+
+
+def _windows(tokens: np.ndarray, starts: np.ndarray, block_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``x``: the ``block_size`` tokens from each start; ``y``: the same shifted by one. int64."""
+    windows = np.asarray(tokens[starts[:, None] + np.arange(block_size + 1)], dtype=np.int64)
     return windows[:, :-1], windows[:, 1:]
 
 
@@ -404,6 +408,4 @@ class EpochSampler:
 
     def batch(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """``x``, ``y`` as :func:`get_batch` returns them, from the next ``batch_size`` windows."""
-        ix = self.starts(batch_size)
-        windows = np.asarray(self.tokens[ix[:, None] + np.arange(self.block_size + 1)], dtype=np.int64)
-        return windows[:, :-1], windows[:, 1:]
+        return _windows(self.tokens, self.starts(batch_size), self.block_size)
